@@ -1,0 +1,52 @@
+"""Where cifarmix keeps its files: the home folder, the run store, run folders, the data cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_ENV = "CIFARMIX_HOME"
+DATA_ENV = "CIFARMIX_DATA"
+
+
+def home() -> Path:
+    """The cifarmix home folder (``$CIFARMIX_HOME``, default ``~/.cifarmix``), created on first use."""
+    root = Path(os.environ.get(HOME_ENV) or Path.home() / ".cifarmix").expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def db_path() -> Path:
+    """The SQLite run store."""
+    return home() / "cifarmix.sqlite3"
+
+
+def runs_dir() -> Path:
+    """The parent folder of the per-run folders (model files, logs)."""
+    path = home() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_dir(run_id: int) -> Path:
+    """The folder of one run, created on first use."""
+    path = runs_dir() / f"run-{int(run_id):05d}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_cache_dir() -> Path:
+    """Where an official tarball given by path is extracted once."""
+    path = home() / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def project_root() -> Path:
+    """The project checkout (the folder holding ``cifarmix/``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def shipped_models_dir() -> Path:
+    """Pretrained models shipped with the project."""
+    return project_root() / "artifacts" / "models"
