@@ -1,0 +1,439 @@
+"""The run store: schema migrations, runs, metrics, confusion matrices, evaluations, game scores, concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+
+from cifarmix import paths, store
+from cifarmix.store import RunStore, UnknownRunError
+
+EPOCH_METRICS = {"loss": 1.2, "first_loss": 0.6, "second_loss": 0.6, "first_accuracy": 0.5,
+                 "second_accuracy": 0.4, "val_loss": 1.3, "val_first_accuracy": 0.45,
+                 "val_second_accuracy": 0.35, "val_mean_accuracy": 0.4, "lr": 1e-3, "seconds": 12.5}
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def db(home):
+    return RunStore()
+
+
+@pytest.fixture
+def run_id(db):
+    return db.create_run("seed_cnn", {"epochs": 3}, {"width": 32}, seed=7, name="baseline")
+
+
+def tables(path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def row_count(path, table: str, run_id: int) -> int:
+    with sqlite3.connect(path) as conn:
+        column = "id" if table == "runs" else "run_id"
+        return conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (run_id,)).fetchone()[0]
+
+
+# ------------------------------------------------------------------------------------------- schema migrations
+
+def test_default_path_is_the_db_under_cifarmix_home(db, home):
+    assert db.path == home / "cifarmix.sqlite3"
+    assert db.path.exists()
+
+
+def test_migrations_create_every_table_in_an_empty_file_in_wal_mode(tmp_path):
+    path = tmp_path / "new.sqlite3"
+    path.touch()
+    db = RunStore(path)
+    assert db.schema_version() == len(store.MIGRATIONS)
+    assert {"runs", "step_metrics", "epoch_metrics", "confusion_matrices", "evaluations", "scores",
+            "guesses"} <= tables(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_reopening_a_migrated_store_is_idempotent_and_keeps_data(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    run = RunStore(path).create_run("a", {}, {}, seed=1)
+    again = RunStore(path)
+    assert again.schema_version() == len(store.MIGRATIONS)
+    assert again.get_run(run)["arch"] == "a"
+
+
+def test_new_migration_step_is_applied_once_to_an_existing_store(tmp_path, monkeypatch):
+    path = tmp_path / "db.sqlite3"
+    RunStore(path).add_score("ann", 3, 5, "m", 2)
+    extra_step = ("ALTER TABLE scores ADD COLUMN country TEXT", "UPDATE scores SET country = 'NZ'")
+    monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, extra_step])
+    upgraded = RunStore(path)
+    RunStore(path)  # a second open must not re-run the ALTER (it would fail on the duplicate column)
+    assert upgraded.schema_version() == len(store.MIGRATIONS)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT country FROM scores").fetchall() == [("NZ",)]
+
+
+def test_store_from_a_newer_cifarmix_is_refused(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    RunStore(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {len(store.MIGRATIONS) + 1}")
+    with pytest.raises(store.SchemaTooNewError, match="Upgrade cifarmix"):
+        RunStore(path)
+
+
+# -------------------------------------------------------------------------------------------------------- runs
+
+def test_create_and_get_run_round_trips_every_field(db, run_id):
+    run = db.get_run(run_id)
+    assert {"id", "name", "arch", "options", "config", "seed", "status", "device", "created_at", "started_at",
+            "finished_at", "pid", "best_val_mean", "best_epoch", "epochs_done", "total_epochs", "steps_done",
+            "total_steps", "message", "model_path"} <= set(run)
+    assert (run["id"], run["name"], run["arch"], run["seed"]) == (run_id, "baseline", "seed_cnn", 7)
+    assert (run["options"], run["config"]) == ({"epochs": 3}, {"width": 32})
+    assert (run["status"], run["device"], run["started_at"], run["best_val_mean"]) == ("queued", "cpu", None, None)
+    assert run["created_at"].endswith("+00:00")
+
+
+def test_get_run_of_unknown_id_is_none(db):
+    assert db.get_run(999) is None
+
+
+def test_list_runs_is_newest_first_and_filters_by_status(db):
+    first = db.create_run("a", {}, {}, seed=1)
+    second = db.create_run("b", {}, {}, seed=2, status="running")
+    assert [run["id"] for run in db.list_runs()] == [second, first]
+    assert [run["id"] for run in db.list_runs(status="running")] == [second]
+
+
+def test_update_run_sets_known_columns_and_encodes_dicts(db, run_id):
+    db.update_run(run_id, epochs_done=2, best_val_mean=0.61, best_epoch=1, pid=1234,
+                  config={"width": 64}, model_path=paths.run_dir(run_id) / "best.keras")
+    run = db.get_run(run_id)
+    assert (run["epochs_done"], run["best_val_mean"], run["best_epoch"], run["pid"]) == (2, 0.61, 1, 1234)
+    assert run["config"] == {"width": 64}
+    assert run["model_path"].endswith("best.keras")
+
+
+def test_update_run_rejects_unknown_columns_and_unknown_runs(db, run_id):
+    with pytest.raises(ValueError, match="Expected run columns.*found colour"):
+        db.update_run(run_id, colour="red")
+    with pytest.raises(UnknownRunError, match="no run 999"):
+        db.update_run(999, epochs_done=1)
+
+
+def test_set_status_rejects_unknown_statuses(db, run_id):
+    with pytest.raises(ValueError, match="Expected a run status.*found 'done'"):
+        db.set_status(run_id, "done")
+    with pytest.raises(ValueError, match="found 'paused'"):
+        db.create_run("a", {}, {}, seed=1, status="paused")
+    with pytest.raises(ValueError, match="found 'paused'"):
+        db.update_run(run_id, status="paused")
+
+
+def test_set_status_keeps_start_and_finish_times_right(db, run_id):
+    db.set_status(run_id, "running")
+    started = db.get_run(run_id)["started_at"]
+    assert started and db.get_run(run_id)["finished_at"] is None
+    db.set_status(run_id, "killed", "process vanished mid-epoch")
+    killed = db.get_run(run_id)
+    assert killed["finished_at"] and killed["message"] == "process vanished mid-epoch"
+    db.set_status(run_id, "running")
+    resumed = db.get_run(run_id)
+    assert (resumed["started_at"], resumed["finished_at"], resumed["message"]) == (started, None, None)
+
+
+def test_stop_request_is_seen_by_the_trainer_and_cleared_on_resume(db, run_id):
+    assert db.stop_requested(run_id) is False
+    db.set_status(run_id, "running")
+    db.request_stop(run_id)
+    assert db.stop_requested(run_id) is True
+    db.set_status(run_id, "running")  # still the same attempt: the request stands
+    assert db.stop_requested(run_id) is True
+    db.set_status(run_id, "stopped")
+    db.set_status(run_id, "running")  # a resumed run starts without the old request
+    assert db.stop_requested(run_id) is False
+
+
+def test_stop_requested_is_true_for_a_deleted_run(db):
+    assert db.stop_requested(12345) is True
+
+
+def test_delete_run_removes_rows_in_every_table_and_its_folder(db, run_id):
+    other = db.create_run("b", {}, {}, seed=2)
+    for run in (run_id, other):
+        db.log_steps(run, [(1, 0, 1.0, 0.5, 0.5)])
+        db.log_epoch(run, 0, {"loss": 1.0})
+        db.log_confusion(run, 0, "first", np.eye(5, dtype=int))
+        db.add_evaluation(run, "best.keras", {"mean_accuracy": 0.5})
+    folder = paths.run_dir(run_id)
+    (folder / "best.keras").write_bytes(b"model")
+    db.delete_run(run_id)
+    assert db.get_run(run_id) is None and not folder.exists()
+    for table in ("runs", "step_metrics", "epoch_metrics", "confusion_matrices", "evaluations"):
+        assert row_count(db.path, table, run_id) == 0
+        assert row_count(db.path, table, other) == 1
+    assert paths.runs_dir().exists()
+
+
+def test_delete_run_refuses_a_folder_outside_runs_dir(db, run_id, tmp_path, monkeypatch):
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    monkeypatch.setattr(paths, "run_dir", lambda _run_id: outside)
+    with pytest.raises(ValueError, match="Refusing to touch it"):
+        db.delete_run(run_id)
+    assert outside.exists() and db.get_run(run_id) is not None
+
+
+def test_delete_run_refuses_the_runs_dir_itself(db, run_id, monkeypatch):
+    monkeypatch.setattr(paths, "run_dir", lambda _run_id: paths.runs_dir() / "run-1" / "..")
+    with pytest.raises(ValueError, match="Refusing"):
+        db.delete_run(run_id)
+    assert paths.runs_dir().exists()
+
+
+def test_delete_unknown_run_raises(db):
+    with pytest.raises(UnknownRunError):
+        db.delete_run(999)
+
+
+# ----------------------------------------------------------------------------------------------------- metrics
+
+def test_step_metrics_come_back_in_step_order(db, run_id):
+    db.log_steps(run_id, [(2, 0, 0.8, 0.4, 0.4), (1, 0, 1.0, 0.6, 0.4)])
+    db.log_steps(run_id, [(3, 1, 0.7, 0.3, 0.4)])
+    frame = db.step_metrics(run_id)
+    assert list(frame.columns) == ["step", "epoch", "loss", "loss_first", "loss_second"]
+    assert frame["step"].tolist() == [1, 2, 3]
+    assert frame.loc[2, "loss_first"] == pytest.approx(0.3)
+
+
+def test_step_metrics_of_a_run_without_steps_is_empty_with_columns(db, run_id):
+    frame = db.step_metrics(run_id)
+    assert frame.empty and list(frame.columns) == ["step", "epoch", "loss", "loss_first", "loss_second"]
+
+
+def test_relogged_step_replaces_the_old_row(db, run_id):
+    db.log_steps(run_id, [(1, 0, 1.0, 0.5, 0.5)])
+    db.log_steps(run_id, [(1, 0, 0.9, 0.45, 0.45)])
+    assert db.step_metrics(run_id)["loss"].tolist() == [0.9]
+
+
+def test_logging_metrics_for_an_unknown_run_raises(db):
+    with pytest.raises(UnknownRunError):
+        db.log_steps(999, [(1, 0, 1.0, 0.5, 0.5)])
+    with pytest.raises(UnknownRunError):
+        db.log_epoch(999, 0, {"loss": 1.0})
+
+
+def test_epoch_metrics_has_one_row_per_epoch_and_one_column_per_metric(db, run_id):
+    db.log_epoch(run_id, 1, {**EPOCH_METRICS, "loss": 1.0})
+    db.log_epoch(run_id, 0, EPOCH_METRICS)
+    frame = db.epoch_metrics(run_id)
+    assert frame["epoch"].tolist() == [0, 1]
+    assert set(frame.columns) == {"epoch", *EPOCH_METRICS}
+    assert frame["loss"].tolist() == [1.2, 1.0]
+    assert frame.loc[0, "val_mean_accuracy"] == pytest.approx(0.4)
+
+
+def test_resumed_epoch_overwrites_instead_of_duplicating(db, run_id):
+    db.log_epoch(run_id, 0, EPOCH_METRICS)
+    db.log_epoch(run_id, 1, {"loss": 9.9, "lr": 1e-3})
+    db.log_epoch(run_id, 1, {"loss": 1.0, "lr": 5e-4})
+    frame = db.epoch_metrics(run_id)
+    assert len(frame) == 2
+    assert frame.loc[1, "loss"] == 1.0 and frame.loc[1, "lr"] == 5e-4
+
+
+def test_epoch_metrics_of_a_run_without_epochs_is_empty(db, run_id):
+    frame = db.epoch_metrics(run_id)
+    assert frame.empty and "epoch" in frame.columns
+
+
+# ------------------------------------------------------------------------------------------ confusion matrices
+
+def test_confusion_round_trips_by_epoch_head_and_split(db, run_id):
+    first, second = np.arange(25).reshape(5, 5), np.eye(5, dtype=np.int32) * 7
+    db.log_confusion(run_id, 0, "first", first)
+    db.log_confusion(run_id, 0, "second", second)
+    db.log_confusion(run_id, 0, "first", second, split="test")
+    np.testing.assert_array_equal(db.confusion(run_id, 0, "first"), first)
+    np.testing.assert_array_equal(db.confusion(run_id, 0, "second"), second)
+    np.testing.assert_array_equal(db.confusion(run_id, 0, "first", split="test"), second)
+    assert db.confusion(run_id, 0, "first").dtype == np.int64
+
+
+def test_confusion_without_epoch_is_the_latest_and_none_when_absent(db, run_id):
+    assert db.confusion(run_id) is None
+    for epoch in (0, 2, 1):
+        db.log_confusion(run_id, epoch, "first", np.full((5, 5), epoch))
+    np.testing.assert_array_equal(db.confusion(run_id), np.full((5, 5), 2))
+    assert db.confusion(run_id, 5) is None
+
+
+def test_relogged_confusion_replaces_the_old_matrix(db, run_id):
+    db.log_confusion(run_id, 0, "first", np.zeros((5, 5), dtype=int))
+    db.log_confusion(run_id, 0, "first", np.ones((5, 5), dtype=int))
+    np.testing.assert_array_equal(db.confusion(run_id, 0), np.ones((5, 5)))
+    assert db.confusion_epochs(run_id) == [0]
+
+
+def test_confusion_epochs_lists_epochs_of_a_split_in_order(db, run_id):
+    for epoch in (3, 1):
+        db.log_confusion(run_id, epoch, "first", np.eye(5, dtype=int))
+    db.log_confusion(run_id, 2, "second", np.eye(5, dtype=int))
+    db.log_confusion(run_id, 9, "first", np.eye(5, dtype=int), split="test")
+    assert db.confusion_epochs(run_id) == [1, 2, 3]
+    assert db.confusion_epochs(run_id, split="test") == [9]
+
+
+def test_log_confusion_rejects_bad_heads_and_shapes(db, run_id):
+    with pytest.raises(ValueError, match="head 'first' or 'second'"):
+        db.log_confusion(run_id, 0, "third", np.eye(5, dtype=int))
+    with pytest.raises(ValueError, match="square integer"):
+        db.log_confusion(run_id, 0, "first", np.ones((5, 4), dtype=int))
+    with pytest.raises(ValueError, match="square integer"):
+        db.log_confusion(run_id, 0, "first", np.eye(5) * 0.5)
+
+
+# ------------------------------------------------------------------------------------------------- evaluations
+
+def test_evaluations_are_newest_first_decoded_and_filterable(db, run_id):
+    shipped = db.add_evaluation(None, "shipped/seed_cnn", {"mean_accuracy": 0.55, "repeats": 10})
+    own = db.add_evaluation(run_id, "run-1/best.keras", {"mean_accuracy": 0.61})
+    assert [e["id"] for e in db.evaluations()] == [own, shipped]
+    assert db.evaluations(run_id=run_id)[0]["result"] == {"mean_accuracy": 0.61}
+    assert [e["id"] for e in db.evaluations(model_ref="shipped/seed_cnn")] == [shipped]
+    assert db.evaluations(model_ref="shipped/seed_cnn")[0]["run_id"] is None
+
+
+# -------------------------------------------------------------------------------------------------------- game
+
+def test_player_names_are_stripped_cleaned_and_cut_to_24_characters(db):
+    db.add_score("  Ada\x00\x1b[31m Lovelace\n ", 5, 5, "m", 3)
+    db.add_score("x" * 40, 1, 5, "m", 3)
+    names = [row["player"] for row in db.leaderboard()]
+    assert names == ["Ada[31m Lovelace", "x" * 24]
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t\n\x07", "\u200b"])
+def test_empty_player_names_are_refused(db, name):
+    with pytest.raises(ValueError, match="at least one visible character"):
+        db.add_score(name, 1, 1, "m", 0)
+
+
+def test_leaderboard_is_best_score_first_then_earliest(db):
+    early = db.add_score("early", 8, 10, "m", 5, details={"streak": 4})
+    db.add_score("low", 2, 10, "m", 5)
+    late = db.add_score("late", 8, 10, "m", 5)
+    best = db.add_score("best", 9, 10, "other", 5)
+    assert [row["id"] for row in db.leaderboard()] == [best, early, late, early + 1]
+    assert db.leaderboard()[1]["details"] == {"streak": 4}
+    assert [row["id"] for row in db.leaderboard(limit=2)] == [best, early]
+    assert [row["id"] for row in db.leaderboard(opponent="m", limit=1)] == [early]
+
+
+def test_class_accuracy_aggregates_guesses_per_true_class(db):
+    db.log_guesses([
+        {"head": "first", "true_class": 3, "human_class": 3, "model_class": 2, "opponent": "m"},
+        {"head": "second", "true_class": 7, "human_class": 7, "model_class": 7, "opponent": "m"},
+    ])
+    db.log_guesses([{"head": "first", "true_class": 3, "human_class": 1, "model_class": 3, "opponent": "m"}])
+    frame = db.class_accuracy()
+    assert list(frame.columns) == ["class_index", "rounds", "human_accuracy", "model_accuracy"]
+    assert frame.to_dict("records") == [
+        {"class_index": 3, "rounds": 2, "human_accuracy": 0.5, "model_accuracy": 0.5},
+        {"class_index": 7, "rounds": 1, "human_accuracy": 1.0, "model_accuracy": 1.0},
+    ]
+
+
+def test_class_accuracy_without_games_is_empty_with_columns(db):
+    frame = db.class_accuracy()
+    assert frame.empty and list(frame.columns) == ["class_index", "rounds", "human_accuracy", "model_accuracy"]
+
+
+def test_log_guesses_rejects_bad_rows(db):
+    good = {"head": "first", "true_class": 3, "human_class": 3, "model_class": 2, "opponent": "m"}
+    with pytest.raises(ValueError, match="class index 0-9"):
+        db.log_guesses([{**good, "human_class": 10}])
+    with pytest.raises(ValueError, match="missing opponent"):
+        db.log_guesses([{k: v for k, v in good.items() if k != "opponent"}])
+    with pytest.raises(ValueError, match="head"):
+        db.log_guesses([{**good, "head": "both"}])
+    assert db.class_accuracy().empty
+
+
+# ------------------------------------------------------------------------------------------------- concurrency
+
+def test_context_manager_returns_the_store(tmp_path):
+    with RunStore(tmp_path / "db.sqlite3") as db:
+        assert db.list_runs() == []
+
+
+def test_threads_sharing_one_store_all_get_their_writes_in(db):
+    errors: list[BaseException] = []
+
+    def add_scores(thread: int) -> None:
+        try:
+            for game in range(25):
+                db.add_score(f"thread{thread}", game, 10, "m", 0)
+        except BaseException as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=add_scores, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(db.leaderboard(limit=1000)) == 100
+
+
+def _add_scores_in_a_process(path: str, player: str, start: multiprocessing.Barrier) -> None:
+    db = RunStore(path)
+    start.wait(120)
+    for game in range(50):
+        db.add_score(player, game, 10, "m", 0)
+
+
+def _train_in_a_process(path: str, run_id: int, start: multiprocessing.Barrier) -> None:
+    db = RunStore(path)
+    start.wait(120)
+    for epoch in range(20):
+        db.log_steps(run_id, [(epoch * 10 + i, epoch, 1.0, 0.5, 0.5) for i in range(10)])
+        db.log_epoch(run_id, epoch, {"loss": 1.0 / (epoch + 1), "val_mean_accuracy": epoch / 20})
+        db.log_confusion(run_id, epoch, "first", np.eye(5, dtype=int))
+        db.update_run(run_id, epochs_done=epoch + 1, steps_done=(epoch + 1) * 10)
+
+
+def test_several_processes_write_at_once_without_losing_rows(tmp_path):
+    path = str(tmp_path / "shared.sqlite3")
+    run_id = RunStore(path).create_run("a", {}, {}, seed=1, status="running")
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(5)  # every writer waits for the others, so the writes really overlap
+    workers = [context.Process(target=_add_scores_in_a_process, args=(path, f"p{i}", start)) for i in range(4)]
+    workers.append(context.Process(target=_train_in_a_process, args=(path, run_id, start)))
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join(180)
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+    assert [worker.exitcode for worker in workers] == [0] * 5
+    db = RunStore(path)
+    assert len(db.leaderboard(limit=1000)) == 200
+    assert len(db.step_metrics(run_id)) == 200
+    assert len(db.epoch_metrics(run_id)) == 20
+    assert db.confusion_epochs(run_id) == list(range(20))
+    assert db.get_run(run_id)["epochs_done"] == 20
