@@ -48,5 +48,5 @@ def project_root() -> Path:
 
 
 def shipped_models_dir() -> Path:
-    """Pretrained models shipped with the project."""
-    return project_root() / "artifacts" / "models"
+    """Pretrained models shipped with the project (``$CIFARMIX_MODELS_DIR`` overrides, e.g. in tests)."""
+    return Path(os.environ.get("CIFARMIX_MODELS_DIR") or project_root() / "artifacts" / "models")

@@ -91,3 +91,13 @@ def tiny_data(tiny_tarball, monkeypatch) -> Path:
     """The tiny tarball configured through CIFARMIX_DATA, as an offline user would."""
     monkeypatch.setenv("CIFARMIX_DATA", str(tiny_tarball))
     return tiny_tarball
+
+
+@pytest.fixture(scope="session")
+def untrained_model_file(tmp_path_factory) -> Path:
+    """A real two-head model file (the untrained ``random`` baseline), for tests that only need answers."""
+    from cifarmix import architectures, models
+
+    path = tmp_path_factory.mktemp("models") / "random.keras"
+    models.save_atomically(architectures.build("random"), path)
+    return path

@@ -1,0 +1,13 @@
+"""cifarmix: the mixed CIFAR-10 task — data, mixing, architectures, training, evaluation and the run store.
+
+Importing the package registers its custom Keras layers, so shipped models load with
+``keras.saving.load_model(path, safe_mode=True)`` after ``import cifarmix``.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the CLI
+
+from cifarmix import layers  # noqa: E402,F401  (registers custom layers)
+
+__version__ = "0.1.0"

@@ -1,0 +1,147 @@
+"""Keras callbacks of a training run: validation with confusion matrices, checkpoints, the run-store record.
+
+Order matters: :class:`ValidationMetrics` adds ``val_*`` figures to the epoch logs first, so the checkpoint,
+the recorder, early stopping and the plateau schedule that follow all see them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+from sklearn.metrics import confusion_matrix
+
+from cifarmix import mixing, models
+
+FLUSH_SECONDS = 2.0
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """Scores the fixed validation pairs each epoch: per-head accuracy, mean, loss and confusion matrices."""
+
+    def __init__(self, validation: mixing.FixedPairs, trainer):
+        super().__init__()
+        self.validation = validation
+        self.labels = validation.labels()
+        self.trainer = trainer
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        outputs = self.model.predict(self.validation, verbose=0)
+        losses = []
+        for head in mixing.HEADS:
+            probabilities = np.asarray(outputs[head], dtype=np.float64)
+            truth = self.labels[head]
+            predicted = probabilities.argmax(axis=1)
+            logs[f"val_{head}_accuracy"] = float((predicted == truth).mean())
+            losses.append(float(-np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1)).mean()))
+            logs[f"val_{head}_loss"] = losses[-1]
+            matrix = confusion_matrix(truth, predicted, labels=range(5))
+            self.trainer.store.log_confusion(self.trainer.run_id, epoch + 1, head, matrix)
+        logs["val_loss"] = float(sum(losses))
+        logs["val_mean_accuracy"] = (logs["val_first_accuracy"] + logs["val_second_accuracy"]) / 2
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """Saves ``best.keras`` when the mean validation accuracy improves and ``last.keras`` + state every epoch."""
+
+    def __init__(self, trainer, state: dict):
+        super().__init__()
+        self.trainer = trainer
+        self.state = state
+        self.epoch_started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        from cifarmix.training import BEST_MODEL, LAST_MODEL
+
+        logs = logs or {}
+        folder = self.trainer.folder
+        score = logs.get("val_mean_accuracy")
+        if score is not None and (self.state["best"] is None or score > self.state["best"]):
+            self.state.update(best=float(score), best_epoch=epoch + 1)
+            models.save_atomically(self.model, folder / BEST_MODEL)
+        self.state["epoch"] = epoch + 1
+        self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.time() - self.epoch_started
+        models.save_atomically(self.model, folder / LAST_MODEL)
+        self.trainer.save_state(self.state)
+        self.trainer.store.update_run(
+            self.trainer.run_id, best_val_mean=self.state["best"], best_epoch=self.state["best_epoch"],
+            epochs_done=epoch + 1, model_path=str(folder / BEST_MODEL),
+        )
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Writes per-step losses (batched every few seconds), per-epoch metrics and progress to the run store,
+    and stops training cleanly when the store says a stop was requested."""
+
+    def __init__(self, trainer, state: dict, steps_per_epoch: int):
+        super().__init__()
+        self.trainer = trainer
+        self.state = state
+        self.steps_per_epoch = steps_per_epoch
+        self.pending: list[tuple] = []
+        self.last_flush = time.time()
+        self.epoch = 0
+        self.epoch_started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.epoch_started = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        step = self.epoch * self.steps_per_epoch + batch + 1
+        self.pending.append((step, self.epoch + 1, _float(logs.get("loss")), _float(logs.get("first_loss")),
+                             _float(logs.get("second_loss"))))
+        if time.time() - self.last_flush >= FLUSH_SECONDS:
+            self.flush(step)
+            if self.trainer.store.stop_requested(self.trainer.run_id) or \
+                    self.trainer.over_budget(extra_seconds=time.time() - self.epoch_started):
+                self.model.stop_training = True
+
+    def flush(self, step: int) -> None:
+        if self.pending:
+            self.trainer.store.log_steps(self.trainer.run_id, self.pending)
+            self.pending = []
+        self.trainer.store.update_run(self.trainer.run_id, steps_done=step)
+        self.last_flush = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        self.flush((epoch + 1) * self.steps_per_epoch)
+        logs["lr"] = _current_lr(self.model)
+        logs["seconds"] = time.time() - self.epoch_started
+        logs["train_seconds"] = self.state.get("train_seconds", 0.0)
+        self.trainer.store.log_epoch(self.trainer.run_id, epoch + 1, {k: _float(v) for k, v in logs.items()})
+
+
+def _float(value) -> float | None:
+    if value is None:
+        return None
+    return float(np.asarray(value))
+
+
+def _current_lr(model) -> float:
+    optimizer = model.optimizer
+    learning_rate = optimizer.learning_rate
+    return float(np.asarray(learning_rate))
+
+
+def standard(trainer, validation: mixing.FixedPairs, state: dict, steps_per_epoch: int) -> list:
+    """The callbacks of every run, in the order they must run."""
+    config = trainer.config
+    hooks = [
+        ValidationMetrics(validation, trainer),
+        Checkpoints(trainer, state),
+        RunRecorder(trainer, state, steps_per_epoch),
+        keras.callbacks.EarlyStopping(monitor="val_mean_accuracy", mode="max",
+                                      patience=config.early_stop_patience, verbose=1),
+    ]
+    if config.schedule == "plateau":
+        hooks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2,
+                                                       patience=config.plateau_patience, min_lr=1e-6, verbose=1))
+    return hooks

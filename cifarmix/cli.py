@@ -1,0 +1,243 @@
+"""Command line: ``python -m cifarmix {data check, architectures, train, evaluate, runs, mix}``.
+
+Every user error (bad arguments, missing data, a file that is not a model) ends with one clear message on
+stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from cifarmix import data, paths
+from cifarmix.models import ModelError
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one message, exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cifarmix", description="Mixed CIFAR-10: data, training, evaluation.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data_parser = commands.add_parser("data", help="check the CIFAR-10 data")
+    data_parser.add_argument("action", choices=["check"])
+    data_parser.add_argument("--data", help=f"CIFAR-10 tarball or folder (default: ${paths.DATA_ENV}, then Keras)")
+
+    commands.add_parser("architectures", help="list the architectures")
+
+    train = commands.add_parser("train", help="train a model (or resume a run)")
+    train.add_argument("--preset", help="start from a named recipe: champion, allconv, smoke")
+    train.add_argument("--arch", help="architecture name (see `architectures`)")
+    train.add_argument("--options", help='architecture options as JSON, e.g. \'{"widths": [64, 128, 256]}\'')
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--steps-per-epoch", type=_positive_int)
+    train.add_argument("--train-size", type=_positive_int, help="training images to use (class-balanced subset)")
+    train.add_argument("--val-pairs", type=_positive_int)
+    train.add_argument("--lr", type=_positive_float)
+    train.add_argument("--optimizer")
+    train.add_argument("--schedule")
+    train.add_argument("--label-smoothing", type=float)
+    train.add_argument("--alpha", type=_unit_interval, help="mixing weight of the first component (0.5 = average)")
+    train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                       help="flip + translate each component before mixing")
+    train.add_argument("--precision", help="float32 or mixed_bfloat16")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--time-budget", type=_positive_float, metavar="MINUTES",
+                       help="stop cleanly after this many minutes of training (summed over resumes)")
+    train.add_argument("--name")
+    train.add_argument("--data", help="CIFAR-10 tarball or folder")
+    train.add_argument("--run-id", type=_positive_int, help=argparse.SUPPRESS)  # used by cifarmix.jobs
+    train.add_argument("--resume", type=_positive_int, metavar="RUN_ID", help="continue a stopped or killed run")
+
+    evaluate = commands.add_parser("evaluate", help="score a model on the test protocol")
+    evaluate.add_argument("model", nargs="?", help="a .keras file, a run id, or a shipped model name")
+    evaluate.add_argument("--arch", help="evaluate a freshly built, untrained model of this architecture")
+    evaluate.add_argument("--repeats", type=_positive_int, default=10)
+    evaluate.add_argument("--pairs", type=_positive_int, default=10_000)
+    evaluate.add_argument("--seed", type=int)
+    evaluate.add_argument("--alpha", type=_unit_interval, default=0.5)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--no-store", action="store_true", help="do not record the result in the run store")
+    evaluate.add_argument("--data", help="CIFAR-10 tarball or folder")
+
+    commands.add_parser("runs", help="list training runs")
+
+    mix = commands.add_parser("mix", help="write a mixed test image as PNG")
+    mix.add_argument("--first", type=int, help="test-set index of the component of classes 0-4")
+    mix.add_argument("--second", type=int, help="test-set index of the component of classes 5-9")
+    mix.add_argument("--alpha", type=_unit_interval, default=0.5)
+    mix.add_argument("--seed", type=int, default=0)
+    mix.add_argument("--out", default="mix.png")
+    mix.add_argument("--data", help="CIFAR-10 tarball or folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"data": cmd_data, "architectures": cmd_architectures, "train": cmd_train,
+                "evaluate": cmd_evaluate, "runs": cmd_runs, "mix": cmd_mix}
+    try:
+        return handlers[args.command](args) or 0
+    except (CliError, data.DataError, ModelError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_data(args) -> None:
+    print(f"reading CIFAR-10 from {data.describe_source(args.data)}")
+    (x_train, y_train), (x_test, y_test) = data.load_cifar10(args.data)
+    splits = data.load_splits(args.data)
+    rows = [("train (all)", y_train), ("train (after the 10% split)", splits.y_train),
+            ("validation", splits.y_val), ("test", y_test)]
+    print(f"{'split':30s} {'images':>7s}  " + " ".join(f"{name[:8]:>8s}" for name in data.CLASS_NAMES))
+    for label, y in rows:
+        counts = data.class_counts(y)
+        print(f"{label:30s} {len(y):7d}  " + " ".join(f"{counts[name]:8d}" for name in data.CLASS_NAMES))
+    print(f"images: {x_train.shape[1:]} {x_train.dtype}; labels 0-9; test images {len(x_test)}")
+
+
+def cmd_architectures(args) -> None:
+    from cifarmix import architectures
+
+    print(f"{'name':16s} {'parameters':>12s}  {'GPU?':5s} description")
+    for row in architectures.describe():
+        gpu = "yes" if row["needs_gpu"] else ""
+        print(f"{row['name']:16s} {row['params']:12,d}  {gpu:5s} {row['description']}")
+
+
+def _train_config(args):
+    from cifarmix import training
+
+    overrides = dict(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+                     steps_per_epoch=args.steps_per_epoch, train_size=args.train_size, val_pairs=args.val_pairs,
+                     lr=args.lr, optimizer=args.optimizer, schedule=args.schedule,
+                     label_smoothing=args.label_smoothing, alpha=args.alpha, augment=args.augment,
+                     precision=args.precision, seed=args.seed, time_budget_minutes=args.time_budget)
+    if args.options:
+        try:
+            overrides["options"] = json.loads(args.options)
+        except json.JSONDecodeError as error:
+            raise CliError(f"--options must be a JSON object: {error}") from None
+    if args.preset:
+        return training.preset(args.preset, **overrides)
+    if not args.arch:
+        raise CliError("give --arch NAME (see `python -m cifarmix architectures`) or --preset NAME")
+    return training.TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_train(args) -> None:
+    from cifarmix import training
+    from cifarmix.store import RunStore
+
+    store = RunStore()
+    if args.resume:
+        run = training.resume(args.resume, store, args.data)
+    elif args.run_id:
+        run = training.Trainer(store, args.run_id, args.data).run()
+    else:
+        config = _train_config(args).validate()
+        run = training.train(config, store, name=args.name, data_source=args.data)
+    best = run.get("best_val_mean")
+    print(f"run {run['id']} {run['status']}: best mean validation accuracy "
+          f"{best if best is None else f'{best:.4f}'} (epoch {run.get('best_epoch')}); model {run.get('model_path')}")
+
+
+def cmd_evaluate(args) -> None:
+    from cifarmix import catalog, evaluation
+    from cifarmix.store import RunStore
+
+    if bool(args.model) == bool(args.arch):
+        raise CliError("give exactly one of: a model file, a run id or a shipped model name; or --arch NAME")
+    store = RunStore()
+    if args.arch:
+        from cifarmix import architectures
+
+        model, reference, run_id = architectures.build(args.arch), f"untrained:{args.arch}", None
+    else:
+        entry = catalog.resolve(args.model, store)
+        model, reference, run_id = entry.load(), entry.reference, entry.run_id
+    (_, _), (x_test, y_test) = data.load_cifar10(args.data)
+    seed = evaluation.PROTOCOL_SEED if args.seed is None else args.seed
+    result = evaluation.evaluate(model, x_test, y_test, repeats=args.repeats, pairs=args.pairs, seed=seed,
+                                 alpha=args.alpha, verbose=0 if args.json else 1)
+    result["model"] = reference
+    if not args.no_store and not args.arch:
+        store.add_evaluation(run_id, reference, result)
+    print(json.dumps(result) if args.json else evaluation.summary_line(result))
+
+
+def cmd_runs(args) -> None:
+    from cifarmix import jobs
+    from cifarmix.store import RunStore
+
+    store = RunStore()
+    jobs.reap(store)
+    runs = store.list_runs()
+    if not runs:
+        print("no runs yet: start one with `python -m cifarmix train --preset smoke`")
+        return
+    print(f"{'id':>4s}  {'name':18s} {'architecture':14s} {'status':9s} {'epochs':>9s}  {'best val':>8s}")
+    for run in runs:
+        best = f"{run['best_val_mean']:.4f}" if run.get("best_val_mean") is not None else "-"
+        epochs = f"{run.get('epochs_done') or 0}/{run.get('total_epochs') or '?'}"
+        print(f"{run['id']:4d}  {(run.get('name') or '')[:18]:18s} {run['arch']:14s} {run['status']:9s} "
+              f"{epochs:>9s}  {best:>8s}")
+
+
+def cmd_mix(args) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from cifarmix import mixing
+
+    (_, _), (x_test, y_test) = data.load_cifar10(args.data)
+    rng = np.random.default_rng(args.seed)
+    first = args.first if args.first is not None else int(rng.choice(np.flatnonzero(y_test < 5)))
+    second = args.second if args.second is not None else int(rng.choice(np.flatnonzero(y_test >= 5)))
+    for index, wanted in ((first, "0-4"), (second, "5-9")):
+        if not 0 <= index < len(y_test):
+            raise CliError(f"test index {index} is outside 0..{len(y_test) - 1}")
+        if (y_test[index] < 5) != (wanted == "0-4"):
+            raise CliError(f"test image {index} is a {data.CLASS_NAMES[y_test[index]]}, not of classes {wanted}")
+    mixed = mixing.mix(x_test[first], x_test[second], args.alpha)
+    Image.fromarray(mixed.round().astype(np.uint8)).resize((256, 256), Image.NEAREST).save(args.out)
+    print(f"wrote {os.path.abspath(args.out)}: {data.CLASS_NAMES[y_test[first]]} (#{first}) + "
+          f"{data.CLASS_NAMES[y_test[second]]} (#{second}), alpha {args.alpha}")

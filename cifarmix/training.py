@@ -1,0 +1,292 @@
+"""Training runs: ``model.fit`` on fresh mixed pairs with the seeds' tools and our own.
+
+The seeds' tools: label smoothing, early stopping, learning-rate reduction on plateau, a checkpoint of the
+best *mean* validation accuracy. Ours: a warm-up + cosine schedule option, component augmentation, bf16 mixed
+precision, a per-step / per-epoch record with validation confusion matrices in the run store, a stop flag
+polled every few steps, and resume from the last epoch's checkpoint (``last.keras`` + ``state.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cifarmix import architectures, data, mixing, models, paths
+from cifarmix.store import RunStore
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw")
+SCHEDULES = ("plateau", "cosine", "constant")
+PRECISIONS = ("float32", "mixed_bfloat16")
+BEST_MODEL = "best.keras"
+LAST_MODEL = "last.keras"
+STATE_FILE = "state.json"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored with the run, so it can be resumed or repeated)."""
+
+    arch: str = "allconv"
+    options: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 64
+    steps_per_epoch: int | None = None  # None: one pass worth of pairs over the training components
+    train_size: int | None = None  # None: every training image (45,000); else a class-balanced subset
+    val_pairs: int = 5000
+    lr: float = 1e-3
+    optimizer: str = "rmsprop"
+    schedule: str = "plateau"
+    warmup_epochs: float = 0.0
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1
+    alpha: float = 0.5
+    augment: bool = False
+    translate: int = 2
+    early_stop_patience: int = 10
+    plateau_patience: int = 5
+    precision: str = "float32"
+    seed: int = 0
+    time_budget_minutes: float | None = None  # stop cleanly once this much training time is spent
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError naming the first bad field, what was expected and what was found."""
+        architectures.get(self.arch)
+        checks = [
+            (self.epochs >= 1, f"epochs must be a positive integer; got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be a positive integer; got {self.batch_size}"),
+            (self.steps_per_epoch is None or self.steps_per_epoch >= 1,
+             f"steps per epoch must be positive; got {self.steps_per_epoch}"),
+            (self.train_size is None or self.train_size >= 20,
+             f"training subset size must be at least 20 images; got {self.train_size}"),
+            (self.val_pairs >= 10, f"validation pairs must be at least 10; got {self.val_pairs}"),
+            (math.isfinite(self.lr) and 0 < self.lr < 10, f"learning rate must lie in (0, 10); got {self.lr}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}; got {self.schedule!r}"),
+            (0 <= self.label_smoothing < 1, f"label smoothing must lie in [0, 1); got {self.label_smoothing}"),
+            (0 < self.alpha < 1, f"mixing weight must lie strictly between 0 and 1; got {self.alpha}"),
+            (0 <= self.translate <= 8, f"translation must lie in 0..8 pixels; got {self.translate}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}; got {self.precision!r}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0; got {self.weight_decay}"),
+            (self.warmup_epochs >= 0, f"warm-up epochs must be >= 0; got {self.warmup_epochs}"),
+            (self.time_budget_minutes is None or self.time_budget_minutes > 0,
+             f"the time budget must be a positive number of minutes; got {self.time_budget_minutes}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        architectures.check_options(self.arch, self.options)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+PRESETS: dict[str, dict] = {
+    # The seed notebook's recipe for ACCNRR: RMSprop, label smoothing 0.1, plateau LR, batch 64.
+    "allconv": dict(arch="allconv", epochs=60, batch_size=64, lr=1e-3, optimizer="rmsprop", schedule="plateau",
+                    label_smoothing=0.1, precision="mixed_bfloat16", val_pairs=5000, time_budget_minutes=90),
+    # Our champion: a CPU-efficient residual net, fresh augmented pairs, warm-up + cosine, bf16.
+    "champion": dict(arch="resnet-cpu", epochs=50, batch_size=256, steps_per_epoch=176, lr=2e-3,
+                     optimizer="adamw", weight_decay=0.05, schedule="cosine", warmup_epochs=2,
+                     label_smoothing=0.1, augment=True, translate=2, precision="mixed_bfloat16",
+                     early_stop_patience=1000, val_pairs=5000),
+    # A tiny run for demos and tests: a few hundred images, two short epochs.
+    "smoke": dict(arch="allconv", epochs=2, batch_size=32, steps_per_epoch=4, train_size=400, val_pairs=64),
+}
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """A TrainConfig from a named preset, with explicit overrides (None values ignored)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values = dict(PRESETS[name]) | {key: value for key, value in overrides.items() if value is not None}
+    return TrainConfig.from_dict(values)
+
+
+def device_description() -> str:
+    """Where training runs, e.g. ``CPU x2 (x86_64)`` or ``GPU: ...``."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return "GPU: " + ", ".join(gpu.name for gpu in gpus)
+    return f"CPU x{os.cpu_count()} ({platform.machine()})"
+
+
+def subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int):
+    """A class-balanced subset of ``size`` images (all of them when size is None or too large)."""
+    if size is None or size >= len(y):
+        return x, y
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    per_class = max(1, size // len(classes))
+    keep = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in classes])
+    keep = np.sort(keep)
+    return x[keep], y[keep]
+
+
+def steps_per_epoch(config: TrainConfig, train_images: int) -> int:
+    """Batches per epoch: the configured number, else one pair per training image."""
+    return config.steps_per_epoch or max(1, train_images // config.batch_size)
+
+
+class Trainer:
+    """One training run, recorded in the run store under ``run_id``.
+
+    Args:
+        store: the run store.
+        run_id: an existing run (created with ``RunStore.create_run``).
+        data_source: CIFAR-10 path (None: ``CIFARMIX_DATA`` / Keras download).
+    """
+
+    def __init__(self, store: RunStore, run_id: int, data_source: str | None = None):
+        self.store = store
+        self.run_id = run_id
+        self.data_source = data_source
+        run = store.get_run(run_id)
+        if run is None:
+            raise ValueError(f"run {run_id} does not exist")
+        self.config = TrainConfig.from_dict(run["config"]).validate()
+        self.folder = paths.run_dir(run_id)
+
+    def run(self) -> dict:
+        """Train (or resume) to the configured number of epochs; returns the run's final record."""
+        from cifarmix import callbacks  # keras-heavy; imported when training really starts
+
+        config = self.config
+        state = self.load_state()
+        self.store.update_run(self.run_id, pid=os.getpid(), device=device_description())
+        self.store.set_status(self.run_id, "running", "resuming" if state["epoch"] else "starting")
+        splits = data.load_splits(self.data_source, seed=0)
+        x_train, y_train = subset(splits.x_train, splits.y_train, config.train_size, config.seed)
+        train_groups = mixing.split_groups(x_train, y_train)
+        val_groups = mixing.split_groups(splits.x_val, splits.y_val)
+        steps = steps_per_epoch(config, len(x_train))
+        self.store.update_run(self.run_id, total_epochs=config.epochs, total_steps=config.epochs * steps)
+        model = self.model(state, steps)
+        dataset = mixing.MixedPairs(
+            train_groups, config.batch_size, steps, alpha=config.alpha, seed=config.seed,
+            augment_translate=config.translate if config.augment else 0, augment_flip=config.augment,
+            output_names=models.output_names(model), epoch=state["epoch"],
+        )
+        validation = mixing.FixedPairs(val_groups, batch_size=500, count=config.val_pairs, seed=1, alpha=config.alpha)
+        hooks = callbacks.standard(self, validation, state, steps)
+        started = time.time()
+        model.fit(dataset, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=hooks, verbose=2)
+        return self.finish(hooks, time.time() - started)
+
+    def finish(self, hooks, seconds: float) -> dict:
+        """Mark the run finished or stopped (a stop request keeps its best checkpoint) and say why it ended."""
+        state = self.load_state()
+        if self.store.stop_requested(self.run_id):
+            status, why = "stopped", "stopped on request"
+        elif state["epoch"] >= self.config.epochs:
+            status, why = "finished", f"finished all {self.config.epochs} epochs"
+        elif self.over_budget():
+            status, why = "finished", f"time budget of {self.config.time_budget_minutes:g} min reached"
+        else:
+            status, why = "finished", "early stopping: validation accuracy stopped improving"
+        best = self.folder / BEST_MODEL
+        self.store.update_run(self.run_id, model_path=str(best) if best.exists() else None)
+        self.store.set_status(self.run_id, status, f"{why} after {state['epoch']} epochs, "
+                                                   f"{state['train_seconds'] / 60:.1f} min of training")
+        return self.store.get_run(self.run_id)
+
+    def model(self, state: dict, steps: int):
+        """The model to train: rebuilt from the last checkpoint when resuming, else freshly built."""
+        import keras
+
+        config = self.config
+        keras.mixed_precision.set_global_policy(config.precision)
+        keras.utils.set_random_seed(config.seed + state["epoch"])
+        last = self.folder / LAST_MODEL
+        if state["epoch"] and last.exists():
+            import cifarmix.layers  # noqa: F401
+
+            return keras.saving.load_model(last, safe_mode=True, compile=True)
+        model = architectures.build(config.arch, **config.options)
+        self.compile(model, steps)
+        return model
+
+    def compile(self, model, steps: int) -> None:
+        """Optimizer, schedule and per-head losses (auxiliary heads weighted 0.3, as GoogLeNet does)."""
+        import keras
+
+        config = self.config
+        names = models.output_names(model)
+        losses = {name: keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) for name in names}
+        weights = {name: (1.0 if name in mixing.HEADS else 0.3) for name in names}
+        metrics = {name: ["accuracy"] for name in mixing.HEADS}
+        model.compile(optimizer=self.optimizer(steps), loss=losses, loss_weights=weights, metrics=metrics)
+
+    def optimizer(self, steps: int):
+        """The configured optimizer with a constant LR, or warm-up + cosine decay over the whole run."""
+        import keras
+
+        config = self.config
+        learning_rate = config.lr
+        if config.schedule == "cosine":
+            warmup = int(config.warmup_epochs * steps)
+            learning_rate = keras.optimizers.schedules.CosineDecay(
+                initial_learning_rate=config.lr / 10 if warmup else config.lr,
+                decay_steps=max(1, config.epochs * steps - warmup), alpha=0.01,
+                warmup_target=config.lr if warmup else None, warmup_steps=warmup,
+            )
+        if config.optimizer == "sgd":
+            return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
+        if config.optimizer == "adamw":
+            return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.Adam if config.optimizer == "adam" else keras.optimizers.RMSprop
+        return optimizer(learning_rate, weight_decay=config.weight_decay or None)
+
+    def over_budget(self, extra_seconds: float = 0.0) -> bool:
+        """True once the run's training time (all sessions) has used up its time budget."""
+        budget = self.config.time_budget_minutes
+        return budget is not None and self.load_state()["train_seconds"] + extra_seconds >= budget * 60
+
+    def load_state(self) -> dict:
+        """The resume state: epochs completed and the best validation mean accuracy so far."""
+        path = self.folder / STATE_FILE
+        if path.exists() and (self.folder / LAST_MODEL).exists():
+            return json.loads(path.read_text())
+        return {"epoch": 0, "best": None, "best_epoch": None, "train_seconds": 0.0, "steps": 0}
+
+    def save_state(self, state: dict) -> None:
+        """Write ``state.json`` atomically (after ``last.keras``, so the pair is always consistent)."""
+        path = self.folder / STATE_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, indent=1))
+        os.replace(temporary, path)
+
+
+def train(config: TrainConfig, store: RunStore | None = None, name: str | None = None,
+          data_source: str | None = None) -> dict:
+    """Create a run for ``config`` and train it in this process. Returns the finished run record."""
+    store = store or RunStore()
+    config.validate()
+    run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed, name=name)
+    return Trainer(store, run_id, data_source).run()
+
+
+def resume(run_id: int, store: RunStore | None = None, data_source: str | None = None) -> dict:
+    """Continue a stopped, killed or failed run from its last completed epoch."""
+    store = store or RunStore()
+    run = store.get_run(run_id)
+    if run is None:
+        raise ValueError(f"run {run_id} does not exist; `python -m cifarmix runs` lists the runs")
+    if run["status"] == "finished":
+        raise ValueError(f"run {run_id} already finished all {run['total_epochs']} epochs; nothing to resume")
+    return Trainer(store, run_id, data_source).run()  # restarting an ended run clears its old stop request

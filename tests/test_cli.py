@@ -1,0 +1,78 @@
+"""The command line: every command's output and its refusal of bad arguments (message, exit 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cifarmix.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_architectures_lists_names_counts_and_descriptions(capsys):
+    code, out, _ = run(capsys, "architectures")
+    assert code == 0
+    for name in ("random", "allconv", "fmp", "googlenet", "resnet-cpu"):
+        assert name in out
+    assert "1,374,730" in out and "474,410" in out
+
+
+def test_unknown_architecture_is_refused(tiny_data, capsys):
+    code, _, err = run(capsys, "train", "--arch", "nonet", "--epochs", "1")
+    assert code == 2 and "nonet" in err and "allconv" in err and "Traceback" not in err
+
+
+def test_negative_epochs_are_refused(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--arch", "allconv", "--epochs", "-3"])
+    assert stop.value.code == 2
+    assert "positive integer" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_a_model_is_refused(tiny_data, tmp_path, capsys):
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a model")
+    code, _, err = run(capsys, "evaluate", str(fake))
+    assert code == 2 and "not a Keras model file" in err
+
+
+def test_an_unknown_run_is_refused(tiny_data, capsys):
+    code, _, err = run(capsys, "evaluate", "999")
+    assert code == 2 and "no run 999" in err
+
+
+def test_train_then_runs_then_evaluate_json(tiny_data, capsys):
+    code, out, _ = run(capsys, "train", "--arch", "allconv", "--epochs", "1", "--batch-size", "16",
+                       "--steps-per-epoch", "2", "--val-pairs", "20", "--name", "cli-test")
+    assert code == 0 and "finished" in out
+    code, out, _ = run(capsys, "runs")
+    assert code == 0 and "cli-test" in out and "finished" in out
+    code, out, _ = run(capsys, "evaluate", "1", "--repeats", "2", "--pairs", "50", "--json")
+    result = json.loads(out)
+    for key in ("mean_accuracy", "std", "head_first", "head_second", "f1_first", "f1_second"):
+        assert key in result
+    from cifarmix.store import RunStore
+
+    assert RunStore().evaluations(run_id=1)[0]["result"]["pairs"] == 50
+
+
+def test_untrained_random_baseline_evaluates_near_chance(tiny_data, capsys):
+    code, out, _ = run(capsys, "evaluate", "--arch", "random", "--repeats", "2", "--pairs", "1000", "--json")
+    assert code == 0 and 0.15 < json.loads(out)["mean_accuracy"] < 0.25
+
+
+def test_mix_writes_a_png(tiny_data, tmp_path, capsys):
+    target = tmp_path / "m.png"
+    code, out, _ = run(capsys, "mix", "--out", str(target), "--alpha", "0.6")
+    assert code == 0 and target.stat().st_size > 0 and "alpha 0.6" in out
+
+
+def test_mix_refuses_a_component_from_the_wrong_group(tiny_data, tmp_path, capsys):
+    code, _, err = run(capsys, "mix", "--first", "5", "--out", str(tmp_path / "m.png"))
+    assert code == 2 and "not of classes 0-4" in err

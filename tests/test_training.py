@@ -1,0 +1,117 @@
+"""Training on the tiny official-format data: the run record, checkpoints, stop, resume, evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cifarmix import evaluation, models, paths, training
+from cifarmix.store import RunStore
+
+
+def tiny_config(**overrides) -> training.TrainConfig:
+    values = dict(arch="allconv", epochs=2, batch_size=16, steps_per_epoch=3, val_pairs=40, lr=1e-3)
+    return training.TrainConfig.from_dict(values | overrides).validate()
+
+
+@pytest.fixture
+def store():
+    return RunStore()
+
+
+def test_a_run_records_steps_epochs_confusions_and_a_loadable_best_model(tiny_data, store):
+    run = training.train(tiny_config(), store, name="tiny")
+    assert run["status"] == "finished" and run["epochs_done"] == 2
+    steps = store.step_metrics(run["id"])
+    assert len(steps) == 6 and steps["loss"].notna().all()
+    epochs = store.epoch_metrics(run["id"])
+    assert epochs["epoch"].tolist() == [1, 2]
+    for column in ("val_first_accuracy", "val_second_accuracy", "val_mean_accuracy", "val_loss", "lr", "loss"):
+        assert epochs[column].notna().all(), column
+    matrix = store.confusion(run["id"], head="first")
+    assert matrix.shape == (5, 5) and matrix.sum() == 40
+    model = models.load_model(run["model_path"])
+    out = models.predict(model, np.zeros((3, 32, 32, 3)))
+    assert out["first"].shape == (3, 5) and np.allclose(out["second"].sum(axis=1), 1, atol=1e-3)
+
+
+def test_best_checkpoint_tracks_the_best_mean_validation_accuracy(tiny_data, store):
+    run = training.train(tiny_config(epochs=3), store)
+    epochs = store.epoch_metrics(run["id"])
+    assert run["best_val_mean"] == pytest.approx(epochs["val_mean_accuracy"].max())
+    state = json.loads((paths.run_dir(run["id"]) / training.STATE_FILE).read_text())
+    assert state["epoch"] == 3 and state["best"] == pytest.approx(run["best_val_mean"])
+
+
+def test_a_stop_request_ends_the_run_as_stopped_with_its_checkpoint(tiny_data, store, monkeypatch):
+    from cifarmix import callbacks
+
+    monkeypatch.setattr(callbacks, "FLUSH_SECONDS", 0.0)
+    config = tiny_config(epochs=5, steps_per_epoch=4)
+    run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed)
+    store.request_stop(run_id)
+    run = training.Trainer(store, run_id).run()
+    assert run["status"] == "stopped"
+    assert run["epochs_done"] < 5
+    assert (paths.run_dir(run_id) / training.BEST_MODEL).exists()
+
+
+def test_resume_continues_from_the_last_completed_epoch(tiny_data, store):
+    config = tiny_config(epochs=2)
+    run = training.train(config, store)
+    # pretend the run was meant to go further and was killed after epoch 2
+    store.update_run(run["id"], config=dict(config.to_dict(), epochs=4))
+    store.set_status(run["id"], "killed", "test")
+    resumed = training.resume(run["id"], store)
+    assert resumed["status"] == "finished" and resumed["epochs_done"] == 4
+    assert store.epoch_metrics(run["id"])["epoch"].tolist() == [1, 2, 3, 4]
+    assert store.step_metrics(run["id"])["step"].max() == 12
+
+
+def test_a_finished_run_cannot_be_resumed(tiny_data, store):
+    run = training.train(tiny_config(epochs=1), store)
+    with pytest.raises(ValueError, match="already finished"):
+        training.resume(run["id"], store)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs must be a positive integer"),
+    ("batch_size", -4, "batch size"),
+    ("lr", float("nan"), "learning rate"),
+    ("alpha", 1.0, "mixing weight"),
+    ("arch", "no-such-net", "no-such-net"),
+    ("optimizer", "sgdx", "optimizer"),
+])
+def test_invalid_configurations_are_refused_with_a_reason(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        training.TrainConfig.from_dict({field: value}).validate()
+
+
+def test_models_are_saved_atomically(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    target = models.save_atomically(model, tmp_path / "m.keras")
+    assert target.exists() and [p.name for p in tmp_path.iterdir()] == ["m.keras"]
+
+
+def test_random_baseline_scores_near_chance():
+    from cifarmix import architectures
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (600, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(600) % 10
+    result = evaluation.evaluate(architectures.build("random"), x, y, repeats=3, pairs=2000)
+    assert 0.17 < result["mean_accuracy"] < 0.23
+    assert len(result["per_repeat"]) == 3 and np.array(result["confusion_first"]).sum() == 6000
+    for key in ("std", "head_first", "head_second", "f1_first", "f1_second", "head_gap"):
+        assert key in result
+
+
+def test_protocol_scores_a_perfect_and_a_half_right_predictor():
+    truth = {"first": np.array([0, 1, 2, 3]), "second": np.array([4, 3, 2, 1])}
+    perfect = evaluation.score(truth, truth, repeats=2, pairs=2)
+    assert perfect["mean_accuracy"] == 1.0 and perfect["std"] == 0.0 and perfect["f1_first"] == 1.0
+    half = evaluation.score(truth, {"first": truth["first"], "second": np.array([0, 0, 0, 0])}, 2, 2)
+    assert half["mean_accuracy"] == 0.5 and half["head_gap"] == -1.0
