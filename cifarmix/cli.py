@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("runs", help="list training runs")
 
+    export = commands.add_parser("export", help="ship a run's best model to artifacts/models/NAME with a model card")
+    export.add_argument("run_id", type=_positive_int)
+    export.add_argument("--name", required=True, help="shipped model name, e.g. champion")
+    export.add_argument("--preset", help="the preset the run was trained with (for the card's command)")
+    export.add_argument("--no-flip-average", action="store_true", help="ship without test-time flip averaging")
+    export.add_argument("--data-copy", default="", help="which CIFAR-10 copy the figures were measured on")
+    export.add_argument("--notes", default="")
+    export.add_argument("--repeats", type=_positive_int, default=10, help="test-protocol repeats (default 10)")
+    export.add_argument("--pairs", type=_positive_int, default=10_000, help="pairs per repeat (default 10,000)")
+    export.add_argument("--data", help="CIFAR-10 tarball or folder")
+
     mix = commands.add_parser("mix", help="write a mixed test image as PNG")
     mix.add_argument("--first", type=int, help="test-set index of the component of classes 0-4")
     mix.add_argument("--second", type=int, help="test-set index of the component of classes 5-9")
@@ -110,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"data": cmd_data, "architectures": cmd_architectures, "train": cmd_train,
-                "evaluate": cmd_evaluate, "runs": cmd_runs, "mix": cmd_mix}
+                "evaluate": cmd_evaluate, "runs": cmd_runs, "mix": cmd_mix, "export": cmd_export}
     try:
         return handlers[args.command](args) or 0
     except (CliError, data.DataError, ModelError, ValueError) as error:
@@ -220,6 +231,22 @@ def cmd_runs(args) -> None:
         epochs = f"{run.get('epochs_done') or 0}/{run.get('total_epochs') or '?'}"
         print(f"{run['id']:4d}  {(run.get('name') or '')[:18]:18s} {run['arch']:14s} {run['status']:9s} "
               f"{epochs:>9s}  {best:>8s}")
+
+
+def cmd_export(args) -> None:
+    import re
+
+    from cifarmix import evaluation, export
+    from cifarmix.store import RunStore
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", args.name):
+        raise CliError(f"model names use lowercase letters, digits, '-' and '_' (at most 40); got {args.name!r}")
+    (_, _), (x_test, y_test) = data.load_cifar10(args.data)
+    card = export.export_run(args.run_id, args.name, RunStore(), x_test, y_test,
+                             flip_average=not args.no_flip_average, preset_name=args.preset,
+                             data_copy=args.data_copy or data.describe_source(args.data), notes=args.notes,
+                             repeats=args.repeats, pairs=args.pairs)
+    print(f"shipped {args.name}: {evaluation.summary_line(card['evaluation'])}")
 
 
 def cmd_mix(args) -> None:

@@ -113,3 +113,14 @@ class FractionalMaxPooling2D(keras.layers.Layer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="cifarmix")
+class HorizontalFlip(keras.layers.Layer):
+    """Mirror NHWC images left-right (deterministic; used for test-time flip averaging)."""
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import zipfile
@@ -15,6 +16,17 @@ from cifarmix import mixing
 
 class ModelError(Exception):
     """A model file could not be loaded or does not follow the two-head contract."""
+
+
+@contextlib.contextmanager
+def precision_policy(name: str):
+    """Build layers under Keras dtype policy ``name`` (e.g. ``mixed_bfloat16``), restoring the old one after."""
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:

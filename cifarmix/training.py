@@ -13,9 +13,7 @@ import json
 import math
 import os
 import platform
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -176,7 +174,8 @@ class Trainer:
         val_groups = mixing.split_groups(splits.x_val, splits.y_val)
         steps = steps_per_epoch(config, len(x_train))
         self.store.update_run(self.run_id, total_epochs=config.epochs, total_steps=config.epochs * steps)
-        model = self.model(state, steps)
+        with models.precision_policy(config.precision):
+            model = self.model(state, steps)
         dataset = mixing.MixedPairs(
             train_groups, config.batch_size, steps, alpha=config.alpha, seed=config.seed,
             augment_translate=config.translate if config.augment else 0, augment_flip=config.augment,
@@ -184,11 +183,10 @@ class Trainer:
         )
         validation = mixing.FixedPairs(val_groups, batch_size=500, count=config.val_pairs, seed=1, alpha=config.alpha)
         hooks = callbacks.standard(self, validation, state, steps)
-        started = time.time()
         model.fit(dataset, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=hooks, verbose=2)
-        return self.finish(hooks, time.time() - started)
+        return self.finish()
 
-    def finish(self, hooks, seconds: float) -> dict:
+    def finish(self) -> dict:
         """Mark the run finished or stopped (a stop request keeps its best checkpoint) and say why it ended."""
         state = self.load_state()
         if self.store.stop_requested(self.run_id):
@@ -210,7 +208,6 @@ class Trainer:
         import keras
 
         config = self.config
-        keras.mixed_precision.set_global_policy(config.precision)
         keras.utils.set_random_seed(config.seed + state["epoch"])
         last = self.folder / LAST_MODEL
         if state["epoch"] and last.exists():

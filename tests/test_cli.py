@@ -76,3 +76,33 @@ def test_mix_writes_a_png(tiny_data, tmp_path, capsys):
 def test_mix_refuses_a_component_from_the_wrong_group(tiny_data, tmp_path, capsys):
     code, _, err = run(capsys, "mix", "--first", "5", "--out", str(tmp_path / "m.png"))
     assert code == 2 and "not of classes 0-4" in err
+
+
+def test_export_ships_a_flip_averaged_model_with_a_card(tiny_data, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from cifarmix import catalog, models
+    from cifarmix.store import RunStore
+
+    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "shipped"))
+    assert run(capsys, "train", "--arch", "allconv", "--epochs", "1", "--batch-size", "16", "--steps-per-epoch", "2",
+               "--val-pairs", "20", "--precision", "mixed_bfloat16")[0] == 0
+    code, out, err = run(capsys, "export", "1", "--name", "tiny-champ", "--data-copy", "tiny test tarball",
+                         "--repeats", "2", "--pairs", "200")
+    assert code == 0, err
+    card = json.loads((tmp_path / "shipped" / "tiny-champ" / "card.json").read_text())
+    for key in ("architecture", "parameters", "training_command", "epochs", "pairs_seen", "train_wall_minutes",
+                "machine", "data_copy", "evaluation"):
+        assert key in card, key
+    assert card["evaluation"]["repeats"] == 2 and card["flip_averaging"] is True
+    entry = catalog.resolve("tiny-champ", RunStore())
+    model = entry.load()
+    image = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    plain, mirrored = models.predict(model, image), models.predict(model, image[:, :, ::-1])
+    assert np.allclose(plain["first"], mirrored["first"], atol=1e-5), "flip averaging makes answers mirror-invariant"
+    assert model.layers[-1].dtype_policy.name == "float32"
+
+
+def test_export_refuses_a_bad_name(tiny_data, capsys):
+    code, _, err = run(capsys, "export", "1", "--name", "../evil")
+    assert code == 2 and "model names" in err

@@ -1,0 +1,112 @@
+"""Turn a finished run into a shipped model: float32 weights, optional flip averaging, a model card.
+
+The shipped model lives in ``artifacts/models/<name>/model.keras`` with ``card.json`` beside it. Flip
+averaging (test-time augmentation) is part of the saved model itself, so the app, the CLI and the evaluator
+all get the same answers from it.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import keras
+
+from cifarmix import architectures, evaluation, mixing, models, paths
+from cifarmix.store import RunStore
+from cifarmix.training import STATE_FILE, TrainConfig
+
+
+def with_flip_averaging(model: keras.Model) -> keras.Model:
+    """A model that averages ``model``'s answers on the image and its mirror image, per head."""
+    from cifarmix.layers import HorizontalFlip
+
+    pixels = keras.Input((32, 32, 3), name="pixels")
+    plain = model(pixels)
+    mirrored = model(HorizontalFlip(name="mirror")(pixels))
+    outputs = {head: keras.layers.Average(name=head)([plain[head], mirrored[head]]) for head in mixing.HEADS}
+    return keras.Model(pixels, outputs, name=f"{model.name}_flip_averaged")
+
+
+def float32_copy(model: keras.Model, config: TrainConfig) -> keras.Model:
+    """Rebuild the run's architecture in float32 and copy the trained weights (bf16 runs ship as float32)."""
+    with models.precision_policy("float32"):
+        copy = architectures.build(config.arch, **config.options)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def training_command(config: TrainConfig, preset_name: str | None) -> str:
+    """The command line that reproduces a run's configuration."""
+    if preset_name:
+        return f"python -m cifarmix train --preset {preset_name}"
+    defaults = TrainConfig()
+    parts = ["python -m cifarmix train"]
+    for key, value in config.to_dict().items():
+        if value != getattr(defaults, key) and value is not None:
+            flag = "--" + key.replace("_", "-").replace("time-budget-minutes", "time-budget")
+            if isinstance(value, bool):
+                parts.append(flag if value else f"--no-{flag[2:]}")
+            elif isinstance(value, dict):
+                parts.append(f"{flag} '{json.dumps(value)}'")
+            else:
+                parts.append(f"{flag} {value}")
+    return " ".join(parts)
+
+
+def export_run(run_id: int, name: str, store: RunStore, x_test, y_test, flip_average: bool = True,
+               preset_name: str | None = None, data_copy: str = "", notes: str = "",
+               destination: Path | None = None, repeats: int = evaluation.PROTOCOL_REPEATS,
+               pairs: int = evaluation.PROTOCOL_PAIRS) -> dict:
+    """Ship run ``run_id``'s best checkpoint as ``name``, evaluated once on the full test protocol.
+
+    Returns:
+        the model card (also written to ``card.json``).
+    """
+    run = store.get_run(run_id)
+    if run is None or not run.get("model_path"):
+        raise ValueError(f"run {run_id} has no best checkpoint to export")
+    config = TrainConfig.from_dict(run["config"])
+    model = float32_copy(models.load_model(run["model_path"]), config)
+    if flip_average:
+        with models.precision_policy("float32"):
+            model = with_flip_averaging(model)
+    folder = (destination or paths.shipped_models_dir()) / name
+    target = models.save_atomically(model, folder / "model.keras")
+    shipped = models.load_model(target)  # evaluate exactly what users will load
+    result = evaluation.evaluate(shipped, x_test, y_test, repeats=repeats, pairs=pairs, verbose=1)
+    card = model_card(run, config, result, name, flip_average, preset_name, data_copy, notes, target)
+    (folder / "card.json").write_text(json.dumps(card, indent=1))
+    store.add_evaluation(run_id, name, result)
+    return card
+
+
+def model_card(run: dict, config: TrainConfig, result: dict, name: str, flip_average: bool,
+               preset_name: str | None, data_copy: str, notes: str, target: Path) -> dict:
+    """Everything a reader needs to trust (or reproduce) a shipped model."""
+    state = json.loads((paths.run_dir(run["id"]) / STATE_FILE).read_text())
+    epochs = state["epoch"]
+    steps = run.get("steps_done") or 0
+    return {
+        "name": name,
+        "title": architectures.get(config.arch).title,
+        "architecture": config.arch,
+        "options": config.options,
+        "parameters": architectures.count_params(models.load_model(target)),
+        "flip_averaging": flip_average,
+        "training_command": training_command(config, preset_name),
+        "config": config.to_dict(),
+        "epochs": epochs,
+        "best_epoch": run.get("best_epoch"),
+        "best_val_mean_accuracy": run.get("best_val_mean"),
+        "pairs_seen": steps * config.batch_size,
+        "train_wall_minutes": round(state.get("train_seconds", 0.0) / 60, 1),
+        "machine": f"{run.get('device')}, {platform.processor() or platform.machine()}",
+        "data_copy": data_copy,
+        "evaluation": result,
+        "model_file_mb": round(target.stat().st_size / 2**20, 2),
+        "exported_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "notes": notes,
+    }
