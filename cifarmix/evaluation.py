@@ -68,6 +68,24 @@ def score(truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray], repeat
     return result
 
 
+def mistakes(model, pairs: mixing.FixedPairs, limit: int) -> dict:
+    """The mixes of ``pairs`` where at least one head of ``model`` is wrong (the first ``limit`` of them).
+
+    Returns:
+        ``images`` (uint8 mixes), ``count`` (how many of the pairs are wrong), ``total``, and per head ``truth``
+        and ``predicted`` (labels 0-4 of the shown mixes).
+    """
+    predicted = models.predict_classes(model, pairs)
+    truth = pairs.labels()
+    wrong = np.flatnonzero((predicted["first"] != truth["first"]) | (predicted["second"] != truth["second"]))
+    shown = wrong[:limit]
+    groups = pairs.groups
+    images = mixing.mix(groups.a_x[pairs.ia[shown]], groups.b_x[pairs.ib[shown]], pairs.alpha)
+    return {"images": np.clip(images.round(), 0, 255).astype(np.uint8), "count": len(wrong), "total": len(pairs.ia),
+            "truth": {head: truth[head][shown] for head in truth},
+            "predicted": {head: predicted[head][shown] for head in predicted}}
+
+
 def summary_line(result: dict) -> str:
     """One line for people: mean ± std and the heads."""
     return (

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 from cifarmix import paths
@@ -151,3 +152,41 @@ def log_tail(run_id: int, lines: int = 30) -> str:
     if not path.exists():
         return ""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def elapsed_seconds(run: dict) -> float | None:
+    """Wall time from a run's start to its end (or to now while it is active); None before it starts."""
+    if not run.get("started_at"):
+        return None
+    end = datetime.fromisoformat(run["finished_at"]) if run.get("finished_at") else datetime.now(timezone.utc)
+    return max(0.0, (end - datetime.fromisoformat(run["started_at"])).total_seconds())
+
+
+def seconds_left(run: dict, epoch_seconds=()) -> float | None:
+    """Estimated time to the end of a running run: recent epoch times x steps left (before the first epoch ends,
+    the time per step so far). None when the run is not running or nothing is known yet.
+
+    Args:
+        run: the run record (``status``, ``total_steps``, ``steps_done``, ``total_epochs``, ``started_at``).
+        epoch_seconds: the wall seconds of each finished epoch, oldest first (``epoch_metrics()["seconds"]``).
+    """
+    total, done = run.get("total_steps"), run.get("steps_done") or 0
+    if not total or run.get("status") != "running":
+        return None
+    recent = list(epoch_seconds)[-3:]
+    if recent and run.get("total_epochs"):
+        per_step = sum(recent) / len(recent) * run["total_epochs"] / total
+    elif done:
+        per_step = (elapsed_seconds(run) or 0.0) / done
+    else:
+        return None
+    return max(0.0, (total - done) * per_step)
+
+
+def duration_text(seconds: float | None) -> str:
+    """``"1 h 05 min"``, ``"3 min 07 s"``, ``"42 s"``; ``"-"`` for None."""
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"

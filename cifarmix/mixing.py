@@ -171,3 +171,13 @@ class FixedPairs(_PairBatches):
     def labels(self) -> dict[str, np.ndarray]:
         """Integer labels 0-4 of every pair, per head, in batch order."""
         return {"first": self.groups.a_y[self.ia], "second": self.groups.b_y[self.ib]}
+
+
+VALIDATION_SEED = 1  # every run's validation pairs, so runs are compared on the same mixes
+
+
+def validation_pairs(x_val: np.ndarray, y_val: np.ndarray, count: int, alpha: float = 0.5,
+                     batch_size: int = 500) -> FixedPairs:
+    """The fixed validation mixes a run is scored on during training (and its mistakes are shown from)."""
+    return FixedPairs(split_groups(x_val, y_val), batch_size=batch_size, count=count, seed=VALIDATION_SEED,
+                      alpha=alpha)

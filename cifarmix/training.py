@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,7 +98,7 @@ PRESETS: dict[str, dict] = {
     "allconv": dict(arch="allconv", epochs=60, batch_size=64, lr=1e-3, optimizer="rmsprop", schedule="plateau",
                     label_smoothing=0.1, precision="mixed_bfloat16", val_pairs=5000, time_budget_minutes=90),
     # Our champion: a CPU-efficient residual net, fresh augmented pairs, warm-up + cosine, bf16.
-    "champion": dict(arch="resnet-cpu", epochs=56, batch_size=256, steps_per_epoch=176, lr=2e-3,
+    "champion": dict(arch="resnet-cpu", epochs=40, batch_size=256, steps_per_epoch=176, lr=2e-3,
                      optimizer="adamw", weight_decay=0.05, schedule="cosine", warmup_epochs=2,
                      label_smoothing=0.1, augment=True, translate=2, precision="mixed_bfloat16",
                      early_stop_patience=1000, val_pairs=5000, time_budget_minutes=180),
@@ -161,7 +162,23 @@ class Trainer:
         self.folder = paths.run_dir(run_id)
 
     def run(self) -> dict:
-        """Train (or resume) to the configured number of epochs; returns the run's final record."""
+        """Train (or resume) to the configured number of epochs; returns the run's final record.
+
+        Any error marks the run ``failed`` with the error in its message (its checkpoints stay, so a failed run
+        can be resumed once the cause is fixed) and is raised again.
+        """
+        try:
+            return self._train()
+        except BaseException as error:
+            if isinstance(error, KeyboardInterrupt):
+                self.store.set_status(self.run_id, "stopped", "interrupted from the keyboard; resume with: "
+                                      f"python -m cifarmix train --resume {self.run_id}")
+            else:
+                self.store.set_status(self.run_id, "failed", f"{type(error).__name__}: {error}; after fixing it, "
+                                      f"resume with: python -m cifarmix train --resume {self.run_id}")
+            raise
+
+    def _train(self) -> dict:
         from cifarmix import callbacks  # keras-heavy; imported when training really starts
 
         config = self.config
@@ -171,7 +188,6 @@ class Trainer:
         splits = data.load_splits(self.data_source, seed=0)
         x_train, y_train = subset(splits.x_train, splits.y_train, config.train_size, config.seed)
         train_groups = mixing.split_groups(x_train, y_train)
-        val_groups = mixing.split_groups(splits.x_val, splits.y_val)
         steps = steps_per_epoch(config, len(x_train))
         self.store.update_run(self.run_id, total_epochs=config.epochs, total_steps=config.epochs * steps)
         with models.precision_policy(config.precision):
@@ -181,9 +197,10 @@ class Trainer:
             augment_translate=config.translate if config.augment else 0, augment_flip=config.augment,
             output_names=models.output_names(model), epoch=state["epoch"],
         )
-        validation = mixing.FixedPairs(val_groups, batch_size=500, count=config.val_pairs, seed=1, alpha=config.alpha)
+        validation = mixing.validation_pairs(splits.x_val, splits.y_val, config.val_pairs, config.alpha)
         hooks = callbacks.standard(self, validation, state, steps)
-        model.fit(dataset, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=hooks, verbose=2)
+        verbose = 1 if sys.stdout.isatty() else 2  # a live progress bar for people, one line per epoch in logs
+        model.fit(dataset, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=hooks, verbose=verbose)
         return self.finish()
 
     def finish(self) -> dict:
@@ -192,7 +209,7 @@ class Trainer:
         if self.store.stop_requested(self.run_id):
             status, why = "stopped", "stopped on request"
         elif state["epoch"] >= self.config.epochs:
-            status, why = "finished", f"finished all {self.config.epochs} epochs"
+            status, why = "finished", "finished"
         elif self.over_budget():
             status, why = "finished", f"time budget of {self.config.time_budget_minutes:g} min reached"
         else:

@@ -46,6 +46,18 @@ def test_best_checkpoint_tracks_the_best_mean_validation_accuracy(tiny_data, sto
     assert state["epoch"] == 3 and state["best"] == pytest.approx(run["best_val_mean"])
 
 
+def test_a_run_that_cannot_train_is_marked_failed_with_the_reason(tmp_path, store):
+    from cifarmix import data
+
+    config = tiny_config()
+    run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed)
+    with pytest.raises(data.DataError):
+        training.Trainer(store, run_id, data_source=str(tmp_path / "missing.tar.gz")).run()
+    run = store.get_run(run_id)
+    assert run["status"] == "failed"
+    assert "DataError" in run["message"] and f"--resume {run_id}" in run["message"]
+
+
 def test_a_stop_request_ends_the_run_as_stopped_with_its_checkpoint(tiny_data, store, monkeypatch):
     from cifarmix import callbacks
 
@@ -115,3 +127,36 @@ def test_protocol_scores_a_perfect_and_a_half_right_predictor():
     assert perfect["mean_accuracy"] == 1.0 and perfect["std"] == 0.0 and perfect["f1_first"] == 1.0
     half = evaluation.score(truth, {"first": truth["first"], "second": np.array([0, 0, 0, 0])}, 2, 2)
     assert half["mean_accuracy"] == 0.5 and half["head_gap"] == -1.0
+
+
+def test_mistakes_lists_exactly_the_pairs_where_a_head_is_wrong():
+    from cifarmix import architectures, mixing
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(300) % 10
+    pairs = mixing.validation_pairs(x, y, count=200, alpha=0.3)
+    model = architectures.build("random")
+    found = evaluation.mistakes(model, pairs, limit=7)
+    predicted, truth = models.predict_classes(model, pairs), pairs.labels()
+    wrong = np.flatnonzero((predicted["first"] != truth["first"]) | (predicted["second"] != truth["second"]))
+    assert found["count"] == len(wrong) and found["total"] == 200
+    assert found["images"].shape == (7, 32, 32, 3) and found["images"].dtype == np.uint8
+    for head in ("first", "second"):
+        assert (found["truth"][head] == truth[head][wrong[:7]]).all()
+        assert (found["predicted"][head] == predicted[head][wrong[:7]]).all()
+    expected = mixing.mix(pairs.groups.a_x[pairs.ia[wrong[:1]]], pairs.groups.b_x[pairs.ib[wrong[:1]]], 0.3)
+    assert np.abs(found["images"][0].astype(float) - expected[0]).max() <= 0.5
+
+
+def test_progress_estimates_for_the_train_page():
+    from cifarmix import jobs
+
+    running = {"status": "running", "total_steps": 100, "steps_done": 40, "total_epochs": 10,
+               "started_at": "2026-01-01T00:00:00+00:00"}
+    assert jobs.seconds_left(running, [30.0, 20.0, 20.0, 20.0]) == pytest.approx(60 * 2.0)  # 2 s/step, 60 left
+    assert jobs.seconds_left(running | {"status": "finished"}, [20.0]) is None
+    assert jobs.seconds_left(running | {"steps_done": 0}) is None
+    finished = {"started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T01:05:00+00:00"}
+    assert jobs.elapsed_seconds(finished) == 3900.0 and jobs.elapsed_seconds({}) is None
+    assert [jobs.duration_text(s) for s in (3900, 187, 42, None)] == ["1 h 05 min", "3 min 07 s", "42 s", "-"]
