@@ -1,0 +1,20 @@
+"""cifarmix — the Streamlit entry point: navigation over the four pages and the sidebar they share.
+
+Start it with ``streamlit run app.py`` (offline: set ``CIFARMIX_DATA`` to ``cifar-10-python.tar.gz`` first).
+"""
+
+import streamlit as st
+
+from pages import ui
+
+st.set_page_config(page_title="cifarmix — mixed CIFAR-10", page_icon="🔀", layout="wide")
+
+page = st.navigation([
+    st.Page(ui.PAGE_MIXER, title="Mixer", icon=":material/palette:", default=True),
+    st.Page(ui.PAGE_GAME, title="Game", icon=":material/sports_esports:"),
+    st.Page(ui.PAGE_TRAIN, title="Train", icon=":material/model_training:"),
+    st.Page(ui.PAGE_RUNS, title="Runs", icon=":material/monitoring:"),
+])
+ui.data_status()  # CIFAR-10 is loaded once per server; the first visitor sees its spinner here, not in the sidebar
+ui.sidebar()
+page.run()

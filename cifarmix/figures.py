@@ -1,0 +1,232 @@
+"""Plotly figures of training runs: loss and accuracy curves, confusion matrices, per-class accuracy, overlays.
+
+Every builder takes what the run store returns (``RunStore.step_metrics`` / ``epoch_metrics`` DataFrames,
+``RunStore.confusion`` matrices, ``evaluation.evaluate`` results) and returns a ``plotly.graph_objects.Figure``.
+Missing columns or empty frames give a figure that says "no data yet" instead of failing, so a page can draw a
+run that has only just started. No Streamlit here: the pages decide where the figures go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from cifarmix.data import GROUP_A, GROUP_B
+
+HEADS = ("first", "second")
+HEAD_CLASSES = {"first": GROUP_A, "second": GROUP_B}
+HEAD_TITLES = {"first": "first head (airplane … deer)", "second": "second head (dog … truck)"}
+HEAD_COLOURS = {"first": "#1f77b4", "second": "#ff7f0e", "mean": "#2ca02c"}
+RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf")
+HEIGHT = 340
+
+# Per-epoch metrics a user may pick for an overlay: column -> label.
+EPOCH_METRICS = {
+    "val_mean_accuracy": "validation mean accuracy",
+    "val_first_accuracy": "validation accuracy, first head",
+    "val_second_accuracy": "validation accuracy, second head",
+    "val_loss": "validation loss (both heads)",
+    "loss": "training loss",
+    "first_loss": "training loss, first head",
+    "second_loss": "training loss, second head",
+    "first_accuracy": "training accuracy, first head",
+    "second_accuracy": "training accuracy, second head",
+    "lr": "learning rate",
+}
+
+
+def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, height: int = HEIGHT,
+            subtitle: str | None = None) -> go.Figure:
+    figure.update_layout(
+        title=dict(text=title, x=0, xanchor="left", subtitle=dict(text=subtitle) if subtitle else None),
+        height=height,
+        margin=dict(l=10, r=10, t=62 if subtitle else 40, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0),
+        hovermode="x unified",
+        template="plotly_white",
+    )
+    figure.update_xaxes(title_text=x_title)
+    figure.update_yaxes(title_text=y_title)
+    return figure
+
+
+def empty(title: str, message: str = "no data yet") -> go.Figure:
+    """A blank figure with ``message`` in the middle (for a run that has not logged anything yet)."""
+    figure = go.Figure()
+    figure.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                          font=dict(size=16, color="#888"))
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return _layout(figure, title, "", "")
+
+
+def _has(frame: pd.DataFrame | None, *columns: str) -> bool:
+    return frame is not None and len(frame) > 0 and all(c in frame and frame[c].notna().any() for c in columns)
+
+
+def _line(x, y, name: str, colour: str, dash: str | None = None, markers: bool = False,
+          percent: bool = False) -> go.Scatter:
+    hover = "%{y:.1%}" if percent else "%{y:.4f}"
+    return go.Scatter(x=x, y=y, name=name, mode="lines+markers" if markers else "lines",
+                      line=dict(color=colour, dash=dash), hovertemplate=hover)
+
+
+def _epoch_axis(figure: go.Figure, epochs: pd.Series) -> None:
+    """Whole-number epoch ticks when there are few epochs."""
+    if len(epochs) and epochs.max() <= 20:
+        figure.update_xaxes(dtick=1)
+
+
+def step_loss(steps: pd.DataFrame, title: str = "Training loss per step") -> go.Figure:
+    """Training loss per step for each head (Keras' running mean within the epoch).
+
+    Args:
+        steps: ``RunStore.step_metrics`` (columns step, epoch, loss, loss_first, loss_second).
+    """
+    if not _has(steps, "step", "loss_first", "loss_second"):
+        return empty(title, "no training steps logged yet")
+    figure = go.Figure()
+    for head in HEADS:
+        figure.add_trace(_line(steps["step"], steps[f"loss_{head}"], HEAD_TITLES[head], HEAD_COLOURS[head],
+                               markers=len(steps) <= 30))
+    return _layout(figure, title, "step", "cross-entropy loss",
+                   subtitle="each point: the mean loss so far in its epoch (as Keras reports it)")
+
+
+def epoch_loss(epochs: pd.DataFrame, title: str = "Loss per epoch") -> go.Figure:
+    """Training (solid) and validation (dotted) loss per epoch for each head.
+
+    Args:
+        epochs: ``RunStore.epoch_metrics`` (columns epoch, first_loss, second_loss, val_first_loss, ...).
+    """
+    if not _has(epochs, "epoch") or not any(_has(epochs, f"{p}{h}_loss") for p in ("", "val_") for h in HEADS):
+        return empty(title, "no finished epoch yet")
+    figure = go.Figure()
+    for head in HEADS:
+        for prefix, kind, dash in (("", "training", None), ("val_", "validation", "dot")):
+            column = f"{prefix}{head}_loss"
+            if _has(epochs, column):
+                figure.add_trace(_line(epochs["epoch"], epochs[column], f"{kind}, {head} head",
+                                       HEAD_COLOURS[head], dash=dash, markers=True))
+    _epoch_axis(figure, epochs["epoch"])
+    return _layout(figure, title, "epoch", "cross-entropy loss")
+
+
+def accuracy(epochs: pd.DataFrame, title: str = "Validation accuracy per epoch") -> go.Figure:
+    """Validation accuracy per head and their mean (solid), training accuracy per head (dotted), 20% chance.
+
+    Args:
+        epochs: ``RunStore.epoch_metrics``.
+    """
+    if not _has(epochs, "epoch", "val_mean_accuracy"):
+        return empty(title, "no finished epoch yet")
+    figure = go.Figure()
+    x = epochs["epoch"]
+    for head in HEADS:
+        if _has(epochs, f"val_{head}_accuracy"):
+            figure.add_trace(_line(x, epochs[f"val_{head}_accuracy"], f"validation, {head} head",
+                                   HEAD_COLOURS[head], markers=True, percent=True))
+    figure.add_trace(_line(x, epochs["val_mean_accuracy"], "validation, mean of both", HEAD_COLOURS["mean"],
+                           markers=True, percent=True))
+    figure.data[-1].line.width = 3
+    for head in HEADS:
+        if _has(epochs, f"{head}_accuracy"):
+            figure.add_trace(_line(x, epochs[f"{head}_accuracy"], f"training, {head} head", HEAD_COLOURS[head],
+                                   dash="dot", percent=True))
+    figure.add_hline(y=0.2, line=dict(color="#aaa", dash="dash", width=1), annotation_text="chance (20%)",
+                     annotation_position="bottom right")
+    figure.update_yaxes(tickformat=".0%", range=[0, 1])
+    _epoch_axis(figure, x)
+    return _layout(figure, title, "epoch", "accuracy")
+
+
+def confusion(matrix: np.ndarray | Sequence | None, head: str, title: str | None = None,
+              normalise: bool = True) -> go.Figure:
+    """A confusion-matrix heatmap of one head with class names; rows = true class, columns = predicted.
+
+    Args:
+        matrix: 5 x 5 counts (``RunStore.confusion`` or an evaluation's ``confusion_first``), or None.
+        head: ``"first"`` (airplane ... deer) or ``"second"`` (dog ... truck).
+        normalise: colour by the share of each true class (row); the cell text shows count and share.
+    """
+    if head not in HEADS:
+        raise ValueError(f"head must be 'first' or 'second'; got {head!r}")
+    title = title or f"Confusion matrix, {HEAD_TITLES[head]}"
+    if matrix is None:
+        return empty(title, "no confusion matrix yet")
+    counts = np.asarray(matrix, dtype=np.int64)
+    classes = list(HEAD_CLASSES[head])
+    if counts.shape != (len(classes), len(classes)):
+        raise ValueError(f"expected a {len(classes)}x{len(classes)} matrix for the {head} head; got {counts.shape}")
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    text = [[f"{counts[i, j]}<br>{shares[i, j]:.0%}" if counts[i, j] else "0" for j in range(len(classes))]
+            for i in range(len(classes))]
+    figure = go.Figure(go.Heatmap(
+        z=shares if normalise else counts, x=classes, y=classes, text=text, texttemplate="%{text}",
+        colorscale="Blues", zmin=0, zmax=1 if normalise else None, showscale=False,
+        hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+    ))
+    figure.update_yaxes(autorange="reversed")
+    figure = _layout(figure, title, "predicted class", "true class", height=HEIGHT + 40)
+    figure.update_layout(hovermode="closest")
+    return figure
+
+
+def per_class_accuracy(matrix: np.ndarray | Sequence) -> list[float]:
+    """Recall per true class (the diagonal over the row sums) of a confusion matrix; 0 for empty rows."""
+    counts = np.asarray(matrix, dtype=np.float64)
+    return (counts.diagonal() / np.maximum(counts.sum(axis=1), 1)).tolist()
+
+
+def per_class_bars(per_class: Mapping[str, Sequence[float] | None], title: str = "Accuracy per class") -> go.Figure:
+    """Bars of the accuracy of each of the ten classes, coloured by head.
+
+    Args:
+        per_class: ``{"first": [5 accuracies], "second": [5 accuracies]}`` (an evaluation's ``per_class_*`` or
+            :func:`per_class_accuracy` of a confusion matrix); a missing head is left out.
+    """
+    figure = go.Figure()
+    for head in HEADS:
+        values = per_class.get(head)
+        if values is None:
+            continue
+        figure.add_trace(go.Bar(x=list(HEAD_CLASSES[head]), y=list(values), name=HEAD_TITLES[head],
+                                marker_color=HEAD_COLOURS[head], text=[f"{v:.0%}" for v in values],
+                                textposition="outside", hovertemplate="%{x}: %{y:.1%}<extra></extra>"))
+    if not figure.data:
+        return empty(title, "no confusion matrix yet")
+    figure.add_hline(y=0.2, line=dict(color="#aaa", dash="dash", width=1), annotation_text="chance (20%)",
+                     annotation_position="top left")
+    figure.update_yaxes(tickformat=".0%", range=[0, 1.1])
+    figure = _layout(figure, title, "true class", "accuracy (recall)")
+    figure.update_layout(hovermode="closest")
+    return figure
+
+
+def overlay(frames: Mapping[str, pd.DataFrame], column: str, x: str = "epoch", title: str | None = None) -> go.Figure:
+    """One metric of several runs on one set of axes (one line per run).
+
+    Args:
+        frames: run label -> ``epoch_metrics`` (or ``step_metrics``) frame, in legend order.
+        column: the metric to draw, e.g. ``"val_mean_accuracy"`` or ``"loss_first"``.
+        x: the x column, ``"epoch"`` or ``"step"``.
+    """
+    label = EPOCH_METRICS.get(column, column.replace("_", " "))
+    title = title or f"{label[0].upper()}{label[1:]}, by run"
+    figure = go.Figure()
+    percent = column.endswith("accuracy")
+    for index, (name, frame) in enumerate(frames.items()):
+        if _has(frame, x, column):
+            figure.add_trace(_line(frame[x], frame[column], name, RUN_COLOURS[index % len(RUN_COLOURS)],
+                                   markers=x == "epoch" and len(frame) <= 30, percent=percent))
+    if not figure.data:
+        return empty(title, f"none of these runs has logged {label} yet")
+    if percent:
+        figure.update_yaxes(tickformat=".0%")
+    if column == "lr":
+        figure.update_yaxes(type="log")
+    return _layout(figure, title, x, label)

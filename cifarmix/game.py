@@ -1,0 +1,481 @@
+"""Game rounds and scoring for "guess the two classes", and the pairs the mixer shows. No UI here.
+
+A game is ``ROUNDS`` rounds. Each round mixes one test image of group A (classes 0-4) with one of group B
+(classes 5-9); the player and the model each name one class per group. Rounds are dealt from the test set with
+a seed, each class appearing equally often per group, so a game can be replayed and per-class results
+compare fairly.
+
+Scoring, the same for player and model: ``POINTS_PER_CLASS`` per correct class; a perfect round (both right)
+also earns ``STREAK_BONUS`` for every perfect round right before it (at most ``MAX_STREAK_BONUS``).
+With a time limit, an answer given more than ``LATE_GRACE_S`` seconds after it counts as no answer.
+
+A game moves through three stages: ``"guess"`` (waiting for the player) -> ``answer()`` -> ``"reveal"`` ->
+``advance()`` -> the next ``"guess"``, or ``"over"`` after the last round.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cifarmix import mixing
+from cifarmix.data import CLASS_NAMES
+
+ROUNDS = 10
+POINTS_PER_CLASS = 10
+STREAK_BONUS = 5
+MAX_STREAK_BONUS = 15
+LATE_GRACE_S = 2.0
+DEFAULT_ALPHA = 0.5
+GROUP_SIZE = 5
+
+
+# ------------------------------------------------------------------------------------------------- rounds
+
+
+@dataclass(frozen=True)
+class Round:
+    """One mixed image to name.
+
+    Attributes:
+        number: 1-based position in the game.
+        a_index / b_index: indices into the test set of the group-A and group-B components.
+        first / second: the right answers, 0-4 within each group (``second`` + 5 is the CIFAR-10 class).
+    """
+
+    number: int
+    a_index: int
+    b_index: int
+    first: int
+    second: int
+
+    @property
+    def true_classes(self) -> tuple[int, int]:
+        """The two right answers as CIFAR-10 class indices (0-4, 5-9)."""
+        return self.first, self.second + GROUP_SIZE
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A guess for both groups, 0-4 each (None: no answer), with the model's confidence when it answers."""
+
+    first: int | None
+    second: int | None
+    confidence: tuple[float, float] | None = None
+
+    def classes(self) -> tuple[int | None, int | None]:
+        """The guess as CIFAR-10 class indices."""
+        return self.first, None if self.second is None else self.second + GROUP_SIZE
+
+
+NO_ANSWER = Answer(None, None)
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What happened in one round, for both players."""
+
+    round: Round
+    human: Answer
+    model: Answer
+    human_correct: tuple[bool, bool]
+    model_correct: tuple[bool, bool]
+    human_points: int
+    model_points: int
+    human_streak: int  # perfect rounds in a row, this one included
+    model_streak: int
+    seconds: float
+    timed_out: bool  # the clock ran out (the player's answer counted only if within the grace period)
+    late: bool  # answered after the grace period: the player's answer did not count
+
+
+def balanced_classes(rng: np.random.Generator, count: int, classes: int = GROUP_SIZE) -> np.ndarray:
+    """``count`` class labels 0..classes-1 in random order, each appearing equally often (+-1)."""
+    labels = np.tile(np.arange(classes), math.ceil(count / classes))[:count]
+    rng.shuffle(labels)
+    return labels
+
+
+def deal_rounds(y_test: np.ndarray, seed: int, rounds: int = ROUNDS) -> list[Round]:
+    """Deal ``rounds`` rounds from the test labels, reproducibly for a seed.
+
+    Each class appears equally often per group, and no test image appears twice in a game while its class has
+    enough images.
+
+    Raises:
+        ValueError: when a class has no test image.
+    """
+    if rounds < 1:
+        raise ValueError(f"a game needs at least one round; got {rounds}")
+    y_test = np.asarray(y_test).reshape(-1)
+    rng = np.random.default_rng(seed)
+    firsts, seconds = balanced_classes(rng, rounds), balanced_classes(rng, rounds)
+    a_indices = _pick_images(y_test, firsts, rng)
+    b_indices = _pick_images(y_test, seconds + GROUP_SIZE, rng)
+    return [Round(i + 1, int(a), int(b), int(f), int(s))
+            for i, (a, b, f, s) in enumerate(zip(a_indices, b_indices, firsts, seconds))]
+
+
+def _pick_images(y: np.ndarray, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One test index per wanted class, without repeats inside a class when it has enough images."""
+    picked = np.empty(len(classes), dtype=np.int64)
+    for cls in np.unique(classes):
+        slots = np.flatnonzero(classes == cls)
+        members = np.flatnonzero(y == cls)
+        if len(members) == 0:
+            raise ValueError(f"the test set has no image of class {cls} ({CLASS_NAMES[cls]}); a game needs all ten")
+        picked[slots] = rng.choice(members, size=len(slots), replace=len(members) < len(slots))
+    return picked
+
+
+def round_image(x_test: np.ndarray, game_round: Round, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+    """The mixed image of a round: float32 (32, 32, 3) pixels in [0, 255]."""
+    return mixing.mix(x_test[game_round.a_index], x_test[game_round.b_index], alpha)
+
+
+def model_answer(probabilities: Mapping[str, np.ndarray], row: int = 0) -> Answer:
+    """The model's answer for one image from ``models.predict`` output: argmax per head and its probability."""
+    first = np.asarray(probabilities["first"])[row]
+    second = np.asarray(probabilities["second"])[row]
+    return Answer(int(first.argmax()), int(second.argmax()), (float(first.max()), float(second.max())))
+
+
+def round_points(correct: tuple[bool, bool], streak_before: int) -> tuple[int, int]:
+    """Points for one round and the streak after it.
+
+    Args:
+        correct: whether each class was named right.
+        streak_before: perfect rounds in a row right before this one.
+
+    Returns:
+        ``(points, streak_after)``.
+    """
+    points = POINTS_PER_CLASS * sum(bool(c) for c in correct)
+    if all(correct):
+        return points + min(STREAK_BONUS * streak_before, MAX_STREAK_BONUS), streak_before + 1
+    return points, 0
+
+
+# --------------------------------------------------------------------------------------------------- game
+
+
+@dataclass
+class Game:
+    """A game in progress; create it with :func:`new_game`.
+
+    Attributes:
+        rounds: the dealt rounds.
+        opponent: the model's reference (what the leaderboard shows).
+        seed: the dealing seed (replays the same images).
+        alpha: the mixing weight of component A.
+        time_limit: seconds per round, or None.
+        results: one per answered round.
+        position: index of the current round.
+        stage: "guess", "reveal" or "over".
+        score_id: the leaderboard row once saved (``record``), so a game is saved once.
+    """
+
+    rounds: list[Round]
+    opponent: str
+    seed: int
+    alpha: float = DEFAULT_ALPHA
+    time_limit: float | None = None
+    results: list[RoundResult] = field(default_factory=list)
+    position: int = 0
+    stage: str = "guess"
+    score_id: int | None = None
+
+    @property
+    def current(self) -> Round | None:
+        """The round being guessed or revealed; None when the game is over."""
+        return None if self.stage == "over" else self.rounds[self.position]
+
+    @property
+    def last_result(self) -> RoundResult | None:
+        return self.results[-1] if self.results else None
+
+    @property
+    def human_score(self) -> int:
+        return sum(r.human_points for r in self.results)
+
+    @property
+    def model_score(self) -> int:
+        return sum(r.model_points for r in self.results)
+
+    @property
+    def human_streak(self) -> int:
+        return self.results[-1].human_streak if self.results else 0
+
+    @property
+    def model_streak(self) -> int:
+        return self.results[-1].model_streak if self.results else 0
+
+    @property
+    def is_last_round(self) -> bool:
+        return self.position == len(self.rounds) - 1
+
+    def answer(self, human: Answer, model: Answer, seconds: float) -> RoundResult:
+        """Score the current round for both players and move to its reveal.
+
+        Args:
+            human: the player's picks (None for a group not picked).
+            model: the model's answer (see :func:`model_answer`).
+            seconds: time from showing the round to the answer.
+
+        Raises:
+            RuntimeError: when the game is not waiting for a guess.
+        """
+        if self.stage != "guess":
+            raise RuntimeError(f"the game is in its {self.stage!r} stage; answer only while it waits for a guess")
+        game_round = self.rounds[self.position]
+        timed_out = self.time_limit is not None and seconds >= self.time_limit
+        late = self.time_limit is not None and seconds > self.time_limit + LATE_GRACE_S
+        counted = NO_ANSWER if late else human
+        human_correct = _correct(counted, game_round)
+        model_correct = _correct(model, game_round)
+        human_points, human_streak = round_points(human_correct, self.human_streak)
+        model_points, model_streak = round_points(model_correct, self.model_streak)
+        result = RoundResult(game_round, human, model, human_correct, model_correct, human_points, model_points,
+                             human_streak, model_streak, float(seconds), timed_out, late)
+        self.results.append(result)
+        self.stage = "reveal"
+        return result
+
+    def advance(self) -> None:
+        """Leave the reveal: go to the next round, or end the game after the last one."""
+        if self.stage != "reveal":
+            raise RuntimeError(f"the game is in its {self.stage!r} stage; advance only from a reveal")
+        if self.is_last_round:
+            self.stage = "over"
+        else:
+            self.position += 1
+            self.stage = "guess"
+
+    def details(self) -> dict:
+        """JSON-able record of the game for the leaderboard's ``details`` column."""
+        return {
+            "seed": self.seed, "alpha": self.alpha, "time_limit": self.time_limit,
+            "rounds": [{"a": r.round.a_index, "b": r.round.b_index, "human": list(r.human.classes()),
+                        "model": list(r.model.classes()), "points": [r.human_points, r.model_points],
+                        "seconds": round(r.seconds, 2)} for r in self.results],
+        }
+
+
+def _correct(answer: Answer, game_round: Round) -> tuple[bool, bool]:
+    return answer.first == game_round.first, answer.second == game_round.second
+
+
+def new_game(y_test: np.ndarray, seed: int, opponent: str, rounds: int = ROUNDS, alpha: float = DEFAULT_ALPHA,
+             time_limit: float | None = None) -> Game:
+    """A new game dealt from the test labels (see :func:`deal_rounds`)."""
+    if time_limit is not None and time_limit <= 0:
+        raise ValueError(f"the time limit must be a positive number of seconds or None; got {time_limit}")
+    return Game(deal_rounds(y_test, seed, rounds), str(opponent), int(seed), mixing.check_alpha(alpha),
+                None if time_limit is None else float(time_limit))
+
+
+def play_model_round(game: Game, x_test: np.ndarray, predict: Callable[[np.ndarray], dict]) -> tuple[np.ndarray, Answer]:
+    """The current round's mixed image and the model's answer to it (``predict`` as ``models.predict``)."""
+    image = round_image(x_test, game.current, game.alpha)
+    return image, model_answer(predict(image[None]))
+
+
+# ---------------------------------------------------------------------------------------------- summaries
+
+
+@dataclass(frozen=True)
+class ClassResult:
+    """How player and model did on one CIFAR-10 class over the rounds where it was an answer."""
+
+    class_index: int
+    rounds: int
+    human_correct: int
+    model_correct: int
+
+    @property
+    def name(self) -> str:
+        return CLASS_NAMES[self.class_index]
+
+    @property
+    def winner(self) -> str:
+        """"human", "model" or "tie"."""
+        if self.human_correct == self.model_correct:
+            return "tie"
+        return "human" if self.human_correct > self.model_correct else "model"
+
+
+def class_summary(results: list[RoundResult]) -> list[ClassResult]:
+    """Per CIFAR-10 class (those that came up), how often player and model named it right."""
+    counts: dict[int, list[int]] = {}
+    for result in results:
+        for head, cls in enumerate(result.round.true_classes):
+            row = counts.setdefault(cls, [0, 0, 0])
+            row[0] += 1
+            row[1] += int(result.human_correct[head])
+            row[2] += int(result.model_correct[head])
+    return [ClassResult(cls, *counts[cls]) for cls in sorted(counts)]
+
+
+def verdict(human_score: int, model_score: int) -> str:
+    """"human", "model" or "tie" for a final score."""
+    if human_score == model_score:
+        return "tie"
+    return "human" if human_score > model_score else "model"
+
+
+def guess_rows(game: Game) -> list[dict]:
+    """One row per head and round, as ``RunStore.log_guesses`` takes them. A head the player left unanswered
+    (or answered too late) is left out: it says nothing about which classes people recognise."""
+    rows = []
+    for result in game.results:
+        counted = NO_ANSWER if result.late else result.human
+        for head, truth, human, model in zip(mixing.HEADS, result.round.true_classes, counted.classes(),
+                                             result.model.classes()):
+            if human is None:
+                continue  # no guess: nothing to learn about which class fooled people
+            rows.append({"head": head, "true_class": truth, "human_class": human, "model_class": model,
+                         "opponent": game.opponent})
+    return rows
+
+
+def record(game: Game, store, player: str) -> int:
+    """Save a finished game once: its guesses (for the classroom table) and its score (for the leaderboard).
+
+    Args:
+        game: a game in its "over" stage.
+        store: a ``RunStore``.
+        player: the name typed by the player (cleaned by the store; an empty name becomes "anonymous").
+
+    Returns:
+        The score id (the same id again if the game was already saved).
+    """
+    if game.stage != "over":
+        raise RuntimeError("only a finished game is saved; play its last round first")
+    if game.score_id is None:
+        from cifarmix.store import clean_player_name
+
+        try:
+            name = clean_player_name(player)
+        except ValueError:
+            name = "anonymous"
+        store.log_guesses(guess_rows(game))
+        game.score_id = store.add_score(name, game.human_score, len(game.results), game.opponent,
+                                        game.model_score, game.details())
+    return game.score_id
+
+
+def classroom_summary(frame) -> list[dict]:
+    """Rows of ``RunStore.class_accuracy()`` with class names and who does better on each class.
+
+    Returns:
+        Dicts with class_index, name, rounds, human_accuracy, model_accuracy, winner ("human"/"model"/"tie").
+    """
+    rows = []
+    for row in frame.itertuples(index=False):
+        human, model = float(row.human_accuracy), float(row.model_accuracy)
+        winner = "tie" if abs(human - model) < 1e-9 else "human" if human > model else "model"
+        rows.append({"class_index": int(row.class_index), "name": CLASS_NAMES[int(row.class_index)],
+                     "rounds": int(row.rounds), "human_accuracy": human, "model_accuracy": model, "winner": winner})
+    return rows
+
+
+# ------------------------------------------------------------------------------------ pairs for the mixer
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A mixed image as the mixer shows it: test indices of both components and the weight of A."""
+
+    a_index: int
+    b_index: int
+    alpha: float = DEFAULT_ALPHA
+
+    def to_query(self) -> dict[str, str]:
+        """URL query parameters that reproduce the pair (``a``, ``b``, ``w``)."""
+        return {"a": str(self.a_index), "b": str(self.b_index), "w": f"{self.alpha:g}"}
+
+
+def random_pair(y_test: np.ndarray, rng: np.random.Generator, first: int | None = None, second: int | None = None,
+                alpha: float = DEFAULT_ALPHA) -> Pair:
+    """A random pair; ``first`` (0-4) / ``second`` (5-9) restrict a component to one CIFAR-10 class."""
+    y_test = np.asarray(y_test).reshape(-1)
+    a_pool = np.flatnonzero(y_test == first) if first is not None else np.flatnonzero(y_test < GROUP_SIZE)
+    b_pool = np.flatnonzero(y_test == second) if second is not None else np.flatnonzero(y_test >= GROUP_SIZE)
+    if len(a_pool) == 0 or len(b_pool) == 0:
+        raise ValueError("the test set has no image of the requested class")
+    return Pair(int(rng.choice(a_pool)), int(rng.choice(b_pool)), mixing.check_alpha(alpha))
+
+
+def class_members(y_test: np.ndarray, cls: int) -> np.ndarray:
+    """Test indices of the images of one CIFAR-10 class, ascending (the mixer's "image n°" counts in it)."""
+    return np.flatnonzero(np.asarray(y_test).reshape(-1) == int(cls))
+
+
+def pair_from_query(query: Mapping[str, str], y_test: np.ndarray, rng: np.random.Generator) -> tuple[Pair | None, list[str]]:
+    """Read a pair from URL query parameters ``a``, ``b`` (test indices) and ``w`` (weight of A).
+
+    Returns:
+        ``(pair, problems)``: ``(None, [])`` when the URL names no pair; otherwise a pair in which every missing
+        or bad value was replaced by a random (or default) one, and one sentence per replaced value.
+    """
+    if not any(key in query for key in ("a", "b", "w")):
+        return None, []
+    y_test = np.asarray(y_test).reshape(-1)
+    problems = []
+    fallback = random_pair(y_test, rng)
+    a = _index_param(query, "a", y_test, range(GROUP_SIZE), "group A (airplane … deer)", problems)
+    b = _index_param(query, "b", y_test, range(GROUP_SIZE, 2 * GROUP_SIZE), "group B (dog … truck)", problems)
+    alpha = _alpha_param(query, problems)
+    return Pair(fallback.a_index if a is None else a, fallback.b_index if b is None else b, alpha), problems
+
+
+def _index_param(query, key, y, classes, group, problems) -> int | None:
+    text = query.get(key)
+    if text is None:
+        problems.append(f"'{key}' is missing from the link; a random image of {group} is shown.")
+        return None
+    try:
+        index = int(str(text).strip())
+    except ValueError:
+        problems.append(f"'{key}={text}' in the link is not a test image number; a random image is shown.")
+        return None
+    if not 0 <= index < len(y):
+        problems.append(f"'{key}={index}' in the link is outside the test set (0–{len(y) - 1}); "
+                        "a random image is shown.")
+        return None
+    if int(y[index]) not in classes:
+        name = CLASS_NAMES[int(y[index])]
+        article = "an" if name[0] in "aeiou" else "a"
+        problems.append(f"'{key}={index}' in the link is {article} {name}, not of {group}; "
+                        "a random image is shown.")
+        return None
+    return index
+
+
+def _alpha_param(query, problems) -> float:
+    text = query.get("w")
+    if text is None:
+        return DEFAULT_ALPHA
+    try:
+        return mixing.check_alpha(float(str(text).strip()))
+    except ValueError:
+        problems.append(f"'w={text}' in the link is not a mixing weight strictly between 0 and 1; "
+                        f"{DEFAULT_ALPHA} is used.")
+        return DEFAULT_ALPHA
+
+
+
+def gallery_pairs(y_test: np.ndarray, seed: int, count: int, alpha: float = DEFAULT_ALPHA) -> list[Pair]:
+    """``count`` random pairs fixed by ``seed`` (the mixer's "can you guess the classes?" grid)."""
+    rng = np.random.default_rng(seed)
+    return [random_pair(y_test, rng, alpha=alpha) for _ in range(count)]
+
+
+def pair_images(x_test: np.ndarray, pairs: list[Pair]) -> np.ndarray:
+    """The mixed images of ``pairs``: float32 (N, 32, 32, 3), each with its own weight."""
+    if not pairs:
+        return np.zeros((0, 32, 32, 3), dtype=np.float32)
+    return np.stack([mixing.mix(x_test[p.a_index], x_test[p.b_index], p.alpha) for p in pairs])

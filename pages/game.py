@@ -1,0 +1,331 @@
+"""Game: "guess the two classes" against a model — 10 rounds, points, streaks, a leaderboard, a classroom table.
+
+Each round shows one mixed test image; the player picks one class per group (buttons, or the keys 1-5 and 6-0),
+the model answers the same image, and the reveal shows both photos. Rules and scoring live in
+``cifarmix.game``; this page only draws them and keeps the game in the session.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import sqlite3
+import time
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from cifarmix import game
+from cifarmix.store import PLAYER_NAME_MAX
+from pages import ui
+
+GAME_KEY = "game"
+PICK_KEYS = {"first": "game_pick_first", "second": "game_pick_second"}
+STARTED_KEY = "game_round_started"
+MODEL_ANSWER_KEY = "game_model_answer"
+ERROR_KEY = "game_error"
+TIME_LIMITS = (0, 10, 20, 30)
+SETUP_KEYS = ("game_player", "game_opponent", "game_time_limit")
+GROUPS = {"first": ("Group A", range(5), "12345"), "second": ("Group B", range(5, 10), "67890")}
+
+
+# ------------------------------------------------------------------------------------------------ actions
+
+
+def opponent_name(reference: str) -> str:
+    return "🎲 random guesser" if reference == ui.BASELINE else reference
+
+
+def start_round() -> None:
+    for key in PICK_KEYS.values():
+        st.session_state[key] = None
+    st.session_state[STARTED_KEY] = time.monotonic()
+
+
+def start_game(y) -> None:
+    # The setup widgets vanish during the game (and Streamlit drops their values): keep copies for later.
+    for key in SETUP_KEYS:
+        st.session_state[f"{key}_kept"] = st.session_state.get(key)
+    limit = st.session_state.get("game_time_limit") or None
+    st.session_state[GAME_KEY] = game.new_game(y, secrets.randbits(32), st.session_state["game_opponent"],
+                                               time_limit=limit)
+    st.session_state.pop(ERROR_KEY, None)
+    start_round()
+
+
+def pick(head: str, choice: int) -> None:
+    st.session_state[PICK_KEYS[head]] = choice
+
+
+def submit(g: game.Game, model_answer: game.Answer) -> None:
+    """Score the round with the picks so far (the Submit button, or the clock running out)."""
+    if g.stage != "guess":
+        return  # a double click, or the clock and the button at once
+    seconds = time.monotonic() - st.session_state.get(STARTED_KEY, time.monotonic())
+    human = game.Answer(st.session_state.get(PICK_KEYS["first"]), st.session_state.get(PICK_KEYS["second"]))
+    g.answer(human, model_answer, seconds)
+
+
+def advance(g: game.Game) -> None:
+    """Next round; after the last one, save the game to the leaderboard."""
+    if g.stage != "reveal":
+        return
+    g.advance()
+    if g.stage == "over":
+        try:
+            game.record(g, ui.run_store(), st.session_state.get("game_player_kept") or "")
+        except (sqlite3.Error, OSError, ValueError) as error:  # a full disk, a locked store: say so, keep the game
+            st.session_state[ERROR_KEY] = f"Your score could not be saved ({type(error).__name__}: {error})."
+    else:
+        start_round()
+
+
+def quit_game() -> None:
+    st.session_state.pop(GAME_KEY, None)
+    st.session_state.pop(MODEL_ANSWER_KEY, None)
+
+
+# ----------------------------------------------------------------------------------------------- sections
+
+
+def header() -> None:
+    ui.page_header("🎮 Guess the two classes",
+                   "Each picture is two photos averaged: one airplane, automobile, bird, cat or deer, and one dog, "
+                   "frog, horse, ship or truck. Name both — then see whether the model did better.")
+
+
+def opponents() -> list[str]:
+    return [ui.BASELINE] + [entry.reference for entry in ui.model_entries()]
+
+
+def setup(y) -> None:
+    with st.container(border=True):
+        st.subheader("New game")
+        choices = opponents()
+        for key in SETUP_KEYS:  # back from a game: the choices made before it
+            if key not in st.session_state and st.session_state.get(f"{key}_kept") is not None:
+                st.session_state[key] = st.session_state[f"{key}_kept"]
+        if st.session_state.get("game_opponent") not in choices:
+            active = ui.active_model()
+            st.session_state["game_opponent"] = ("champion" if "champion" in choices
+                                                 else active.reference if active else ui.BASELINE)
+        columns = st.columns([3, 3, 4], gap="medium")
+        columns[0].text_input("Your name (for the leaderboard)", max_chars=PLAYER_NAME_MAX, key="game_player",
+                              placeholder="e.g. Ada")
+        titles = {reference: ui.model_title(reference) for reference in choices}
+        columns[1].selectbox("Play against", choices, format_func=titles.get, key="game_opponent",
+                             help="“allconv” plays at the strength of the seed notebook; “champion” is our best.")
+        st.session_state.setdefault("game_time_limit", 0)
+        columns[2].segmented_control("Time per round", TIME_LIMITS, required=True,
+                                     format_func=lambda s: f"{s} s" if s else "No limit", key="game_time_limit")
+        if len(choices) == 1:
+            st.info("No trained model yet: you can play against the random guesser. Train a model on the "
+                    "*Train* page to get a real opponent.", icon="🤖")
+        st.button(f"Start a {game.ROUNDS}-round game", icon="▶️", type="primary", on_click=start_game, args=(y,))
+
+
+def scoreboard(g: game.Game) -> None:
+    columns = st.columns([2, 2, 2, 3, 1], vertical_alignment="center")
+    columns[0].metric("Round", f"{min(g.position + 1, len(g.rounds))} / {len(g.rounds)}")
+    columns[1].metric("You", g.human_score, delta=f"🔥 {g.human_streak} in a row" if g.human_streak > 1 else None,
+                      delta_color="off")
+    columns[2].metric("Model", g.model_score, delta=f"🔥 {g.model_streak} in a row" if g.model_streak > 1 else None,
+                      delta_color="off")
+    limit = f" · {g.time_limit:g} s per round" if g.time_limit else ""
+    columns[3].caption(f"Playing against {ui.escape_markdown(ui.model_title(g.opponent))}{limit}")
+    columns[4].button("Quit", icon="✖️", type="tertiary", on_click=quit_game, help="Abandon this game")
+
+
+def model_answer_for(g: game.Game, x) -> game.Answer | None:
+    """The opponent's answer to the current round, computed once while the player thinks."""
+    key = (g.seed, g.position)
+    cached = st.session_state.get(MODEL_ANSWER_KEY)
+    if cached and cached[0] == key:
+        return cached[1]
+    model = ui.get_model(g.opponent)
+    if model is None:
+        return None
+    _, answer = game.play_model_round(g, x, model.predict)
+    st.session_state[MODEL_ANSWER_KEY] = (key, answer)
+    return answer
+
+
+def guess_stage(g: game.Game, x) -> None:
+    answer = model_answer_for(g, x)
+    if answer is None:
+        st.button("Choose another opponent", on_click=quit_game)
+        return
+    if g.time_limit and time.monotonic() - st.session_state[STARTED_KEY] >= g.time_limit:
+        submit(g, answer)  # the clock ran out: the picks made so far count
+        st.rerun()
+    left, right = st.columns([4, 6], gap="large")
+    with left:
+        ui.show_image(game.round_image(x, g.current, g.alpha), f"Round {g.current.number}: what is in it?",
+                      factor=11)
+    with right:
+        if g.time_limit:
+            countdown(st.session_state[STARTED_KEY] + g.time_limit, g.time_limit)
+        for column, head in zip(st.columns(2, gap="medium"), GROUPS):
+            with column:
+                pick_buttons(head)
+        ready = all(st.session_state.get(key) is not None for key in PICK_KEYS.values())
+        st.button("Submit my answer", icon="✅", type="primary", disabled=not ready, on_click=submit,
+                  args=(g, answer), shortcut="Enter", width="stretch", key="game_submit")
+        st.caption("Keyboard: 1–5 pick in group A, 6–0 in group B, Enter submits.")
+
+
+def pick_buttons(head: str) -> None:
+    label, classes, keys = GROUPS[head]
+    st.markdown(f"**{label}:** which one is in it?")
+    chosen = st.session_state.get(PICK_KEYS[head])
+    for cls, key in zip(classes, keys):
+        st.button(ui.class_label(cls), key=f"game_pick_{cls}", on_click=pick, args=(head, cls % 5),
+                  type="primary" if chosen == cls % 5 else "secondary", shortcut=key, width="stretch")
+
+
+@st.fragment(run_every=1)
+def countdown(deadline: float, limit: float) -> None:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        st.rerun()  # the whole page: it sees the clock ran out and scores the round
+    st.progress(min(1.0, left / limit), text=f"⏱️ {math.ceil(left)} s left")
+
+
+def reveal_stage(g: game.Game, x) -> None:
+    result = g.last_result
+    r = result.round
+    if result.late:
+        st.warning("Too late — the answer came after the time limit and does not count.", icon="⏰")
+    elif result.timed_out:
+        st.info("Time's up! The picks you had made counted.", icon="⏱️")
+    st.subheader(f"You +{result.human_points} · Model +{result.model_points}"
+                 + (f" · 🔥 {result.human_streak} perfect rounds in a row!" if result.human_streak > 1 else ""),
+                 anchor=False)
+    columns = st.columns(3, gap="medium")
+    with columns[0]:
+        ui.show_image(game.round_image(x, r, g.alpha), "the mix you saw", factor=7)
+    with columns[1]:
+        ui.show_image(x[r.a_index], f"A: {ui.class_label(r.true_classes[0])}", factor=7)
+    with columns[2]:
+        ui.show_image(x[r.b_index], f"B: {ui.class_label(r.true_classes[1])}", factor=7)
+    st.dataframe(reveal_table(result), hide_index=True)
+    last = g.is_last_round
+    st.button("See the results" if last else "Next round", icon="🏁" if last else "▶️", type="primary",
+              on_click=advance, args=(g,), shortcut="Enter", key="game_next")
+
+
+def reveal_table(result: game.RoundResult) -> pd.DataFrame:
+    rows = []
+    human = game.NO_ANSWER if result.late else result.human
+    for head, truth, mine, theirs, confidence, me_right, it_right in zip(
+            ("A", "B"), result.round.true_classes, human.classes(), result.model.classes(),
+            result.model.confidence, result.human_correct, result.model_correct):
+        rows.append({"Group": head, "Right answer": ui.class_label(truth),
+                     "You": ("✅ " if me_right else "❌ ") + (ui.class_label(mine) if mine is not None else "—"),
+                     "Model": ("✅ " if it_right else "❌ ") + f"{ui.class_label(theirs)} ({confidence:.0%} sure)"})
+    return pd.DataFrame(rows)
+
+
+def summary(g: game.Game) -> None:
+    outcome = game.verdict(g.human_score, g.model_score)
+    score = f"{g.human_score} to {g.model_score}"
+    if outcome == "human":
+        st.success(f"**You beat the model, {score}!**", icon="🏆")
+        if st.session_state.get("game_balloons") != g.seed:
+            st.session_state["game_balloons"] = g.seed
+            st.balloons()
+    elif outcome == "model":
+        st.error(f"**The model wins, {score}.** Try again?", icon="🤖")
+    else:
+        st.info(f"**A tie, {score}.**", icon="🤝")
+    if st.session_state.get(ERROR_KEY):
+        st.error(st.session_state[ERROR_KEY], icon="💾")
+    elif g.score_id is not None:
+        st.caption("Your score is on the leaderboard below.")
+    per_class = game.class_summary(g.results)
+    st.markdown("#### Class by class")
+    st.markdown(who_did_better(per_class, "you", "the model"))
+    st.dataframe(pd.DataFrame([{
+        "Class": ui.class_label(c.class_index), "Came up": c.rounds, "You right": c.human_correct,
+        "Model right": c.model_correct, "Better": {"human": "🙋 you", "model": "🤖 model", "tie": "="}[c.winner],
+    } for c in per_class]), hide_index=True)
+    st.button("Play again", icon="🔁", type="primary", on_click=quit_game, key="game_again")
+
+
+def who_did_better(rows, human: str, model: str) -> str:
+    """One sentence: the classes where the human did better, and those where the model did."""
+    human_wins = [ui.class_label(c.class_index) for c in rows if c.winner == "human"]
+    model_wins = [ui.class_label(c.class_index) for c in rows if c.winner == "model"]
+    parts = [f"**{human.capitalize()}** did better on {', '.join(human_wins)}." if human_wins else
+             f"{human.capitalize()} did better on no class.",
+             f"**{model.capitalize()}** did better on {', '.join(model_wins)}." if model_wins else
+             f"{model.capitalize()} did better on no class."]
+    return " ".join(parts)
+
+
+def leaderboard() -> None:
+    st.subheader("🏆 Leaderboard")
+    rows = ui.run_store().leaderboard(limit=10)
+    if not rows:
+        st.caption("No games yet — be the first on the board!")
+        return
+    # Names go into a dataframe: shown as plain text, never interpreted as markdown or HTML.
+    st.dataframe(pd.DataFrame([{
+        "#": rank, "Player": row["player"], "Score": row["score"], "Model's score": row["model_score"],
+        "Opponent": opponent_name(row["opponent"]), "Date": ui.format_time(row["created_at"]),
+    } for rank, row in enumerate(rows, start=1)]), hide_index=True)
+
+
+def classroom() -> None:
+    st.subheader("👩‍🏫 People vs models, over every game played here")
+    rows = game.classroom_summary(ui.run_store().class_accuracy())
+    if not rows:
+        st.caption("After the first game, this shows per class how often people and models were right.")
+        return
+    st.markdown(classroom_sentence(rows))
+    st.plotly_chart(classroom_figure(rows), key="game_classroom", config={"displayModeBar": False})
+
+
+def classroom_sentence(rows: list[dict]) -> str:
+    people = [ui.class_label(r["class_index"]) for r in rows if r["winner"] == "human"]
+    models = [ui.class_label(r["class_index"]) for r in rows if r["winner"] == "model"]
+    return (f"**People** beat the models on {', '.join(people) or 'no class yet'}; "
+            f"**models** beat people on {', '.join(models) or 'no class yet'}.")
+
+
+def classroom_figure(rows: list[dict]) -> go.Figure:
+    labels = [ui.class_label(r["class_index"]) for r in rows]
+    figure = go.Figure([
+        go.Bar(name="People", x=labels, y=[r["human_accuracy"] for r in rows], marker_color="#F28C28",
+               customdata=[r["rounds"] for r in rows],
+               hovertemplate="%{x}: %{y:.0%} of %{customdata} answers<extra>People</extra>"),
+        go.Bar(name="Models", x=labels, y=[r["model_accuracy"] for r in rows], marker_color="#5B3FD9",
+               customdata=[r["rounds"] for r in rows],
+               hovertemplate="%{x}: %{y:.0%} of %{customdata} answers<extra>Models</extra>"),
+    ])
+    figure.update_layout(barmode="group", height=340, yaxis={"range": [0, 1], "tickformat": ".0%", "title": "right"},
+                         margin={"l": 10, "r": 10, "t": 20, "b": 10}, legend={"orientation": "h", "y": 1.12},
+                         font={"size": 15})
+    return figure
+
+
+# ----------------------------------------------------------------------------------------------------- page
+
+header()
+splits = ui.require_data()
+current = st.session_state.get(GAME_KEY)
+if current is None:
+    setup(splits.y_test)
+    leaderboard()
+    classroom()
+elif current.stage == "over":
+    summary(current)
+    leaderboard()
+    classroom()
+else:
+    scoreboard(current)
+    if current.stage == "guess":
+        guess_stage(current, splits.x_test)
+    else:
+        reveal_stage(current, splits.x_test)

@@ -1,0 +1,201 @@
+"""Mixer: pick two test images (or let chance pick), mix them, and see what the model makes of the mix.
+
+The pair on screen lives in the URL (``?a=<test index>&b=<test index>&w=<weight of A>``), so a copied link
+shows the same mix; a bad link value gives a warning and a random (or default) value instead.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+
+import numpy as np
+import streamlit as st
+
+from cifarmix import data, game
+from pages import ui
+
+PAIR_KEY = "mixer_pair"
+GALLERY_SEED_KEY = "mixer_gallery_seed"
+GALLERY_SIZES = (6, 12, 18)
+GALLERY_COLUMNS = 6
+CONTROLS_HEIGHT = 170  # px: the same for the three columns, so the three images line up
+SIDES = {"a": ("Component A", range(5)), "b": ("Component B", range(5, 10))}
+
+
+# ------------------------------------------------------------------------------------------------ state
+
+
+def rng() -> np.random.Generator:
+    return np.random.default_rng(secrets.randbits(64))
+
+
+def current_pair(y: np.ndarray) -> game.Pair:
+    """The pair of this session; on a session's first visit, the one in the URL (warning about bad values)."""
+    if PAIR_KEY not in st.session_state:
+        pair, problems = game.pair_from_query(st.query_params.to_dict(), y, rng())
+        for problem in problems:
+            st.warning(problem, icon="🔗")
+        st.session_state[PAIR_KEY] = pair or game.random_pair(y, rng())
+    return st.session_state[PAIR_KEY]
+
+
+def set_pair(pair: game.Pair) -> None:
+    st.session_state[PAIR_KEY] = pair
+
+
+def index_key(side: str) -> str:
+    return f"{side}_index"
+
+
+def on_class(side: str, y: np.ndarray) -> None:
+    """A new class for one component (or the 🎲 button): a random image of that class."""
+    cls = st.session_state[f"mixer_{side}_class"]
+    index = int(rng().choice(game.class_members(y, cls)))
+    set_pair(replace(st.session_state[PAIR_KEY], **{index_key(side): index}))
+
+
+def on_number(side: str, y: np.ndarray) -> None:
+    """Image n° k of the component's class."""
+    members = game.class_members(y, st.session_state[f"mixer_{side}_class"])
+    number = min(max(int(st.session_state[f"mixer_{side}_number"]), 1), len(members))
+    set_pair(replace(st.session_state[PAIR_KEY], **{index_key(side): int(members[number - 1])}))
+
+
+def on_alpha() -> None:
+    set_pair(replace(st.session_state[PAIR_KEY], alpha=round(float(st.session_state["mixer_alpha"]), 4)))
+
+
+def on_new_pair(y: np.ndarray) -> None:
+    set_pair(game.random_pair(y, rng(), alpha=st.session_state[PAIR_KEY].alpha))
+
+
+def sync_widgets(pair: game.Pair, y: np.ndarray) -> None:
+    """Point the widgets at the pair (before they are drawn), whatever changed it: a widget, a button, the URL."""
+    for side, index in (("a", pair.a_index), ("b", pair.b_index)):
+        cls = int(y[index])
+        st.session_state[f"mixer_{side}_class"] = cls
+        st.session_state[f"mixer_{side}_number"] = int(np.searchsorted(game.class_members(y, cls), index)) + 1
+    st.session_state["mixer_alpha"] = pair.alpha
+
+
+# --------------------------------------------------------------------------------------------- sections
+
+
+def header() -> None:
+    ui.page_header("🎨 Mixer", "Two CIFAR-10 photos — one airplane/automobile/bird/cat/deer, one dog/frog/horse/"
+                   "ship/truck — averaged pixel by pixel. Can you, and the model, still tell what is in the mix?")
+
+
+def pair_view(pair: game.Pair, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each component with its pickers above it, then the mix with the weight; returns the mix."""
+    sync_widgets(pair, y)
+    top = st.columns([2, 5], vertical_alignment="center")
+    top[0].button("New random pair", icon="🎲", on_click=on_new_pair, args=(y,), type="primary", width="stretch")
+    top[1].caption("…or choose each photo below: its class, which photo of that class (or 🎲 for a random "
+                   "one), and how much of each goes into the mix.")
+    columns = st.columns(3, gap="large")
+    for column, side, index in zip(columns, SIDES, (pair.a_index, pair.b_index)):
+        with column:
+            with st.container(height=CONTROLS_HEIGHT, border=False):
+                component_picker(side, y)
+            ui.show_image(x[index], f"{SIDES[side][0]}: {ui.class_label(y[index])} (test image {index})")
+    with columns[2]:
+        with st.container(height=CONTROLS_HEIGHT, border=False):
+            st.slider("Weight of A in the mix", 0.05, 0.95, step=0.05, key="mixer_alpha", on_change=on_alpha,
+                      help="0.5 is a plain average (the task's setting); move it to let one photo dominate.")
+        mixed = game.pair_images(x, [pair])[0]
+        ui.show_image(mixed, f"The mix: {pair.alpha:.0%} A + {1 - pair.alpha:.0%} B")
+    return mixed
+
+
+def component_picker(side: str, y: np.ndarray) -> None:
+    label, classes = SIDES[side]
+    st.selectbox(f"{label}", list(classes), format_func=ui.class_label, key=f"mixer_{side}_class",
+                 on_change=on_class, args=(side, y))
+    count = len(game.class_members(y, st.session_state[f"mixer_{side}_class"]))
+    inner = st.columns([4, 1], vertical_alignment="bottom")
+    inner[0].number_input(f"Photo n° (of {count:,})", min_value=1, max_value=count, step=1,
+                          key=f"mixer_{side}_number", on_change=on_number, args=(side, y))
+    inner[1].button("", icon="🎲", key=f"mixer_{side}_another", on_click=on_class, args=(side, y),
+                    help="Another random photo of this class", width="stretch")
+
+
+def active_model() -> ui.SharedModel | None:
+    """The sidebar's model, loaded (None, with a box saying why, when there is none or it cannot load)."""
+    entry = ui.active_model()
+    if entry is None:
+        ui.show_no_model("the model's answers")
+        return None
+    return ui.get_model(entry.reference)
+
+
+def model_answers(pair: game.Pair, mixed: np.ndarray, y: np.ndarray, model: ui.SharedModel | None) -> None:
+    if model is None:
+        return
+    probs = model.predict(mixed[None])
+    answer = game.model_answer(probs)
+    truth = (int(y[pair.a_index]), int(y[pair.b_index]))
+    said = []
+    for guess, right, confidence in zip(answer.classes(), truth, answer.confidence):
+        mark = "✅" if guess == right else f"❌ (the answer is {ui.class_label(right)})"
+        said.append(f"**{ui.class_label(guess)}** ({confidence:.0%}) {mark}")
+    st.markdown(f"{ui.escape_markdown(model.title)} says: " + " and ".join(said))
+    columns = st.columns(2, gap="medium")
+    for column, head, classes, right in zip(columns, ("first", "second"), (SIDES["a"][1], SIDES["b"][1]), truth):
+        column.plotly_chart(ui.probability_figure(probs[head][0], list(classes), right,
+                                                  f"{'First' if head == 'first' else 'Second'} head"),
+                            key=f"mixer_probs_{head}", config={"displayModeBar": False})
+
+
+def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | None) -> None:
+    st.subheader("Can you guess the classes?")
+    st.session_state.setdefault(GALLERY_SEED_KEY, secrets.randbits(32))
+    columns = st.columns([2, 2, 2, 3], vertical_alignment="center")
+    count = columns[0].segmented_control("Mixes", GALLERY_SIZES, default=GALLERY_SIZES[0], required=True,
+                                         key="mixer_gallery_count")
+    reveal = columns[1].toggle("Show the answers", key="mixer_gallery_reveal")
+    columns[2].button("🔀 New gallery", on_click=lambda: st.session_state.update(
+        {GALLERY_SEED_KEY: secrets.randbits(32)}))
+    pairs = game.gallery_pairs(y, st.session_state[GALLERY_SEED_KEY], count or GALLERY_SIZES[0], alpha)
+    mixes = game.pair_images(x, pairs)
+    answers = model.predict(mixes) if model is not None and len(mixes) else None
+    if model is None:
+        columns[3].caption("No model answers yet: only the answers can be revealed.")
+    else:
+        columns[3].caption(f"🤖 = the guesses of {model.title}")
+    for start in range(0, len(pairs), GALLERY_COLUMNS):
+        row = st.columns(GALLERY_COLUMNS)
+        for offset, column in enumerate(row):
+            if start + offset >= len(pairs):
+                break
+            i = start + offset
+            truth = (int(y[pairs[i].a_index]), int(y[pairs[i].b_index]))
+            guess = None if answers is None else game.model_answer(answers, i).classes()
+            with column:
+                ui.show_image(mixes[i], gallery_caption(truth, guess, reveal), factor=4)
+
+
+def gallery_caption(truth: tuple[int, int], guess: tuple[int, int] | None, reveal: bool) -> str:
+    """``🤖 cat + truck`` before the reveal; ``✅ cat + ❌ truck → dog`` after it."""
+    names = data.CLASS_NAMES
+    if guess is None:
+        return f"{names[truth[0]]} + {names[truth[1]]}" if reveal else "?"
+    if not reveal:
+        return f"🤖 {names[guess[0]]} + {names[guess[1]]}"
+    parts = [f"✅ {names[g]}" if g == t else f"❌ {names[g]} → {names[t]}" for g, t in zip(guess, truth)]
+    return " + ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------------- page
+
+header()
+splits = ui.require_data()
+pair = current_pair(splits.y_test)
+st.query_params.from_dict(pair.to_query())
+mix = pair_view(pair, splits.x_test, splits.y_test)
+st.subheader("What the model says")
+model = active_model()
+model_answers(pair, mix, splits.y_test, model)
+st.divider()
+gallery(splits.x_test, splits.y_test, pair.alpha, model)

@@ -1,0 +1,375 @@
+"""Runs: every training run in a table; one run in depth (curves, confusion matrices per epoch, per-class
+accuracy, the test protocol, its mistakes, CSV export, delete); several runs compared side by side."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from cifarmix import catalog, evaluation, figures, jobs, mixing, models
+from cifarmix.data import CLASS_NAMES
+from cifarmix.store import RunStore
+from pages import ui
+
+GALLERY_SIZE = 16
+GALLERY_COLUMNS = 4
+GALLERY_ZOOM = 5  # 32 -> 160 pixels
+NEEDS_DATA = "This needs the CIFAR-10 images, which this server could not load (see the sidebar's data status)."
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def store() -> RunStore:
+    return ui.run_store()
+
+
+def run_label(run: dict) -> str:
+    name = f" “{run['name']}”" if run.get("name") else ""  # plain text: select boxes do not render markdown
+    best = f" — {run['best_val_mean']:.1%} val" if run.get("best_val_mean") is not None else ""
+    return f"#{run['id']}{name} {run['arch']} ({run['status']}){best}"
+
+
+def evaluation_text(result: dict | None) -> str:
+    if not result:
+        return "-"
+    return f"{result['mean_accuracy']:.1%} ± {result['std']:.1%} · {result['repeats']}×{result['pairs']:,}"
+
+
+def short_label(run: dict) -> str:
+    """For legends and column heads: ``#3 “name” allconv``."""
+    name = f" “{run['name']}”" if run.get("name") else ""
+    return f"#{run['id']}{name} {run['arch']}"
+
+
+def options_text(options: dict) -> str:
+    return json.dumps(options) if options else "defaults"
+
+
+def latest_evaluations() -> dict[int, dict]:
+    """Run id -> the result of its newest test evaluation."""
+    latest: dict[int, dict] = {}
+    for row in store().evaluations():  # newest first
+        if row["run_id"] is not None:
+            latest.setdefault(row["run_id"], row["result"])
+    return latest
+
+
+# ------------------------------------------------------------------------------------------------ sections
+
+
+def header() -> None:
+    ui.page_header("Training runs", "Every run started here or on the command line. Pick one to see how it "
+                   "learned, score it on the test protocol and look at its mistakes; or compare several.")
+
+
+def runs_table(runs: list[dict]) -> None:
+    tested = latest_evaluations()
+    rows = [{
+        "run": run["id"], "name": run.get("name") or "", "architecture": run["arch"],
+        "options": options_text(run.get("options") or {}), "status": run["status"],
+        "epochs": f"{run.get('epochs_done') or 0}/{run.get('total_epochs') or run['config'].get('epochs', '?')}",
+        "duration": jobs.duration_text(jobs.elapsed_seconds(run)), "best val. mean": run.get("best_val_mean"),
+        "test protocol": evaluation_text(tested.get(run["id"])), "created": ui.format_time(run.get("created_at") or ""),
+    } for run in runs]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        "run": st.column_config.NumberColumn("run", format="#%d", width="small"),
+        "best val. mean": st.column_config.NumberColumn(
+            "best val. mean", format="percent", help="Best mean accuracy of both heads on the validation mixes"),
+        "test protocol": st.column_config.TextColumn(
+            "test protocol", width="medium",
+            help="Newest test evaluation: mean accuracy ± spread over the repeats · repeats × pairs"),
+    })
+
+
+def no_runs() -> None:
+    st.info("No runs yet. Start one on the **Train** page (the *smoke* preset takes seconds), or from a terminal: "
+            "`python -m cifarmix train --preset smoke`.", icon="🧪")
+
+
+def pick_run(runs: list[dict]) -> dict:
+    """The run to look at: first the one in the URL (``?run=ID``), then the user's pick, kept in the URL."""
+    ids = [run["id"] for run in runs]
+    by_id = {run["id"]: run for run in runs}
+    wanted = st.query_params.get("run", "")
+    index = ids.index(int(wanted)) if wanted.isdigit() and int(wanted) in ids else 0
+    chosen = st.selectbox("Run", ids, index=index, format_func=lambda i: run_label(by_id[i]), key="runs_pick")
+    st.query_params["run"] = str(chosen)
+    return by_id[chosen]
+
+
+def run_summary(run: dict, tested: dict | None) -> None:
+    config = run.get("config") or {}
+    columns = st.columns(4)
+    best = run.get("best_val_mean")
+    columns[0].metric("Best mean val. accuracy", "-" if best is None else f"{best:.1%}",
+                      help=f"at epoch {run.get('best_epoch')}" if run.get("best_epoch") else None)
+    columns[1].metric("Test protocol", "-" if not tested else f"{tested['mean_accuracy']:.1%}",
+                      help=evaluation_text(tested) if tested else "Not evaluated yet: see below.")
+    columns[2].metric("Epochs", f"{run.get('epochs_done') or 0} of {run.get('total_epochs') or config.get('epochs')}")
+    columns[3].metric("Duration", jobs.duration_text(jobs.elapsed_seconds(run)))
+    st.caption(
+        f"Status **{run['status']}**{': ' + ui.escape_markdown(run['message']) if run.get('message') else ''} · "
+        f"batch {config.get('batch_size')} · lr {config.get('lr')} ({config.get('optimizer')}, "
+        f"{config.get('schedule')}) · α {config.get('alpha')} · label smoothing {config.get('label_smoothing')} · "
+        f"{'augmented' if config.get('augment') else 'no augmentation'} · training images "
+        f"{config.get('train_size') or 'all'} · seed {config.get('seed')} · device {run.get('device') or '-'}"
+    )
+
+
+def run_curves(run_id: int, epochs: pd.DataFrame) -> None:
+    st.subheader("How it learned")
+    left, right = st.columns(2)
+    left.plotly_chart(figures.step_loss(store().step_metrics(run_id)), key="run_steps")
+    right.plotly_chart(figures.epoch_loss(epochs), key="run_epoch_loss")
+    st.plotly_chart(figures.accuracy(epochs), key="run_accuracy")
+
+
+def confusion_by_epoch(run_id: int) -> None:
+    st.subheader("Confusion matrices on the validation mixes")
+    epochs = store().confusion_epochs(run_id)
+    if not epochs:
+        st.info("No epoch has finished yet, so there is no confusion matrix.", icon="⏳")
+        return
+    epoch = epochs[0] if len(epochs) == 1 else st.select_slider(
+        "Epoch", options=epochs, value=epochs[-1], key=f"cm_epoch_{run_id}",
+        help="Slide to watch the confusions change as the run learned.")
+    if len(epochs) == 1:
+        st.caption(f"Epoch {epoch} (the only one so far)")
+    matrices = {head: store().confusion(run_id, epoch=epoch, head=head) for head in figures.HEADS}
+    columns = st.columns(2)
+    for column, head in zip(columns, figures.HEADS):
+        column.plotly_chart(figures.confusion(matrices[head], head, title=f"{figures.HEAD_TITLES[head]}, "
+                                              f"epoch {epoch}"), key=f"cm_{head}")
+    per_class = {head: figures.per_class_accuracy(matrix) for head, matrix in matrices.items() if matrix is not None}
+    st.plotly_chart(figures.per_class_bars(per_class, title=f"Accuracy per class on the validation mixes, "
+                                                            f"epoch {epoch}"), key="per_class_val")
+
+
+def test_protocol(run: dict) -> None:
+    st.subheader("Test protocol")
+    st.caption("The seeds' protocol: mixes drawn from the test set, 10 repeats of 10,000 pairs, scored per head. "
+               "The full protocol takes a few minutes on a CPU; fewer repeats or pairs give a quick look.")
+    results = store().evaluations(run_id=run["id"])
+    if run["status"] in jobs.ACTIVE:
+        st.info("Evaluate this run once it has ended.", icon="⏳")
+    elif not run.get("model_path"):
+        st.info("This run has no saved model to evaluate.", icon="🚫")
+    elif not ui.data_available():
+        st.info(NEEDS_DATA, icon="📦")
+    else:
+        evaluation_form(run)
+        results = store().evaluations(run_id=run["id"])
+    if results:
+        evaluation_results(results)
+
+
+def evaluation_form(run: dict) -> None:
+    with st.form(f"evaluate_{run['id']}"):
+        left, right = st.columns(2)
+        repeats = left.number_input("Repeats", min_value=1, max_value=evaluation.PROTOCOL_REPEATS,
+                                    value=evaluation.PROTOCOL_REPEATS, step=1)
+        pairs = right.number_input("Test pairs per repeat", min_value=100, max_value=evaluation.PROTOCOL_PAIRS,
+                                   value=evaluation.PROTOCOL_PAIRS, step=1000)
+        submitted = st.form_submit_button("Evaluate on the test protocol", icon="🧮")
+    if not submitted:
+        return
+    try:
+        with st.spinner(f"Scoring {repeats} × {pairs:,} test mixes…"):
+            entry = catalog.resolve(f"run:{run['id']}", store())
+            splits = ui.data_status().splits
+            alpha = (run.get("config") or {}).get("alpha", 0.5)
+            result = evaluation.evaluate(entry.load(), splits.x_test, splits.y_test, repeats=int(repeats),
+                                         pairs=int(pairs), alpha=alpha)
+            result["model"] = entry.reference
+            store().add_evaluation(run["id"], entry.reference, result)
+    except (ValueError, models.ModelError) as error:
+        st.error(f"Could not evaluate run #{run['id']}: {ui.escape_markdown(error)}", icon="🚫")
+        return
+    st.success(f"Stored: {evaluation.summary_line(result)} ({result['seconds']:.0f} s)", icon="✅")
+
+
+def evaluation_results(results: list[dict]) -> None:
+    rows = [{
+        "when": row["created_at"][:16].replace("T", " "), "repeats × pairs": f"{r['repeats']} × {r['pairs']:,}",
+        "mean accuracy": r["mean_accuracy"], "± std": r["std"], "first head": r["head_first"],
+        "second head": r["head_second"], "mean F1": r["mean_f1"],
+    } for row in results for r in [row["result"]]]
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        "mean accuracy": percent, "± std": st.column_config.NumberColumn(
+            format="percent", help="Spread of the mean accuracy over the repeats"),
+        "first head": percent, "second head": percent, "mean F1": st.column_config.NumberColumn(format="%.3f")})
+    latest = results[0]["result"]
+    st.plotly_chart(figures.per_class_bars(
+        {"first": latest["per_class_first"], "second": latest["per_class_second"]},
+        title=f"Accuracy per class on the test protocol ({latest['repeats']} × {latest['pairs']:,} mixes)"),
+        key="per_class_test")
+
+
+@st.cache_data(show_spinner="Finding the validation mixes it gets wrong…", max_entries=8)
+def validation_mistakes(model_path: str, modified: float, alpha: float, val_pairs: int, limit: int) -> dict:
+    """Mixed validation pairs (the run's own validation set) where at least one head is wrong.
+
+    ``modified`` (the model file's mtime) is only part of the cache key.
+    """
+    splits = ui.data_status().splits
+    pairs = mixing.validation_pairs(splits.x_val, splits.y_val, val_pairs, alpha)
+    return evaluation.mistakes(models.load_model(model_path), pairs, limit)
+
+
+def mistake_caption(found: dict, index: int) -> str:
+    """``🐦 bird → deer ✗ · 🚚 truck ✓``: each true class, and the model's answer where it is wrong."""
+    parts = []
+    for head, offset in (("first", 0), ("second", 5)):
+        true, guess = found["truth"][head][index], found["predicted"][head][index]
+        name = ui.class_label(true + offset)
+        parts.append(f"{name} ✓" if true == guess else f"{name} → {CLASS_NAMES[guess + offset]} ✗")
+    return " · ".join(parts)
+
+
+def mistakes_gallery(run: dict) -> None:
+    st.subheader("Mistakes on the validation mixes")
+    if run["status"] in jobs.ACTIVE or not run.get("model_path"):
+        st.info("The gallery needs a saved model of a run that has ended.", icon="⏳")
+        return
+    if not ui.data_available():
+        st.info(NEEDS_DATA, icon="📦")
+        return
+    if not st.toggle("Show misclassified validation mixes", key=f"gallery_{run['id']}"):
+        return
+    config = run.get("config") or {}
+    try:
+        path = catalog.resolve(f"run:{run['id']}", store()).path
+        found = validation_mistakes(str(path), path.stat().st_mtime, config.get("alpha", 0.5),
+                                    config.get("val_pairs", 5000), GALLERY_SIZE)
+    except (ValueError, OSError, models.ModelError) as error:
+        st.error(f"Could not load run #{run['id']}'s model: {ui.escape_markdown(error)}", icon="🚫")
+        return
+    st.caption(f"The best checkpoint gets {found['count']:,} of {found['total']:,} validation mixes wrong in at "
+               f"least one head. Here are the first {len(found['images'])}: under each, its two true classes, "
+               "and after → the model's answer where a head got it wrong.")
+    for start in range(0, len(found["images"]), GALLERY_COLUMNS):  # one row at a time keeps the rows aligned
+        for column, index in zip(st.columns(GALLERY_COLUMNS), range(start, len(found["images"]))):
+            column.image(ui.upscale(found["images"][index], GALLERY_ZOOM), caption=mistake_caption(found, index),
+                         width="stretch", output_format="PNG")  # same size in every column, crisp pixels
+
+
+def csv_export(run: dict, epochs: pd.DataFrame) -> None:
+    st.download_button("Download epoch metrics (CSV)", epochs.to_csv(index=False).encode(), icon="⬇️",
+                       file_name=f"cifarmix-run-{run['id']}-epochs.csv", mime="text/csv",
+                       disabled=epochs.empty, key=f"csv_{run['id']}")
+
+
+def delete_section(run: dict) -> None:
+    """Delete with a confirmation step; refused while the run is active."""
+    run_id = run["id"]
+    if run["status"] in jobs.ACTIVE:
+        st.button(f"Delete run #{run_id}", icon="🗑️", disabled=True, key=f"delete_{run_id}",
+                  help="Stop the run on the Train page first.")
+        st.caption("A run cannot be deleted while it is running: stop it on the **Train** page first.")
+        return
+    if st.session_state.get("confirm_delete") != run_id:
+        if st.button(f"Delete run #{run_id}", icon="🗑️", key=f"delete_{run_id}"):
+            st.session_state["confirm_delete"] = run_id
+            st.rerun()
+        return
+    st.warning(f"Delete run #{run_id} with its metrics, confusion matrices, evaluations and model files? "
+               "This cannot be undone.", icon="⚠️")
+    buttons = st.container(horizontal=True)
+    if buttons.button("Yes, delete it", type="primary", icon="🗑️", key=f"confirm_delete_{run_id}"):
+        st.session_state.pop("confirm_delete", None)
+        delete(run_id)
+    if buttons.button("Cancel", key=f"cancel_delete_{run_id}"):
+        st.session_state.pop("confirm_delete", None)
+        st.rerun()
+
+
+def delete(run_id: int) -> None:
+    run = store().get_run(run_id)
+    if run is not None and run["status"] in jobs.ACTIVE:
+        st.error(f"Run #{run_id} has started running again; stop it first.", icon="🚫")
+        return
+    try:
+        store().delete_run(run_id)
+    except (LookupError, ValueError) as error:
+        st.error(f"Could not delete run #{run_id}: {ui.escape_markdown(error)}", icon="🚫")
+        return
+    st.session_state["runs_flash"] = f"Run #{run_id} deleted."
+    st.session_state.pop("runs_pick", None)
+    st.query_params.pop("run", None)
+    st.rerun()
+
+
+def one_run(runs: list[dict]) -> None:
+    run = pick_run(runs)
+    epochs = store().epoch_metrics(run["id"])
+    run_summary(run, latest_evaluations().get(run["id"]))
+    run_curves(run["id"], epochs)
+    confusion_by_epoch(run["id"])
+    test_protocol(run)
+    mistakes_gallery(run)
+    st.subheader("Export and clean up")
+    csv_export(run, epochs)
+    delete_section(run)
+
+
+def compare_runs(runs: list[dict]) -> None:
+    by_id = {run["id"]: run for run in runs}
+    with_epochs = [run["id"] for run in runs if run.get("epochs_done")]
+    chosen = st.multiselect("Runs to compare", list(by_id), default=with_epochs[:3],
+                            format_func=lambda i: run_label(by_id[i]), key="compare_runs")
+    if len(chosen) < 1:
+        st.info("Pick two or more runs to overlay their curves.", icon="📈")
+        return
+    metric = st.selectbox("Curve", list(figures.EPOCH_METRICS), format_func=figures.EPOCH_METRICS.get,
+                          key="compare_metric")
+    frames = {short_label(by_id[i]): store().epoch_metrics(i) for i in chosen}
+    st.plotly_chart(figures.overlay(frames, metric), key="compare_overlay")
+    steps = {short_label(by_id[i]): store().step_metrics(i) for i in chosen}
+    st.plotly_chart(figures.overlay(steps, "loss", x="step", title="Training loss per step, by run"),
+                    key="compare_steps")
+    side_by_side([by_id[i] for i in chosen])
+
+
+def side_by_side(runs: list[dict]) -> None:
+    tested = latest_evaluations()
+    table = {}
+    for run in runs:
+        config = run.get("config") or {}
+        result = tested.get(run["id"])
+        table[short_label(run)] = {
+            "architecture": run["arch"], "status": run["status"], "options": options_text(run.get("options") or {}),
+            "epochs": f"{run.get('epochs_done') or 0}/{run.get('total_epochs') or config.get('epochs')}",
+            "best val. mean": f"{run['best_val_mean']:.2%}" if run.get("best_val_mean") is not None else "-",
+            "best epoch": str(run.get("best_epoch") or "-"),
+            "test protocol": evaluation_text(result),
+            "test first / second": f"{result['head_first']:.1%} / {result['head_second']:.1%}" if result else "-",
+            "duration": jobs.duration_text(jobs.elapsed_seconds(run)),
+            "batch size": str(config.get("batch_size")), "learning rate": str(config.get("lr")),
+            "optimizer": config.get("optimizer"), "schedule": config.get("schedule"),
+            "training images": str(config.get("train_size") or "all"), "augment": str(config.get("augment")),
+            "label smoothing": str(config.get("label_smoothing")), "α": str(config.get("alpha")),
+            "seed": str(config.get("seed")),
+        }
+    st.table(pd.DataFrame(table))
+
+
+# ---------------------------------------------------------------------------------------------------- page
+
+header()
+if "runs_flash" in st.session_state:
+    st.success(st.session_state.pop("runs_flash"), icon="🗑️")
+jobs.reap(store())
+all_runs = store().list_runs()
+if not all_runs:
+    no_runs()
+    st.stop()
+runs_table(all_runs)
+one, several = st.tabs(["One run", "Compare runs"])
+with one:
+    one_run(all_runs)
+with several:
+    compare_runs(all_runs)

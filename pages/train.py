@@ -1,0 +1,343 @@
+"""Train: set up a run, start it as a separate process, watch its curves and confusion matrices live, stop it.
+
+The run being watched is named in the URL (``?run=ID``), so a refresh or a second viewer finds it again. The
+page only reads the run store; the training process writes it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from cifarmix import architectures, figures, jobs, training
+from cifarmix.store import RunStore
+from pages import ui
+
+REFRESH_SECONDS = 2
+CUSTOM = "custom"
+STATUS_ICONS = {"queued": "⏳", "running": "🏃", "finished": "✅", "stopped": "⏹️", "failed": "❌", "killed": "💀"}
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def store() -> RunStore:
+    return ui.run_store()
+
+
+@st.cache_resource(show_spinner=False)
+def device() -> str:
+    """Where trainings run on this server (checked once per server)."""
+    return training.device_description()
+
+
+def watched_run_id() -> int | None:
+    """The run in the URL, else the newest active run (so a second viewer without the link sees it)."""
+    text = st.query_params.get("run")
+    if text and text.isdigit():
+        return int(text)
+    active = jobs.active_runs(store())
+    return active[0]["id"] if active else None
+
+
+# ------------------------------------------------------------------------------------------------ sections
+
+
+def header() -> None:
+    ui.page_header("Train a model", "Pick an architecture and a recipe, start a run and watch it learn to name "
+                   "both classes of a mixed image. Training runs in its own process: you can leave this page, "
+                   "refresh it, or share its link.")
+    running = jobs.active_runs(store())
+    allowed = jobs.max_trainings()
+    st.markdown(
+        f"**Device:** {device()} &nbsp;·&nbsp; **Trainings running:** {len(running)} of {allowed} allowed "
+        f"on this server"
+    )
+
+
+def preset_picker() -> dict:
+    """The preset whose values fill the form (a starting point, every field stays editable)."""
+    names = sorted(training.PRESETS, key=lambda name: name != "smoke") + [CUSTOM]  # the quick demo first
+    choice = st.selectbox(
+        "Start from a preset", names, index=0, key="train_preset",
+        format_func=lambda name: {"smoke": "smoke — a tiny demo run (seconds)",
+                                  "allconv": "allconv — the seed notebook's recipe",
+                                  "champion": "champion — our best recipe (hours on a CPU)",
+                                  CUSTOM: "custom — the plain defaults"}.get(name, name),
+        help="Fills the form below; change any field before starting.",
+    )
+    values = training.TrainConfig().to_dict()
+    if choice != CUSTOM:
+        values = training.preset(choice).to_dict()
+    values["preset"] = choice
+    return values
+
+
+def architecture_picker(defaults: dict) -> str:
+    """Architecture with its description and size; a warning for GPU-sized nets on a CPU-only server."""
+    names = architectures.names()
+    name = st.selectbox(
+        "Architecture", names, index=names.index(defaults["arch"]), key=f"train_arch_{defaults['preset']}",
+        format_func=lambda n: f"{n} — {architectures.get(n).title}",
+    )
+    entry = architectures.get(name)
+    with st.spinner("Counting parameters…"):
+        params = architectures.param_count(name)
+    st.caption(f"{entry.description} **{params:,} parameters.** Source: {entry.source}.")
+    if entry.needs_gpu and not device().startswith("GPU"):
+        st.warning(
+            f"**{entry.title}** is a large network ({params / 1e6:.0f}M parameters) meant for a GPU, and this "
+            "server has none: an epoch can take hours. Choose a smaller network for a demo.",
+            icon="🐢",
+        )
+    return name
+
+
+def training_form(arch: str, defaults: dict) -> tuple[training.TrainConfig, str | None] | None:
+    """The form; returns (config, run name) when submitted, after validation has passed, else None."""
+    key = defaults["preset"]
+    with st.form(f"train_form_{key}"):
+        left, middle, right = st.columns(3)
+        epochs = left.number_input("Epochs", value=defaults["epochs"], step=1, key=f"epochs_{key}")
+        batch_size = middle.number_input("Batch size", value=defaults["batch_size"], step=16, key=f"batch_{key}")
+        lr = right.number_input("Learning rate", value=float(defaults["lr"]), step=1e-4, format="%.5f",
+                                key=f"lr_{key}")
+        train_size = left.number_input(
+            "Training images", value=defaults["train_size"], step=100, key=f"train_size_{key}",
+            placeholder="all 45,000", help="A class-balanced subset of the training set; empty uses all of it.",
+        )
+        steps = middle.number_input(
+            "Steps per epoch", value=defaults["steps_per_epoch"], step=1, key=f"steps_{key}",
+            placeholder="one pass", help="Batches per epoch; empty means one mixed pair per training image.",
+        )
+        seed = right.number_input("Seed", value=defaults["seed"], step=1, key=f"seed_{key}")
+        alpha = left.number_input(
+            "Mixing weight α", value=float(defaults["alpha"]), step=0.05, format="%.2f", key=f"alpha_{key}",
+            help="mixed = α · first image + (1 − α) · second image; 0.5 is a plain average.",
+        )
+        smoothing = middle.number_input("Label smoothing", value=float(defaults["label_smoothing"]), step=0.05,
+                                        format="%.2f", key=f"smoothing_{key}")
+        name = right.text_input("Run name (optional)", key=f"name_{key}", max_chars=40)
+        augment = st.checkbox("Augment: random flips and shifts of each image before mixing",
+                              value=defaults["augment"], key=f"augment_{key}")
+        advanced = advanced_fields(defaults, key)
+        submitted = st.form_submit_button("Start training", type="primary", icon="🚀")
+    if not submitted:
+        return None
+    values = dict(defaults, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, train_size=train_size,
+                  steps_per_epoch=steps, seed=seed, alpha=alpha, label_smoothing=smoothing, augment=augment)
+    try:
+        values.update(advanced())
+        config = training.TrainConfig.from_dict(values).validate()
+    except ValueError as error:
+        st.error(f"Not started: {ui.escape_markdown(error)}", icon="🚫")
+        return None
+    return config, name.strip() or None
+
+
+def advanced_fields(defaults: dict, key: str):
+    """Optimizer, schedule, precision and the rest, in a collapsed expander. Returns a function that reads them
+    (called after submission, so a bad JSON options string is reported like any other invalid value)."""
+    with st.expander("Advanced: optimizer, schedule, precision, validation"):
+        left, middle, right = st.columns(3)
+        optimizer = left.selectbox("Optimizer", training.OPTIMIZERS,
+                                   index=training.OPTIMIZERS.index(defaults["optimizer"]), key=f"opt_{key}")
+        schedule = middle.selectbox("Learning-rate schedule", training.SCHEDULES,
+                                    index=training.SCHEDULES.index(defaults["schedule"]), key=f"schedule_{key}",
+                                    help="plateau: divide by 5 when validation loss stalls; cosine: warm-up then "
+                                         "cosine decay; constant: no change.")
+        precision = right.selectbox("Precision", training.PRECISIONS,
+                                    index=training.PRECISIONS.index(defaults["precision"]), key=f"precision_{key}",
+                                    help="mixed_bfloat16 is faster on CPUs with bf16 support.")
+        warmup = left.number_input("Warm-up epochs (cosine)", value=float(defaults["warmup_epochs"]), step=1.0,
+                                   key=f"warmup_{key}")
+        decay = middle.number_input("Weight decay", value=float(defaults["weight_decay"]), step=1e-4,
+                                    format="%.5f", key=f"decay_{key}")
+        val_pairs = right.number_input("Validation pairs", value=defaults["val_pairs"], step=100,
+                                       key=f"val_pairs_{key}")
+        translate = left.number_input("Shift augmentation (pixels)", value=defaults["translate"], step=1,
+                                      key=f"translate_{key}")
+        early_stop = middle.number_input("Early-stop patience (epochs)", value=defaults["early_stop_patience"],
+                                         step=1, key=f"early_{key}")
+        plateau = right.number_input("Plateau patience (epochs)", value=defaults["plateau_patience"], step=1,
+                                     key=f"plateau_{key}")
+        options = st.text_input("Architecture options (JSON)", value=json.dumps(defaults["options"]),
+                                key=f"options_{key}", help='e.g. {"activation": "gelu"} for allconv')
+
+    def read() -> dict:
+        try:
+            parsed = json.loads(options or "{}")
+        except json.JSONDecodeError as error:
+            raise ValueError(f"architecture options must be a JSON object ({error})") from None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"architecture options must be a JSON object like {{}}; got {options}")
+        return dict(optimizer=optimizer, schedule=schedule, precision=precision, warmup_epochs=warmup,
+                    weight_decay=decay, val_pairs=val_pairs, translate=translate, early_stop_patience=early_stop,
+                    plateau_patience=plateau, options=parsed)
+
+    return read
+
+
+def start(config: training.TrainConfig, name: str | None) -> None:
+    """Start the run's process and put its id in the URL; the server's job limit refuses extra runs."""
+    try:
+        run_id = jobs.start(config, store(), name=name)
+    except jobs.JobLimitReached as error:
+        st.error(f"Not started: {ui.escape_markdown(error)}", icon="🚦")
+        return
+    except (ValueError, OSError) as error:
+        st.error(f"Not started: {ui.escape_markdown(error)}", icon="🚫")
+        return
+    st.query_params["run"] = str(run_id)
+    st.session_state["train_flash"] = f"Run #{run_id} started."
+    st.rerun()
+
+
+def new_run_section(watching: bool) -> None:
+    with st.expander("New training run", expanded=not watching, icon="🧪"):
+        defaults = preset_picker()
+        arch = architecture_picker(defaults)
+        submitted = training_form(arch, defaults)
+    if submitted:
+        start(*submitted)
+
+
+def missing_run(run_id: int) -> None:
+    st.warning(f"There is no run #{run_id} (it may have been deleted). Start a new one above.", icon="🔎")
+    if st.button("Forget this run"):
+        del st.query_params["run"]
+        st.rerun()
+
+
+def live_view(run_id: int) -> None:
+    """The watched run; refreshes itself every few seconds while it is active."""
+    run = store().get_run(run_id)
+    if run is None:
+        missing_run(run_id)
+        return
+    every = REFRESH_SECONDS if run["status"] in jobs.ACTIVE else None
+    st.fragment(run_every=every)(live_run)(run_id, run["status"])
+
+
+def live_run(run_id: int, shown_status: str) -> None:
+    jobs.reap(store())  # marks a run whose process died as killed
+    run = store().get_run(run_id)
+    if run is None:
+        missing_run(run_id)
+        return
+    if (run["status"] in jobs.ACTIVE) != (shown_status in jobs.ACTIVE):
+        st.rerun()  # started or ended since the page was drawn: redraw (and stop or start refreshing)
+    epochs = store().epoch_metrics(run_id)
+    run_header(run)
+    progress(run, epochs)
+    controls(run)
+    curves(run_id, epochs)
+    latest_confusions(run_id)
+
+
+def run_header(run: dict) -> None:
+    label = f" “{ui.escape_markdown(run['name'])}”" if run.get("name") else ""
+    icon = STATUS_ICONS.get(run["status"], "")
+    st.subheader(f"Run #{run['id']}{label}: {run['arch']} — {icon} {run['status']}")
+    config = run.get("config") or {}
+    st.caption(
+        f"{config.get('epochs')} epochs · batch {config.get('batch_size')} · lr {config.get('lr')} "
+        f"({config.get('optimizer')}, {config.get('schedule')}) · α {config.get('alpha')} · "
+        f"{'augmented' if config.get('augment') else 'no augmentation'} · seed {config.get('seed')} · "
+        f"device: {run.get('device') or '-'}"
+    )
+
+
+def progress(run: dict, epochs) -> None:
+    total, done = run.get("total_steps"), run.get("steps_done") or 0
+    if run["status"] == "queued" or not total:
+        st.info(f"{ui.escape_markdown(run.get('message') or 'starting')}: loading data and building the model…", icon="⏳")
+        return
+    fraction = min(1.0, done / total)
+    left = jobs.seconds_left(run, epochs["seconds"] if "seconds" in epochs else ())
+    remaining = f" · about {jobs.duration_text(left)} left" if left is not None else ""
+    st.progress(fraction, text=f"Epoch {run.get('epochs_done') or 0} of {run.get('total_epochs')} done · "
+                               f"step {done} of {total}{remaining}")
+    columns = st.columns(4)
+    best = run.get("best_val_mean")
+    last = epochs["val_mean_accuracy"].iloc[-1] if "val_mean_accuracy" in epochs and len(epochs) else None
+    columns[0].metric("Best mean val. accuracy", "-" if best is None else f"{best:.1%}",
+                      help="The mean of both heads' accuracy on the validation mixes; its checkpoint is kept.")
+    columns[1].metric("Best epoch", run.get("best_epoch") or "-")
+    columns[2].metric("Last epoch's mean accuracy", "-" if last is None else f"{last:.1%}")
+    columns[3].metric("Time since start" if run["status"] in jobs.ACTIVE else "Duration",
+                      jobs.duration_text(jobs.elapsed_seconds(run)))
+
+
+def controls(run: dict) -> None:
+    """Stop while active; once ended, the outcome, the log of a run that died, Resume, and a link to Runs."""
+    status = run["status"]
+    if status in jobs.ACTIVE:
+        if run.get("stop_requested"):
+            st.info("Stop requested: the run ends after its current step and keeps its best checkpoint.", icon="⏹️")
+        elif st.button("Stop training", icon="⏹️", key=f"stop_{run['id']}",
+                       help="Ends the run cleanly; the best checkpoint so far is kept."):
+            jobs.stop(run["id"], store())
+            st.rerun()
+        return
+    message = ui.escape_markdown(run.get("message") or status)
+    if status == "finished":
+        st.success(f"{message}. Its best checkpoint now answers on the other pages (pick it in the sidebar).",
+                   icon="✅")
+    else:
+        box = st.error if status in ("failed", "killed") else st.info
+        box(f"This run is **{status}**: {message}", icon=STATUS_ICONS.get(status))
+        log_tail(run)
+        resume_button(run)
+    if run.get("model_path"):
+        st.page_link(ui.PAGE_RUNS, label="Evaluate it, see its mistakes or compare it on the Runs page",
+                     icon="📈", query_params={"run": str(run["id"])})
+
+
+def log_tail(run: dict) -> None:
+    tail = jobs.log_tail(run["id"])
+    if tail:
+        with st.expander("Last lines of the training log", expanded=run["status"] in ("failed", "killed")):
+            st.code(tail, language=None)
+
+
+def resume_button(run: dict) -> None:
+    if st.button(f"Resume run #{run['id']}", icon="▶️", key=f"resume_{run['id']}",
+                 help="Continues from the last completed epoch in a new process."):
+        try:
+            jobs.resume(run["id"], store())
+        except (jobs.JobLimitReached, ValueError) as error:
+            st.error(f"Not resumed: {ui.escape_markdown(error)}", icon="🚦")
+            return
+        st.rerun()
+
+
+def curves(run_id: int, epochs) -> None:
+    left, right = st.columns(2)
+    left.plotly_chart(figures.step_loss(store().step_metrics(run_id)), key=f"steps_{run_id}")
+    right.plotly_chart(figures.epoch_loss(epochs), key=f"epoch_loss_{run_id}")
+    st.plotly_chart(figures.accuracy(epochs), key=f"accuracy_{run_id}")
+
+
+def latest_confusions(run_id: int) -> None:
+    epochs = store().confusion_epochs(run_id)
+    st.markdown(f"**Validation confusion matrices** (epoch {epochs[-1]})" if epochs
+                else "**Validation confusion matrices**")
+    columns = st.columns(2)
+    for column, head in zip(columns, figures.HEADS):
+        column.plotly_chart(figures.confusion(store().confusion(run_id, head=head), head), key=f"cm_{head}_{run_id}")
+
+
+# ---------------------------------------------------------------------------------------------------- page
+
+header()
+if "train_flash" in st.session_state:
+    st.toast(st.session_state.pop("train_flash"), icon="🚀")
+run_id = watched_run_id()
+if ui.data_available():
+    new_run_section(watching=run_id is not None)
+else:
+    ui.no_data_box()
+if run_id is not None:
+    live_view(run_id)

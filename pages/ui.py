@@ -1,0 +1,391 @@
+"""Streamlit helpers shared by every page: data, run store and model loading, the sidebar, and display bits.
+
+Import it from a page as ``from pages import ui``. Everything here is stable API for the pages; the core
+(``cifarmix``) never imports it.
+
+The sidebar is rendered by ``app.py`` (``ui.sidebar()`` before ``page.run()``); pages must not call
+``sidebar()`` again (its widgets would be duplicated). In tests, start ``AppTest.from_file("app.py")`` and
+``switch_page``: note that AppTest then runs the switched-to page without ``app.py`` (Streamlit's legacy handling
+of a folder named ``pages/``), so there the sidebar is absent and ``active_model()`` is None.
+
+Data
+    ``require_data()``           the CIFAR-10 splits, or the one help box and ``st.stop()`` (use at the top of a page)
+    ``data_available()``         True when CIFAR-10 loaded (for pages that still offer something without it)
+    ``no_data_box()``            the help box for the current failure (pair it with ``data_available()``)
+    ``data_status()``            a ``DataStatus`` (splits or the error) without stopping; cached per server
+    ``show_data_help(message)``  the help box for a given message: what went wrong and how to get CIFAR-10
+
+Run store and models
+    ``run_store()``              the server's ``RunStore`` (one per database file)
+    ``model_entries()``          ``catalog.available(...)``: shipped models, then finished runs
+    ``active_model()``           the ``ModelEntry`` picked in the sidebar, or None
+    ``shared_model(reference)``  a loaded ``SharedModel`` (cached once per server, lock-guarded); raises ModelError
+                                 or ValueError. ``SharedModel.predict(images)`` -> ``{"first", "second"}`` probs
+    ``get_model(reference)``     the same, or None after showing a clear error box
+    ``BASELINE``                 the reference of the untrained ``random`` baseline (always available)
+    ``model_title(reference)``   a readable name for a model reference
+    ``show_no_model(what)``      the "no trained model yet" box, with links to what still works
+
+Layout and display
+    ``sidebar()``                the shared sidebar: the active-model picker and the data status (app.py calls it)
+    ``page_header(title, intro)``
+    ``class_label(index)``       "🐱 cat" for a CIFAR-10 class index 0-9
+    ``upscale(image, factor)``   nearest-neighbour enlargement of a (32, 32, 3) image, as uint8
+    ``show_image(image, caption, factor)``
+    ``probability_figure(probs, classes, truth, title)``  a plotly bar chart of one head's answer
+    ``escape_markdown(text)``    user text made safe for any element that renders markdown
+    ``format_time(iso)``         "2025-01-31 12:00 UTC" from a run-store timestamp
+    ``PAGE_MIXER`` / ``PAGE_GAME`` / ``PAGE_TRAIN`` / ``PAGE_RUNS``  page paths for ``st.page_link``
+
+Performance
+    ``freeze_long_lived()``      ``gc.freeze()``: Streamlit runs ``keras.backend.clear_session()`` (a full
+                                 ``gc.collect()``) after every script run; see the function. Already called here.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from cifarmix import catalog, data, models, paths
+from cifarmix.store import RunStore
+
+BASELINE = "random-baseline"
+ACTIVE_MODEL_KEY = "sidebar_model"
+MODEL_CACHE_ENTRIES = 4  # models kept loaded per server (each is shared by every session)
+
+CLASS_EMOJI = ("✈️", "🚗", "🐦", "🐱", "🦌", "🐶", "🐸", "🐴", "🚢", "🚚")
+RIGHT_COLOUR = "#1E9E5A"
+WRONG_COLOUR = "#D9463B"
+OTHER_COLOUR = "#B9B4D6"
+
+PAGE_MIXER = "pages/mixer.py"
+PAGE_GAME = "pages/game.py"
+PAGE_TRAIN = "pages/train.py"
+PAGE_RUNS = "pages/runs.py"
+
+
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now out of the garbage collector's sight (``gc.freeze``).
+
+    Streamlit calls ``keras.backend.clear_session()`` after every script run, and that runs a full
+    ``gc.collect()``: with TensorFlow's ~400,000 objects it costs 0.1-1 s per click. Freezing the long-lived
+    objects (imports, loaded data and models) once they exist keeps every rerun fast. Called at import and after
+    each cached load; cheap to call again.
+    """
+    gc.freeze()
+
+
+# ------------------------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class DataStatus:
+    """The outcome of loading CIFAR-10 once: the splits, or the error message; and where it came from."""
+
+    splits: data.Splits | None
+    error: str | None
+    source: str
+
+    @property
+    def ok(self) -> bool:
+        return self.splits is not None
+
+
+@st.cache_resource(show_spinner="Loading CIFAR-10 (the first time takes a few seconds)…")
+def _load_data(source: str, home: str) -> DataStatus:
+    """Load the splits once per server for this data source and home (both are the cache key)."""
+    try:
+        status = DataStatus(data.load_splits(), None, source)
+    except data.DataError as error:
+        return DataStatus(None, str(error), source)
+    freeze_long_lived()
+    return status
+
+
+def data_status() -> DataStatus:
+    """CIFAR-10 as this server is configured (``CIFARMIX_DATA`` or Keras' download), loaded once and cached.
+
+    A failure is cached too (so an offline server does not retry a download on every click); the help box's
+    "Try again" button clears it.
+    """
+    return _load_data(data.describe_source(), os.environ.get(paths.HOME_ENV, ""))
+
+
+def show_data_help(message: str) -> None:
+    """The one box a page shows instead of its content when CIFAR-10 cannot be loaded."""
+    with st.container(border=True):
+        st.error(
+            "**CIFAR-10 is not available, so this page cannot show images yet.**\n\n"
+            f"What happened: {escape_markdown(message.replace(data.HOW_TO_FIX, '').strip())}\n\n"
+            "**How to get it** (then press *Try again*, or restart the app):\n"
+            "- *Online:* nothing to do — Keras downloads CIFAR-10 (about 170 MB) on first use.\n"
+            "- *Offline:* start the app with `CIFARMIX_DATA` pointing at the official "
+            "`cifar-10-python.tar.gz` (or an extracted `cifar-10-batches-py` folder), e.g.\n\n"
+            "  `CIFARMIX_DATA=../shared/data/cifar-10-python.tar.gz streamlit run app.py`",
+            icon="📦",
+        )
+        if st.button("Try again", icon="🔄", key="data_retry"):
+            _load_data.clear()
+            st.rerun()
+
+
+def data_available() -> bool:
+    """True when CIFAR-10 is loaded (or loads now); pages that work without data use it with ``no_data_box``."""
+    return data_status().ok
+
+
+def no_data_box() -> None:
+    """The help box for the current data failure (nothing when the data is fine)."""
+    status = data_status()
+    if not status.ok:
+        show_data_help(status.error or "unknown error")
+
+
+def require_data() -> data.Splits:
+    """The CIFAR-10 splits; if they cannot be loaded, show the help box and stop the page there."""
+    status = data_status()
+    if not status.ok:
+        show_data_help(status.error or "unknown error")
+        st.stop()
+    return status.splits
+
+
+# ------------------------------------------------------------------------------------------- store and models
+
+
+@st.cache_resource
+def _run_store(db_path: str) -> RunStore:
+    return RunStore(db_path)
+
+
+def run_store() -> RunStore:
+    """The run store of this server (``$CIFARMIX_HOME``), opened once per database file."""
+    return _run_store(str(paths.db_path()))
+
+
+def model_entries() -> list[catalog.ModelEntry]:
+    """Every trained model a page can offer: shipped ones (``artifacts/models``) first, then finished runs."""
+    return catalog.available(run_store())
+
+
+class SharedModel:
+    """One loaded model shared by every session of the server; ``predict`` holds a lock (Keras is not
+    re-entrant across threads, and two sessions may ask at once).
+
+    Attributes:
+        reference: what it was loaded from (``BASELINE``, a shipped name, ``run:12``).
+        title: a readable name.
+        model: the ``keras.Model`` (use ``predict`` rather than calling it directly).
+    """
+
+    def __init__(self, model, reference: str, title: str):
+        self.model = model
+        self.reference = reference
+        self.title = title
+        self._lock = threading.Lock()
+
+    def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """``models.predict`` under the lock: ``{"first": (N, 5), "second": (N, 5)}`` probabilities."""
+        with self._lock:
+            return models.predict(self.model, images)
+
+
+@st.cache_resource(max_entries=MODEL_CACHE_ENTRIES, show_spinner="Loading the model…")
+def _shared_model(reference: str, path: str, stamp: int, title: str) -> SharedModel:
+    """Load once per (reference, file, modification time): a retrained run's new file is picked up."""
+    if reference == BASELINE:
+        from cifarmix import architectures
+
+        shared = SharedModel(architectures.build("random"), reference, title)
+    else:
+        shared = SharedModel(models.load_model(path), reference, title)
+    shared.predict(np.zeros((1, 32, 32, 3), dtype=np.float32))  # warm up: the first call traces the model
+    freeze_long_lived()
+    return shared
+
+
+def model_title(reference: str) -> str:
+    """A readable name for a model reference (the catalog's title when it knows the model)."""
+    if reference == BASELINE:
+        return "🎲 Random guesser (untrained baseline)"
+    for entry in model_entries():
+        if entry.reference == reference:
+            return entry.title
+    return reference
+
+
+def shared_model(reference: str) -> SharedModel:
+    """The model behind ``reference`` (``BASELINE``, a shipped name, ``run:12``), loaded once per server.
+
+    Raises:
+        models.ModelError: the file is missing, corrupt or not a two-head model.
+        ValueError: the reference names no known model.
+    """
+    if reference == BASELINE:
+        return _shared_model(BASELINE, "", 0, model_title(BASELINE))
+    entry = catalog.resolve(reference, run_store())
+    try:
+        stamp = Path(entry.path).stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return _shared_model(entry.reference, str(entry.path), stamp, model_title(entry.reference))
+
+
+def get_model(reference: str | None) -> SharedModel | None:
+    """Like ``shared_model`` but shows a clear error box (never a traceback) and returns None on failure."""
+    if reference is None:
+        return None
+    try:
+        return shared_model(reference)
+    except (models.ModelError, ValueError) as error:
+        st.error(f"The model **{escape_markdown(reference)}** could not be loaded: {escape_markdown(str(error))}",
+                 icon="🧩")
+        return None
+
+
+def active_model() -> catalog.ModelEntry | None:
+    """The model picked in the sidebar (``sidebar()`` must have run in this script run), or None."""
+    reference = st.session_state.get(ACTIVE_MODEL_KEY)
+    for entry in model_entries():
+        if entry.reference == reference:
+            return entry
+    return None
+
+
+def show_no_model(what: str = "the model's answers") -> None:
+    """The box shown where a trained model is needed but none exists yet; links to what still works."""
+    with st.container(border=True):
+        st.info(
+            f"**No trained model yet**, so {what} cannot be shown. Mixing images and the game against the "
+            "random guesser still work. Train a model on the *Train* page (or ship one in `artifacts/models/`), "
+            "and it appears in the sidebar.",
+            icon="🤖",
+        )
+        links = st.columns(3)
+        links[0].page_link(PAGE_TRAIN, label="Train a model", icon="🏋️")
+        links[1].page_link(PAGE_MIXER, label="Mix images", icon="🎨")
+        links[2].page_link(PAGE_GAME, label="Play the game", icon="🎮")
+
+
+# ------------------------------------------------------------------------------------------------- sidebar
+
+
+def sidebar() -> None:
+    """The sidebar every page shares: which model answers (shipped models and finished runs), and the data."""
+    with st.sidebar:
+        _model_picker()
+        st.divider()
+        _data_badge()
+
+
+def _model_picker() -> None:
+    entries = model_entries()
+    if not entries:
+        st.markdown("**Active model**")
+        st.caption("No trained model yet — train one on the Train page.")
+        st.session_state.pop(ACTIVE_MODEL_KEY, None)
+        return
+    references = [entry.reference for entry in entries]
+    titles = {entry.reference: entry.title for entry in entries}
+    if st.session_state.get(ACTIVE_MODEL_KEY) not in references:
+        st.session_state[ACTIVE_MODEL_KEY] = "champion" if "champion" in references else references[0]
+    st.selectbox("Active model", references, format_func=titles.get, key=ACTIVE_MODEL_KEY,
+                 help="The model that answers on the Mixer page (shipped models first, then your finished runs).")
+    card = next(entry.card for entry in entries if entry.reference == st.session_state[ACTIVE_MODEL_KEY])
+    if card.get("description"):
+        st.caption(card["description"])
+
+
+def _data_badge() -> None:
+    status = data_status()
+    st.markdown("**Data**")
+    if status.ok:
+        splits = status.splits
+        st.caption(f"✅ CIFAR-10: {len(splits.x_train):,} train · {len(splits.x_val):,} validation · "
+                   f"{len(splits.x_test):,} test images")
+    else:
+        st.caption("❌ CIFAR-10 is not loaded — see the box on the page.")
+    st.caption(f"Source: {escape_markdown(status.source)}")
+
+
+# ------------------------------------------------------------------------------------------ layout and display
+
+
+def page_header(title: str, intro: str | None = None) -> None:
+    """The page title and a one-line introduction."""
+    st.title(title)
+    if intro:
+        st.caption(intro)
+
+
+def class_label(index: int) -> str:
+    """``"🐱 cat"`` for a CIFAR-10 class index 0-9."""
+    return f"{CLASS_EMOJI[int(index)]} {data.CLASS_NAMES[int(index)]}"
+
+
+def upscale(image: np.ndarray, factor: int = 8) -> np.ndarray:
+    """Enlarge an (H, W, 3) image by repeating pixels (nearest neighbour), so 32x32 stays crisp; uint8 out."""
+    pixels = np.clip(np.asarray(image, dtype=np.float32).round(), 0, 255).astype(np.uint8)
+    return np.repeat(np.repeat(pixels, factor, axis=0), factor, axis=1)
+
+
+def show_image(image: np.ndarray, caption: str | None = None, factor: int = 8) -> None:
+    """Show a small image enlarged without blur (never passes user text to markdown: captions are plain)."""
+    st.image(upscale(image, factor), caption=caption)  # natural size, shrunk only if the column is narrower
+
+
+def probability_figure(probs: np.ndarray, classes: list[int], truth: int | None = None,
+                       title: str = "") -> go.Figure:
+    """Horizontal bars of one head's probabilities.
+
+    Args:
+        probs: (5,) probabilities.
+        classes: the CIFAR-10 indices of the five outputs (0-4 or 5-9).
+        truth: the right CIFAR-10 index: its bar is green; the model's pick, when wrong, is red.
+        title: the chart title.
+    """
+    probs = np.asarray(probs, dtype=float)
+    picked = classes[int(probs.argmax())]
+    colours = []
+    for cls in classes:
+        if truth is not None and cls == truth:
+            colours.append(RIGHT_COLOUR)
+        elif truth is not None and cls == picked:
+            colours.append(WRONG_COLOUR)
+        else:
+            colours.append(OTHER_COLOUR)
+    labels = [class_label(cls) for cls in classes]
+    figure = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color=colours,
+                              text=[f"{p:.0%}" for p in probs], textposition="outside", cliponaxis=False,
+                              hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    figure.update_layout(title=title, height=260, margin={"l": 10, "r": 40, "t": 40, "b": 10},
+                         xaxis={"range": [0, 1.12], "tickformat": ".0%", "showgrid": False},
+                         yaxis={"autorange": "reversed"}, font={"size": 15}, showlegend=False)
+    return figure
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:=])")
+
+
+def escape_markdown(text: str) -> str:
+    """Backslash-escape every character markdown (and Streamlit's extensions) could interpret."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def format_time(iso: str) -> str:
+    """``"2025-01-31 12:00 UTC"`` from a run-store timestamp (``2025-01-31T12:00:00.123+00:00``)."""
+    return f"{iso[:10]} {iso[11:16]} UTC" if iso and len(iso) >= 16 else str(iso)
+
+
+freeze_long_lived()  # the imports above (TensorFlow, Keras, plotly) live as long as the server

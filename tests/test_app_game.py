@@ -1,0 +1,154 @@
+"""The Game page through Streamlit's AppTest: a full round, a full game with its summary and leaderboard entry,
+the clock, plain-text names, and the random guesser when no model is trained."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from cifarmix.store import RunStore
+
+APP = "../app.py"
+TIMEOUT = 60
+BASELINE = "random-baseline"
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def shipped_model(untrained_model_file, tmp_path, monkeypatch):
+    """One "shipped" model (an untrained net) in a models folder named by CIFARMIX_MODELS_DIR."""
+    folder = tmp_path / "models" / "demo"
+    folder.mkdir(parents=True)
+    shutil.copy(untrained_model_file, folder / "model.keras")
+    (folder / "card.json").write_text(json.dumps({"title": "Demo model"}))
+    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "models"))
+    return "demo"
+
+
+@pytest.fixture
+def no_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "no-models"))
+
+
+def game_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    return at.switch_page("pages/game.py").run()
+
+
+def start_game(at: AppTest, name: str = "Ada", opponent: str | None = None, limit: int = 0) -> AppTest:
+    at.text_input(key="game_player").input(name)
+    if opponent is not None:
+        at.selectbox(key="game_opponent").set_value(opponent)
+    at.button_group(key="game_time_limit").set_value(limit)
+    at.button(key=start_key(at)).click().run()
+    assert not at.exception
+    return at
+
+
+def start_key(at: AppTest) -> str:
+    return next(button.key for button in at.button if button.label.startswith("Start a 10-round game"))
+
+
+def current(at: AppTest):
+    return at.session_state["game"]
+
+
+def answer_round(at: AppTest, right: bool = True) -> None:
+    """Pick a class per group (the right ones, or wrong ones), then submit."""
+    r = current(at).current
+    first, second = r.true_classes if right else ((r.first + 1) % 5, (r.second + 1) % 5 + 5)
+    at.button(key=f"game_pick_{first}").click().run()
+    at.button(key=f"game_pick_{second}").click().run()
+    assert at.button(key=f"game_pick_{first}").proto.type == "primary"  # the pick shows as chosen
+    at.button(key="game_submit").click().run()
+    assert not at.exception
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_a_full_round_pick_submit_reveal_next(tiny_data, no_models):
+    at = game_page()
+    assert "No trained model yet" in " ".join(i.value for i in at.info)
+    assert at.selectbox(key="game_opponent").options == ["🎲 Random guesser (untrained baseline)"]
+    start_game(at)
+    assert metric(at, "Round") == "1 / 10" and metric(at, "You") == "0"
+    assert len(at.image) == 1 and at.image[0].captions == ["Round 1: what is in it?"]
+    assert at.button(key="game_submit").disabled  # nothing picked yet
+    answer_round(at, right=True)
+
+    g = current(at)
+    assert g.stage == "reveal" and metric(at, "You") == "20" and metric(at, "Model") == str(g.model_score)
+    table = at.dataframe[0].value
+    truth = [ui_label(c) for c in g.rounds[0].true_classes]
+    assert list(table["Right answer"]) == truth and list(table["You"]) == [f"✅ {t}" for t in truth]
+    assert all("% sure" in cell for cell in table["Model"])
+    assert [image.captions[0] for image in at.image] == ["the mix you saw", f"A: {truth[0]}", f"B: {truth[1]}"]
+
+    at.button(key="game_next").click().run()
+    assert current(at).stage == "guess" and metric(at, "Round") == "2 / 10"
+    assert at.button(key="game_submit").disabled  # the picks were cleared for the new round
+
+
+def test_a_full_game_ends_in_a_summary_and_a_plain_text_leaderboard_entry(tiny_data, shipped_model):
+    name = "**Bo** <b>x</b> [y](z)"  # markdown and HTML, within the 24-character limit
+    at = game_page()
+    start_game(at, name=name, opponent=shipped_model)
+    for number in range(1, 11):
+        assert metric(at, "Round") == f"{number} / 10"
+        answer_round(at, right=number % 3 != 0)
+        at.button(key="game_next").click().run()
+    g = current(at)
+    # rounds 3, 6 and 9 wrong: three runs of two perfect rounds (20 + 25 each) and a last perfect round (20)
+    assert g.stage == "over" and len(g.results) == 10 and g.human_score == 3 * (20 + 25) + 20
+    assert not at.exception
+    banner = (at.success or at.error or at.info)[0].value
+    assert f"{g.human_score} to {g.model_score}" in banner
+    per_class = at.dataframe[0].value
+    assert len(per_class) == 10 and per_class["Came up"].sum() == 20
+    assert per_class["You right"].sum() == 14
+
+    [entry] = RunStore().leaderboard()
+    assert (entry["player"], entry["score"], entry["model_score"], entry["opponent"]) == (
+        name, g.human_score, g.model_score, shipped_model)
+    board = at.dataframe[1].value
+    assert board["Player"].tolist() == [name]  # a dataframe cell: shown as typed, never as markdown or HTML
+    assert not any(name in markdown.value for markdown in at.markdown)
+    assert RunStore().class_accuracy()["rounds"].sum() == 20
+    assert len(at.get("plotly_chart")) == 1  # the classroom chart
+
+    at.button(key="game_again").click().run()
+    assert "game" not in at.session_state and at.text_input(key="game_player").value == name
+    assert at.selectbox(key="game_opponent").value == shipped_model
+
+
+def test_when_the_clock_runs_out_the_picks_so_far_count(tiny_data, no_models):
+    at = game_page()
+    start_game(at, limit=10)
+    assert current(at).time_limit == 10
+    r = current(at).current
+    at.button(key=f"game_pick_{r.first}").click().run()
+    at.session_state["game_round_started"] = time.monotonic() - 10.5
+    at.run()
+    result = current(at).last_result
+    assert current(at).stage == "reveal" and result.timed_out and not result.late
+    assert result.human_correct == (True, False) and result.human_points == 10
+    assert "Time's up" in " ".join(i.value for i in at.info)
+
+
+def ui_label(cls: int) -> str:
+    from pages import ui
+
+    return ui.class_label(cls)

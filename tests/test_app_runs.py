@@ -1,0 +1,211 @@
+"""The Runs page through Streamlit's AppTest, on a real (tiny) finished run: the table, curves, the confusion
+slider, a stored test evaluation, the mistakes gallery, CSV export, comparison, and delete with confirmation."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+from cifarmix import paths, training
+from cifarmix.store import RunStore
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+RUNS_PAGE = "pages/runs.py"
+
+
+def open_runs_page(run_id: int | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    if run_id is not None:
+        at.query_params["run"] = str(run_id)
+    at.switch_page(RUNS_PAGE)
+    return no_exceptions(at.run())
+
+
+def no_exceptions(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def decoded(value):
+    """Plotly's JSON with its base64 typed arrays (``{"dtype", "bdata", "shape"}``) turned back into lists."""
+    if isinstance(value, dict) and "bdata" in value and "dtype" in value:
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        if "shape" in value:
+            array = array.reshape([int(n) for n in str(value["shape"]).split(",")])
+        return array.tolist()
+    if isinstance(value, dict):
+        return {key: decoded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [decoded(item) for item in value]
+    return value
+
+
+def chart(at: AppTest, key: str) -> dict:
+    """The plotly figure drawn with ``key``, as a plain dict."""
+    return decoded(json.loads(next(c for c in at.get("plotly_chart") if c.key == key).proto.spec))
+
+
+def button(at: AppTest, label: str):
+    return next(widget for widget in at.button if widget.label.startswith(label))
+
+
+def texts(elements) -> str:
+    """The elements' text as the reader sees it (markdown escapes removed)."""
+    return " ".join(str(element.value) for element in elements).replace("\\", "")
+
+
+@pytest.fixture(scope="module")
+def trained_home(tmp_path_factory, tiny_tarball) -> tuple[Path, int]:
+    """A cifarmix home holding one finished tiny run (trained once for the whole module, ~6 s)."""
+    home = tmp_path_factory.mktemp("trained-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CIFARMIX_HOME", str(home))
+        patch.setenv("CIFARMIX_DATA", str(tiny_tarball))
+        config = training.TrainConfig(arch="allconv", epochs=2, batch_size=16, steps_per_epoch=3, val_pairs=40)
+        run = training.train(config, RunStore(), name="tiny")
+    assert run["status"] == "finished"
+    return home, run["id"]
+
+
+@pytest.fixture
+def finished_run(trained_home, tiny_data, tmp_path, monkeypatch) -> int:
+    """This test's own copy of the trained home (so deleting or evaluating never leaks into another test)."""
+    home = tmp_path / "home-copy"
+    shutil.copytree(trained_home[0], home)
+    monkeypatch.setenv("CIFARMIX_HOME", str(home))
+    return trained_home[1]
+
+
+def test_a_finished_run_is_listed_with_its_curves(finished_run):
+    at = open_runs_page()
+    table = at.dataframe[0].value
+    row = table[table["run"] == finished_run].iloc[0]
+    assert (row["architecture"], row["status"], row["epochs"], row["name"]) == ("allconv", "finished", "2/2", "tiny")
+    assert row["best val. mean"] == pytest.approx(RunStore().get_run(finished_run)["best_val_mean"])
+    steps = chart(at, "run_steps")
+    assert steps["data"][0]["x"] == list(range(1, 7))
+    accuracy = chart(at, "run_accuracy")
+    assert "validation, mean of both" in [trace["name"] for trace in accuracy["data"]]
+    assert chart(at, "run_epoch_loss")["data"]
+
+
+def test_the_epoch_slider_shows_that_epochs_confusion_matrices(finished_run):
+    at = open_runs_page(finished_run)
+    slider = next(s for s in at.select_slider if s.label == "Epoch")
+    assert list(slider.options) == ["1", "2"] and slider.value == 2
+    assert "epoch 2" in chart(at, "cm_first")["layout"]["title"]["text"]
+    at = no_exceptions(slider.set_value(1).run())
+    store = RunStore()
+    for head in ("first", "second"):
+        figure = chart(at, f"cm_{head}")
+        assert "epoch 1" in figure["layout"]["title"]["text"]
+        shown = np.array([[int(cell.split("<br>")[0]) for cell in row] for row in figure["data"][0]["text"]])
+        assert (shown == store.confusion(finished_run, epoch=1, head=head)).all()
+    bars = chart(at, "per_class_val")
+    assert [len(trace["x"]) for trace in bars["data"]] == [5, 5]
+
+
+def test_evaluating_on_the_test_protocol_stores_the_result(finished_run):
+    at = open_runs_page(finished_run)
+    assert [w.value for w in at.number_input][:2] == [10, 10_000]  # the full protocol is the default
+    next(w for w in at.number_input if w.label == "Repeats").set_value(2)
+    next(w for w in at.number_input if w.label == "Test pairs per repeat").set_value(100)
+    at = no_exceptions(next(b for b in at.button if b.label == "Evaluate on the test protocol").click().run())
+    assert "Stored: mean accuracy" in texts(at.success)
+    [stored] = RunStore().evaluations(run_id=finished_run)
+    assert (stored["result"]["repeats"], stored["result"]["pairs"]) == (2, 100)
+    assert stored["model_ref"] == f"run:{finished_run}"
+    assert 0 <= stored["result"]["mean_accuracy"] <= 1
+    history = at.dataframe[1].value
+    assert history["repeats × pairs"].tolist() == ["2 × 100"]
+    assert chart(at, "per_class_test")["data"]
+    # The runs table shows the newest test result too.
+    again = open_runs_page(finished_run)
+    assert "2×100" in again.dataframe[0].value["test protocol"].iloc[0]
+
+
+def test_the_gallery_shows_misclassified_validation_mixes(finished_run):
+    at = open_runs_page(finished_run)
+    at = no_exceptions(next(t for t in at.toggle if t.label.startswith("Show misclassified")).set_value(True).run())
+    images = at.get("image")
+    assert images, "the gallery shows images"
+    captions = [image.proto.imgs[0].caption for image in images]
+    assert all("✗" in caption and " · " in caption for caption in captions)
+    assert "validation mixes wrong in at least one head" in texts(at.caption)
+
+
+def test_the_csv_export_holds_the_epoch_metrics(finished_run, monkeypatch):
+    downloads = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        downloads[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    at = open_runs_page(finished_run)
+    assert any(b.label == "Download epoch metrics (CSV)" for b in at.get("download_button"))
+    exported = pd.read_csv(io.BytesIO(downloads[f"cifarmix-run-{finished_run}-epochs.csv"]))
+    expected = RunStore().epoch_metrics(finished_run)
+    assert exported["epoch"].tolist() == [1, 2]
+    assert exported["val_mean_accuracy"].tolist() == pytest.approx(expected["val_mean_accuracy"].tolist())
+
+
+def test_compare_overlays_several_runs_and_lists_them_side_by_side(finished_run):
+    store = RunStore()
+    other = store.create_run("resnet-cpu", {}, training.TrainConfig(arch="resnet-cpu").to_dict(), 1, name="other")
+    for epoch, accuracy in ((1, 0.3), (2, 0.4), (3, 0.5)):
+        store.log_epoch(other, epoch, {"val_mean_accuracy": accuracy, "loss": 3 - epoch / 2})
+    store.update_run(other, epochs_done=3, total_epochs=3, best_val_mean=0.5, best_epoch=3)
+    store.set_status(other, "finished", "done")
+    at = open_runs_page()
+    compare = next(m for m in at.multiselect if m.label == "Runs to compare")
+    assert set(compare.value) == {finished_run, other}
+    overlay = chart(at, "compare_overlay")
+    lines = {trace["name"]: trace["y"] for trace in overlay["data"]}
+    assert len(lines) == 2 and [0.3, 0.4, 0.5] in lines.values()
+    side = at.table[0].value
+    assert list(side.columns) == [f"#{other} “other” resnet-cpu", f"#{finished_run} “tiny” allconv"]
+    assert side.loc["architecture"].tolist() == ["resnet-cpu", "allconv"]
+    assert side.loc["best val. mean"].tolist()[0] == "50.00%"
+
+
+def test_delete_asks_for_confirmation_then_removes_the_run_and_its_files(finished_run):
+    folder = paths.run_dir(finished_run)
+    at = open_runs_page(finished_run)
+    at = no_exceptions(button(at, f"Delete run #{finished_run}").click().run())
+    assert "cannot be undone" in texts(at.warning)
+    at = no_exceptions(button(at, "Cancel").click().run())
+    assert not at.warning and RunStore().get_run(finished_run) is not None
+    at = no_exceptions(button(at, f"Delete run #{finished_run}").click().run())
+    at = no_exceptions(button(at, "Yes, delete it").click().run())
+    assert RunStore().get_run(finished_run) is None and not folder.exists()
+    assert f"Run #{finished_run} deleted." in texts(at.success)
+    assert "No runs yet" in texts(at.info)
+
+
+def test_a_running_run_cannot_be_deleted(tiny_data):
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "cifarmix-dummy"])
+    try:
+        store = RunStore()
+        run_id = store.create_run("allconv", {}, training.preset("smoke").to_dict(), 0, status="running")
+        store.update_run(run_id, pid=process.pid)
+        at = open_runs_page(run_id)
+        delete = button(at, f"Delete run #{run_id}")
+        assert delete.disabled
+        assert "cannot be deleted while it is running" in texts(at.caption)
+        assert store.get_run(run_id)["status"] == "running"
+    finally:
+        process.kill()
+        process.wait()

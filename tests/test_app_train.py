@@ -1,0 +1,153 @@
+"""The Train page through Streamlit's AppTest: the form refuses bad values, Start runs a real training process
+whose id goes into the URL, the job limit refuses a second start, and a killed run offers its log and Resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cifarmix import jobs, paths, training
+from cifarmix.store import RunStore
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+TRAIN_PAGE = "pages/train.py"
+
+
+def open_train_page(run_id: int | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    if run_id is not None:
+        at.query_params["run"] = str(run_id)
+    at.switch_page(TRAIN_PAGE)
+    return at.run()
+
+
+def no_exceptions(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def number(at: AppTest, label: str):
+    return next(widget for widget in at.number_input if widget.label == label)
+
+
+def button(at: AppTest, label: str):
+    return next(widget for widget in at.button if widget.label.startswith(label))
+
+
+def texts(elements) -> str:
+    """The elements' text as the reader sees it (markdown escapes removed)."""
+    return " ".join(str(element.value) for element in elements).replace("\\", "")
+
+
+def wait_until_ended(store: RunStore, run_id: int, timeout: float = 90) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        jobs.reap(store)
+        run = store.get_run(run_id)
+        if run["status"] not in jobs.ACTIVE:
+            return run
+        time.sleep(0.5)
+    jobs.kill(run_id, store)
+    raise AssertionError(f"run {run_id} did not end within {timeout} s:\n{jobs.log_tail(run_id)}")
+
+
+@pytest.fixture
+def dummy_trainer():
+    """A live process whose command line says cifarmix, standing in for a running training (killed at the end)."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "cifarmix-dummy"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+@pytest.mark.parametrize(("label", "value", "reason"), [
+    ("Epochs", 0, "epochs must be a positive integer; got 0"),
+    ("Mixing weight α", 1.0, "mixing weight must lie strictly between 0 and 1"),
+    ("Learning rate", 0.0, "learning rate must lie in (0, 10)"),
+])
+def test_the_form_refuses_an_invalid_value_with_the_reason_and_creates_no_run(tiny_data, label, value, reason):
+    at = no_exceptions(open_train_page())
+    number(at, label).set_value(value)
+    at = no_exceptions(button(at, "Start training").click().run())
+    assert reason in texts(at.error)
+    assert RunStore().list_runs() == []
+    assert "run" not in at.query_params
+
+
+def test_bad_architecture_options_are_refused_like_any_other_value(tiny_data):
+    at = open_train_page()
+    next(w for w in at.text_input if w.label.startswith("Architecture options")).set_value('{"depth": 3}')
+    at = no_exceptions(button(at, "Start training").click().run())
+    assert "Unknown option(s) depth" in texts(at.error)
+    assert RunStore().list_runs() == []
+
+
+def test_start_runs_a_real_training_process_and_puts_its_id_in_the_url(tiny_data):
+    at = no_exceptions(open_train_page())
+    assert "smoke" in at.selectbox[0].value  # the quick demo preset is the default
+    at = no_exceptions(button(at, "Start training").click().run())
+    store = RunStore()
+    [run] = store.list_runs()
+    assert at.query_params["run"] == str(run["id"])
+    assert run["config"]["train_size"] == training.PRESETS["smoke"]["train_size"]
+    assert f"Run #{run['id']}" in texts(at.subheader)
+    assert any(button.label == "Stop training" for button in at.button)
+
+    run = wait_until_ended(store, run["id"])
+    assert run["status"] == "finished", jobs.log_tail(run["id"])
+    assert run["device"].startswith(("CPU", "GPU"))
+    # A refresh, or a second viewer with the link, finds the finished run with its curves and matrices.
+    again = no_exceptions(open_train_page(run["id"]))
+    assert "finished" in texts(again.subheader) and "finished" in texts(again.success)
+    charts = [json.loads(chart.proto.spec) for chart in again.get("plotly_chart")]
+    assert len(charts) == 5  # loss per step, loss per epoch, accuracy, two confusion matrices
+    assert all(chart["data"] for chart in charts), "every chart has data (no placeholder)"
+    assert "Epoch 2 of 2 done" in again.get("progress")[0].proto.text
+
+
+def test_a_start_beyond_the_servers_limit_is_refused_with_the_limit_message(tiny_data, dummy_trainer):
+    store = RunStore()
+    busy = store.create_run("allconv", {}, training.preset("smoke").to_dict(), 0, status="running")
+    store.update_run(busy, pid=dummy_trainer.pid)
+    at = no_exceptions(open_train_page())
+    assert "1 of 1 allowed" in texts(at.markdown)
+    at = no_exceptions(button(at, "Start training").click().run())
+    assert "already runs 1 training(s) (#1)" in texts(at.error)
+    assert [run["id"] for run in store.list_runs()] == [busy]
+
+
+def test_a_killed_run_shows_its_status_and_log_and_can_be_resumed_and_stopped(tiny_data):
+    store = RunStore()
+    config = training.TrainConfig(arch="allconv", epochs=3, batch_size=16, steps_per_epoch=40, train_size=200,
+                                  val_pairs=40)
+    run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed, status="running")
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    store.update_run(run_id, pid=ended.pid)  # a process that has exited: the training died
+    (paths.run_dir(run_id) / jobs.LOG_FILE).write_text("Epoch 1/3\nKilled by the operating system\n")
+
+    at = no_exceptions(open_train_page(run_id))
+    assert store.get_run(run_id)["status"] == "killed"
+    assert "killed" in texts(at.error)
+    assert "Killed by the operating system" in texts(at.code)
+
+    at = no_exceptions(button(at, f"Resume run #{run_id}").click().run())
+    assert store.get_run(run_id)["status"] in jobs.ACTIVE
+    at = no_exceptions(button(at, "Stop training").click().run())
+    assert store.get_run(run_id)["stop_requested"]
+    run = wait_until_ended(store, run_id)
+    assert run["status"] == "stopped", jobs.log_tail(run_id)
+    assert run["epochs_done"] < 3
+
+
+def test_without_data_the_page_explains_how_to_get_it_instead_of_the_form(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARMIX_DATA", str(tmp_path / "missing.tar.gz"))
+    at = no_exceptions(open_train_page())
+    assert "CIFAR-10 is not available" in texts(at.error)
+    assert not any(b.label == "Start training" for b in at.button)

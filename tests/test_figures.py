@@ -1,0 +1,116 @@
+"""Figure builders: what the store returns becomes labelled plotly figures; empty data never fails."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from cifarmix import figures
+from cifarmix.data import GROUP_A, GROUP_B
+
+
+def epoch_frame(epochs: int = 3) -> pd.DataFrame:
+    x = np.arange(1, epochs + 1)
+    return pd.DataFrame({
+        "epoch": x, "loss": 4.0 / x, "first_loss": 2.0 / x, "second_loss": 1.8 / x,
+        "first_accuracy": 0.3 + 0.1 * x, "second_accuracy": 0.35 + 0.1 * x,
+        "val_first_loss": 2.1 / x, "val_second_loss": 1.9 / x, "val_loss": 4.0 / x,
+        "val_first_accuracy": 0.25 + 0.1 * x, "val_second_accuracy": 0.3 + 0.1 * x,
+        "val_mean_accuracy": 0.275 + 0.1 * x, "lr": [1e-3, 1e-3, 2e-4][:epochs],
+    })
+
+
+def step_frame(steps: int = 6) -> pd.DataFrame:
+    s = np.arange(1, steps + 1)
+    return pd.DataFrame({"step": s, "epoch": (s - 1) // 3 + 1, "loss": 4.0 / s, "loss_first": 2.0 / s,
+                         "loss_second": 1.9 / s})
+
+
+def names(figure: go.Figure) -> list[str]:
+    return [trace.name for trace in figure.data]
+
+
+def test_step_loss_draws_one_line_per_head_over_steps():
+    figure = figures.step_loss(step_frame())
+    assert len(figure.data) == 2
+    assert all("head" in name for name in names(figure))
+    assert list(figure.data[0].x) == [1, 2, 3, 4, 5, 6]
+    assert list(figure.data[1].y) == pytest.approx(list(1.9 / np.arange(1, 7)))
+    assert figure.layout.xaxis.title.text == "step"
+
+
+def test_epoch_loss_has_training_and_validation_per_head():
+    figure = figures.epoch_loss(epoch_frame())
+    assert sorted(names(figure)) == sorted(["training, first head", "validation, first head",
+                                            "training, second head", "validation, second head"])
+    validation = next(t for t in figure.data if t.name == "validation, second head")
+    assert validation.line.dash == "dot"
+
+
+def test_accuracy_shows_validation_heads_their_mean_and_training_accuracy():
+    figure = figures.accuracy(epoch_frame())
+    assert "validation, mean of both" in names(figure)
+    assert {"validation, first head", "validation, second head", "training, first head"} <= set(names(figure))
+    mean = next(t for t in figure.data if t.name == "validation, mean of both")
+    assert list(mean.y) == pytest.approx([0.375, 0.475, 0.575])
+    assert figure.layout.yaxis.tickformat == ".0%"
+
+
+def test_confusion_heatmap_names_the_classes_of_its_head_and_shows_counts():
+    matrix = np.diag([5, 4, 3, 2, 1]) + 1
+    figure = figures.confusion(matrix, "second")
+    heatmap = figure.data[0]
+    assert list(heatmap.x) == list(GROUP_B) and list(heatmap.y) == list(GROUP_B)
+    assert heatmap.text[0][0] == "6<br>60%"  # row 0: 6 of 10 right
+    assert np.asarray(heatmap.z)[0].sum() == pytest.approx(1.0)  # rows normalised
+    assert "second head" in figure.layout.title.text
+    first = figures.confusion(matrix, "first")
+    assert list(first.data[0].x) == list(GROUP_A)
+
+
+def test_confusion_refuses_a_wrong_shape_or_head_and_draws_a_placeholder_for_none():
+    with pytest.raises(ValueError, match="5x5"):
+        figures.confusion(np.ones((3, 3), dtype=int), "first")
+    with pytest.raises(ValueError, match="head"):
+        figures.confusion(np.ones((5, 5), dtype=int), "third")
+    placeholder = figures.confusion(None, "first")
+    assert not placeholder.data and "no confusion matrix" in placeholder.layout.annotations[0].text
+
+
+def test_per_class_accuracy_and_bars_cover_all_ten_classes():
+    matrix = np.array([[8, 2, 0, 0, 0], [0, 5, 5, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 6], [0, 0, 0, 0, 4]])
+    assert figures.per_class_accuracy(matrix) == pytest.approx([0.8, 0.5, 0.0, 0.1, 1.0])
+    figure = figures.per_class_bars({"first": figures.per_class_accuracy(matrix), "second": [0.5] * 5})
+    assert [list(bar.x) for bar in figure.data] == [list(GROUP_A), list(GROUP_B)]
+    assert figure.data[0].text[0] == "80%"
+
+
+def test_overlay_draws_one_line_per_run_and_skips_runs_without_the_metric():
+    frames = {"#1 allconv": epoch_frame(3), "#2 resnet": epoch_frame(2), "#3 new": pd.DataFrame({"epoch": []})}
+    figure = figures.overlay(frames, "val_mean_accuracy")
+    assert names(figure) == ["#1 allconv", "#2 resnet"]
+    assert "validation mean accuracy" in figure.layout.title.text.lower()
+    steps = figures.overlay({"a": step_frame(), "b": step_frame(3)}, "loss_first", x="step")
+    assert [len(t.x) for t in steps.data] == [6, 3]
+    assert figures.overlay(frames, "lr").layout.yaxis.type == "log"
+
+
+@pytest.mark.parametrize("builder", [
+    lambda: figures.step_loss(pd.DataFrame(columns=["step", "epoch", "loss", "loss_first", "loss_second"])),
+    lambda: figures.epoch_loss(pd.DataFrame({"epoch": pd.Series(dtype="int64")})),
+    lambda: figures.accuracy(pd.DataFrame({"epoch": pd.Series(dtype="int64")})),
+    lambda: figures.per_class_bars({}),
+    lambda: figures.overlay({}, "val_mean_accuracy"),
+])
+def test_a_run_with_no_data_yet_gets_a_placeholder_not_an_error(builder):
+    figure = builder()
+    assert isinstance(figure, go.Figure) and not figure.data
+    assert figure.layout.annotations[0].text.startswith(("no ", "none "))
+
+
+def test_figures_serialise_to_json_for_the_browser():
+    for figure in (figures.accuracy(epoch_frame()), figures.confusion(np.eye(5, dtype=int), "first"),
+                   figures.per_class_bars({"first": [0.1] * 5})):
+        assert figure.to_json()

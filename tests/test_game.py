@@ -1,0 +1,233 @@
+"""cifarmix.game: dealing rounds, scoring with streaks, the stage machine, summaries, saving, mixer pairs."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from cifarmix import game
+from cifarmix.game import Answer
+from cifarmix.store import RunStore
+
+Y_TEST = np.arange(400) % 10  # like the tiny tarball: 40 test images per class
+
+
+def perfect(r: game.Round) -> Answer:
+    return Answer(r.first, r.second)
+
+
+def wrong(r: game.Round) -> Answer:
+    return Answer((r.first + 1) % 5, (r.second + 1) % 5)
+
+
+def play(g: game.Game, human, model=wrong, seconds: float = 1.0) -> game.Game:
+    while g.stage != "over":
+        g.answer(human(g.current), model(g.current), seconds)
+        g.advance()
+    return g
+
+
+def test_deal_is_reproducible_for_a_seed_and_differs_between_seeds():
+    assert game.deal_rounds(Y_TEST, seed=3) == game.deal_rounds(Y_TEST, seed=3)
+    assert game.deal_rounds(Y_TEST, seed=3) != game.deal_rounds(Y_TEST, seed=4)
+
+
+def test_deal_takes_components_from_the_right_groups_with_matching_answers():
+    for r in game.deal_rounds(Y_TEST, seed=0):
+        assert Y_TEST[r.a_index] == r.first < 5
+        assert Y_TEST[r.b_index] == r.second + 5
+        assert r.true_classes == (r.first, r.second + 5)
+
+
+def test_deal_shows_every_class_twice_per_group_and_no_image_twice():
+    rounds = game.deal_rounds(Y_TEST, seed=1)
+    assert [r.number for r in rounds] == list(range(1, 11))
+    assert sorted(r.first for r in rounds) == sorted(list(range(5)) * 2)
+    assert sorted(r.second for r in rounds) == sorted(list(range(5)) * 2)
+    assert len({r.a_index for r in rounds}) == len({r.b_index for r in rounds}) == 10
+
+
+def test_deal_refuses_a_test_set_missing_a_class():
+    with pytest.raises(ValueError, match="no image of class 9"):
+        game.deal_rounds(np.arange(400) % 9, seed=0)
+
+
+def test_points_per_class_and_a_growing_capped_streak_bonus():
+    assert game.round_points((False, False), 4) == (0, 0)
+    assert game.round_points((True, False), 4) == (10, 0)  # a half-right round breaks the streak
+    assert game.round_points((True, True), 0) == (20, 1)
+    assert game.round_points((True, True), 1) == (25, 2)
+    assert game.round_points((True, True), 2) == (30, 3)
+    assert game.round_points((True, True), 9) == (35, 10)  # bonus capped at MAX_STREAK_BONUS
+
+
+def test_a_perfect_game_scores_the_maximum_and_the_model_the_same_rules():
+    g = play(game.new_game(Y_TEST, seed=0, opponent="m"), perfect, model=perfect)
+    assert g.human_score == g.model_score == 20 + 25 + 30 + 35 * 7
+    assert g.human_streak == 10 and g.stage == "over" and g.current is None
+
+
+def test_stages_guess_reveal_over_and_answers_only_while_guessing():
+    g = game.new_game(Y_TEST, seed=0, opponent="m", rounds=2)
+    assert g.stage == "guess" and g.current.number == 1
+    with pytest.raises(RuntimeError):
+        g.advance()
+    result = g.answer(Answer(g.current.first, None), wrong(g.current), 2.0)
+    assert (result.human_correct, result.human_points, g.stage) == ((True, False), 10, "reveal")
+    with pytest.raises(RuntimeError):
+        g.answer(perfect(g.current), perfect(g.current), 1.0)  # a second answer to the same round
+    g.advance()
+    assert (g.stage, g.current.number, g.is_last_round) == ("guess", 2, True)
+    g.answer(perfect(g.current), perfect(g.current), 1.0)
+    g.advance()
+    assert g.stage == "over" and len(g.results) == 2
+
+
+def test_time_limit_marks_timeouts_and_voids_late_answers():
+    g = game.new_game(Y_TEST, seed=0, opponent="m", time_limit=10)
+    on_time = g.answer(perfect(g.current), wrong(g.current), seconds=10.5)  # the clock's own auto-submit
+    assert on_time.timed_out and not on_time.late and on_time.human_points == 20
+    g.advance()
+    late = g.answer(perfect(g.current), perfect(g.current), seconds=10 + game.LATE_GRACE_S + 1)
+    assert late.late and late.human_points == 0 and late.human_correct == (False, False)
+    assert late.model_points > 0  # the model is never late
+    with pytest.raises(ValueError):
+        game.new_game(Y_TEST, seed=0, opponent="m", time_limit=0)
+
+
+def test_model_answer_is_the_argmax_of_each_head_with_its_probability():
+    probs = {"first": np.array([[0.1, 0.6, 0.1, 0.1, 0.1]]), "second": np.array([[0.05, 0.05, 0.1, 0.2, 0.6]])}
+    assert game.model_answer(probs) == Answer(1, 4, (0.6, 0.6))
+    assert Answer(1, 4).classes() == (1, 9)
+
+
+def test_play_model_round_mixes_the_current_pair_and_asks_the_model_once():
+    x = np.random.default_rng(0).integers(0, 256, (400, 32, 32, 3), dtype=np.uint8)
+    g = game.new_game(Y_TEST, seed=5, opponent="m", alpha=0.3)
+    calls = []
+
+    def predict(images):
+        calls.append(images)
+        return {"first": np.eye(5)[[2]], "second": np.eye(5)[[3]]}
+
+    image, answer = game.play_model_round(g, x, predict)
+    expected = 0.3 * x[g.current.a_index].astype(np.float32) + 0.7 * x[g.current.b_index].astype(np.float32)
+    np.testing.assert_allclose(image, expected, rtol=1e-6)
+    assert len(calls) == 1 and calls[0].shape == (1, 32, 32, 3)
+    assert answer == Answer(2, 3, (1.0, 1.0))
+
+
+def test_class_summary_counts_each_class_where_it_was_the_answer():
+    g = play(game.new_game(Y_TEST, seed=2, opponent="m"), perfect, model=wrong)
+    summary = game.class_summary(g.results)
+    assert [c.class_index for c in summary] == list(range(10))
+    assert all(c.rounds == 2 and c.human_correct == 2 and c.model_correct == 0 for c in summary)
+    assert {c.winner for c in summary} == {"human"} and summary[3].name == "cat"
+    assert game.verdict(g.human_score, g.model_score) == "human"
+    assert game.verdict(5, 5) == "tie" and game.verdict(0, 5) == "model"
+
+
+def test_guess_rows_fit_the_store_and_leave_out_unanswered_heads():
+    g = game.new_game(Y_TEST, seed=0, opponent="champion", rounds=2)
+    g.answer(Answer(g.current.first, None), perfect(g.current), 1.0)
+    g.advance()
+    g.answer(wrong(g.current), perfect(g.current), 1.0)
+    rows = game.guess_rows(g)
+    assert len(rows) == 3
+    first = rows[0]
+    assert first == {"head": "first", "true_class": g.rounds[0].first, "human_class": g.rounds[0].first,
+                     "model_class": g.rounds[0].first, "opponent": "champion"}
+    assert rows[2]["true_class"] == g.rounds[1].second + 5 and rows[2]["human_class"] != rows[2]["true_class"]
+
+
+def test_record_saves_score_and_guesses_once_with_a_clean_name():
+    store = RunStore()
+    g = play(game.new_game(Y_TEST, seed=0, opponent="random-baseline"), perfect, model=wrong)
+    with pytest.raises(RuntimeError):
+        game.record(game.new_game(Y_TEST, seed=0, opponent="m"), store, "x")  # not finished
+    score_id = game.record(g, store, "  Ada\x00 Lovelace\n ")
+    assert game.record(g, store, "Ada") == score_id  # saved once
+    [entry] = store.leaderboard()
+    assert (entry["player"], entry["score"], entry["model_score"], entry["rounds"], entry["opponent"]) == (
+        "Ada Lovelace", g.human_score, 0, 10, "random-baseline")
+    assert entry["details"]["seed"] == 0 and len(entry["details"]["rounds"]) == 10
+    table = store.class_accuracy()
+    assert table["rounds"].sum() == 20 and (table["human_accuracy"] == 1.0).all()
+    assert (table["model_accuracy"] == 0.0).all()
+    blank = play(game.new_game(Y_TEST, seed=1, opponent="m"), wrong)
+    game.record(blank, store, "   ")
+    assert store.leaderboard(opponent="m")[0]["player"] == "anonymous"
+
+
+def test_scores_from_many_simultaneous_players_are_all_kept():
+    store = RunStore()
+    games = [play(game.new_game(Y_TEST, seed=i, opponent="m"), perfect) for i in range(12)]
+    start = threading.Barrier(len(games))
+    errors = []
+
+    def finish(i: int) -> None:
+        try:
+            start.wait()
+            game.record(games[i], RunStore(), f"player {i}")
+        except Exception as error:  # noqa: BLE001  (any failure is reported by the assert below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(len(games))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(e["player"] for e in store.leaderboard(limit=100)) == sorted(f"player {i}" for i in range(12))
+    assert store.class_accuracy()["rounds"].sum() == 12 * 20
+
+
+def test_classroom_summary_names_classes_and_who_does_better():
+    store = RunStore()
+    store.log_guesses([
+        {"head": "first", "true_class": 3, "human_class": 3, "model_class": 5 - 5, "opponent": "m"},
+        {"head": "second", "true_class": 9, "human_class": 8, "model_class": 9, "opponent": "m"},
+        {"head": "first", "true_class": 0, "human_class": 0, "model_class": 0, "opponent": "m"},
+    ])
+    rows = {row["name"]: row for row in game.classroom_summary(store.class_accuracy())}
+    assert rows["cat"]["winner"] == "human" and rows["truck"]["winner"] == "model"
+    assert rows["airplane"]["winner"] == "tie" and rows["cat"]["rounds"] == 1
+
+
+def test_random_pair_respects_requested_classes_and_groups():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        pair = game.random_pair(Y_TEST, rng)
+        assert Y_TEST[pair.a_index] < 5 <= Y_TEST[pair.b_index]
+    pair = game.random_pair(Y_TEST, rng, first=3, second=9, alpha=0.7)
+    assert (Y_TEST[pair.a_index], Y_TEST[pair.b_index], pair.alpha) == (3, 9, 0.7)
+    assert list(game.class_members(Y_TEST, 3)[:3]) == [3, 13, 23]
+
+
+def test_a_pair_round_trips_through_the_url_query():
+    pair = game.Pair(13, 29, 0.35)
+    assert pair.to_query() == {"a": "13", "b": "29", "w": "0.35"}
+    assert game.pair_from_query(pair.to_query(), Y_TEST, np.random.default_rng(0)) == (pair, [])
+    assert game.pair_from_query({}, Y_TEST, np.random.default_rng(0)) == (None, [])
+
+
+@pytest.mark.parametrize("query, bad", [
+    ({"a": "abc", "b": "5", "w": "0.5"}, "a"),
+    ({"a": "5", "b": "5", "w": "0.5"}, "a"),  # image 5 is a dog: not group A
+    ({"a": "3", "b": "4", "w": "0.5"}, "b"),  # image 4 is a deer: not group B
+    ({"a": "3", "b": "99999", "w": "0.5"}, "b"),
+    ({"a": "3", "b": "-1", "w": "0.5"}, "b"),
+    ({"a": "3", "b": "5", "w": "1.5"}, "w"),
+    ({"a": "3", "b": "5", "w": "nan"}, "w"),
+    ({"a": "3", "w": "0.5"}, "b"),
+])
+def test_bad_query_values_fall_back_with_a_message_each(query, bad):
+    pair, problems = game.pair_from_query(query, Y_TEST, np.random.default_rng(0))
+    assert len(problems) == 1 and problems[0].startswith(f"'{bad}")
+    assert Y_TEST[pair.a_index] < 5 <= Y_TEST[pair.b_index] and 0 < pair.alpha < 1
+    if bad != "a":
+        assert pair.a_index == 3
+    if bad == "w":
+        assert pair.alpha == game.DEFAULT_ALPHA
