@@ -95,6 +95,9 @@ def test_export_ships_a_flip_averaged_model_with_a_card(tiny_data, tmp_path, mon
                 "machine", "data_copy", "evaluation"):
         assert key in card, key
     assert card["evaluation"]["repeats"] == 2 and card["flip_averaging"] is True
+    assert set(card["milestones"]) == {"0.7", "0.772"}
+    table = (tmp_path / "shipped" / "README.md").read_text()
+    assert "| `tiny-champ` | allconv | 1,374,730 |" in table and card["training_command"] in table
     entry = catalog.resolve("tiny-champ", RunStore())
     model = entry.load()
     image = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
@@ -106,3 +109,18 @@ def test_export_ships_a_flip_averaged_model_with_a_card(tiny_data, tmp_path, mon
 def test_export_refuses_a_bad_name(tiny_data, capsys):
     code, _, err = run(capsys, "export", "1", "--name", "../evil")
     assert code == 2 and "model names" in err
+
+
+def test_model_card_command_and_milestones_come_from_the_run():
+    import pandas as pd
+
+    from cifarmix import export, training
+
+    config = training.preset("allconv", time_budget_minutes=60)
+    assert export.training_command(config, "allconv") == "python -m cifarmix train --preset allconv --time-budget 60"
+    assert export.training_command(training.preset("champion"), "champion") == "python -m cifarmix train --preset champion"
+    epochs = pd.DataFrame({"epoch": [1, 2, 3], "val_mean_accuracy": [0.5, 0.71, 0.8],
+                           "train_seconds": [60.0, 120.0, 180.0]})
+    assert export.milestones(epochs) == {"0.7": {"epoch": 2, "minutes": 2.0}, "0.772": {"epoch": 3, "minutes": 3.0}}
+    assert export.milestones(epochs, (0.9,)) == {"0.9": None}
+    assert export.milestones(pd.DataFrame({"epoch": []})) == {"0.7": None, "0.772": None}
