@@ -101,3 +101,33 @@ def untrained_model_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "random.keras"
     models.save_atomically(architectures.build("random"), path)
     return path
+
+
+@pytest.fixture
+def fresh_caches():
+    """Empty Streamlit server caches (data, models, store) around a test, as on a freshly started server."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def shipped_model(untrained_model_file, tmp_path, monkeypatch) -> str:
+    """One "shipped" model (an untrained net) in a models folder named by ``CIFARMIX_MODELS_DIR``; its name."""
+    import json
+    import shutil
+
+    folder = tmp_path / "models" / "demo"
+    folder.mkdir(parents=True)
+    shutil.copy(untrained_model_file, folder / "model.keras")
+    (folder / "card.json").write_text(json.dumps({"title": "Demo model", "description": "untrained, for tests"}))
+    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "models"))
+    return "demo"
+
+
+@pytest.fixture
+def no_models(tmp_path, monkeypatch):
+    """No shipped models at all (an empty ``CIFARMIX_MODELS_DIR``)."""
+    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "no-models"))

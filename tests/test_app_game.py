@@ -3,12 +3,9 @@ the clock, plain-text names, and the random guesser when no model is trained."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cifarmix.store import RunStore
@@ -18,27 +15,7 @@ TIMEOUT = 60
 BASELINE = "random-baseline"
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()
-
-
-@pytest.fixture
-def shipped_model(untrained_model_file, tmp_path, monkeypatch):
-    """One "shipped" model (an untrained net) in a models folder named by CIFARMIX_MODELS_DIR."""
-    folder = tmp_path / "models" / "demo"
-    folder.mkdir(parents=True)
-    shutil.copy(untrained_model_file, folder / "model.keras")
-    (folder / "card.json").write_text(json.dumps({"title": "Demo model"}))
-    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "models"))
-    return "demo"
-
-
-@pytest.fixture
-def no_models(tmp_path, monkeypatch):
-    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "no-models"))
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def game_page() -> AppTest:

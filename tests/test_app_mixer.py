@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cifarmix import data
@@ -16,28 +13,7 @@ APP = "../app.py"
 TIMEOUT = 60
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    """Each test starts with empty server caches (data, models, store), as a fresh server would."""
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()
-
-
-@pytest.fixture
-def shipped_model(untrained_model_file, tmp_path, monkeypatch):
-    """One "shipped" model (an untrained net) in a models folder named by CIFARMIX_MODELS_DIR."""
-    folder = tmp_path / "models" / "demo"
-    folder.mkdir(parents=True)
-    shutil.copy(untrained_model_file, folder / "model.keras")
-    (folder / "card.json").write_text(json.dumps({"title": "Demo model", "description": "untrained, for tests"}))
-    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "models"))
-    return "demo"
-
-
-@pytest.fixture
-def no_models(tmp_path, monkeypatch):
-    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "no-models"))
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def start(query: dict | None = None) -> AppTest:
