@@ -20,7 +20,10 @@ from cifarmix.store import RunStore  # noqa: E402
 
 def main() -> None:
     model = catalog.resolve(sys.argv[1], RunStore()).load() if len(sys.argv) > 1 else architectures.build("allconv")
-    (_, _), (x_test, y_test) = data.load_cifar10()
+    try:
+        (_, _), (x_test, y_test) = data.load_cifar10()
+    except data.DataError as error:
+        sys.exit(str(error))
     groups = mixing.split_groups(x_test, y_test)
     pairs = mixing.FixedPairs(groups, 500, 100_000, seed=evaluation.PROTOCOL_SEED)
     prebuilt = mixing.mix(groups.a_x[pairs.ia], groups.b_x[pairs.ib])

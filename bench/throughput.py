@@ -29,14 +29,14 @@ def images_per_second(model, feed, steps: int, batch_size: int) -> float:
     return steps * batch_size / (time.perf_counter() - started)
 
 
-def measure(preset_name: str, groups: mixing.Groups, steps: int, repeats: int) -> dict:
+def measure(preset_name: str, groups: mixing.Groups, steps: int, repeats: int, workers: int = 1) -> dict:
     config = training.preset(preset_name)
     keras.mixed_precision.set_global_policy(config.precision)
     model = architectures.build(config.arch, **config.options)
     model.compile(optimizer="adam", loss="categorical_crossentropy")
     pipeline = mixing.MixedPairs(groups, config.batch_size, steps, seed=0,
                                  augment_translate=config.translate if config.augment else 0,
-                                 augment_flip=config.augment)
+                                 augment_flip=config.augment, workers=workers)
     x, y = pipeline[0]
     batches = [pipeline[i] for i in range(steps)]
     prebuilt_x = np.concatenate([b[0] for b in batches])
@@ -57,13 +57,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="batches per measurement")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=training.DATA_WORKERS,
+                        help="threads preparing batches (the training default)")
+    parser.add_argument("--presets", nargs="+", default=["allconv", "champion"])
     args = parser.parse_args()
-    splits = data.load_splits()
+    try:
+        splits = data.load_splits()
+    except data.DataError as error:
+        sys.exit(str(error))
     groups = mixing.split_groups(splits.x_train, splits.y_train)
     print(f"{'architecture':12s} {'precision':15s} {'batch':>5s} {'augment':>7s} {'pipeline img/s':>15s} "
           f"{'array img/s':>12s} {'pipeline cost':>14s}")
-    for preset_name in ("allconv", "champion"):
-        row = measure(preset_name, groups, args.steps, args.repeats)
+    for preset_name in args.presets:
+        row = measure(preset_name, groups, args.steps, args.repeats, args.workers)
         cost = 100 * (1 - row["pipeline"] / row["array"])
         print(f"{row['arch']:12s} {row['precision']:15s} {row['batch']:5d} {str(row['augment']):>7s} "
               f"{row['pipeline']:15.1f} {row['array']:12.1f} {cost:13.1f}%")

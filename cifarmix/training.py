@@ -93,6 +93,8 @@ class TrainConfig:
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
+DATA_WORKERS = 1  # threads preparing batches while the model trains (Keras PyDataset workers)
+
 PRESETS: dict[str, dict] = {
     # The seed notebook's recipe for ACCNRR: RMSprop, label smoothing 0.1, plateau LR, batch 64.
     "allconv": dict(arch="allconv", epochs=60, batch_size=64, lr=1e-3, optimizer="rmsprop", schedule="plateau",
@@ -195,7 +197,7 @@ class Trainer:
         dataset = mixing.MixedPairs(
             train_groups, config.batch_size, steps, alpha=config.alpha, seed=config.seed,
             augment_translate=config.translate if config.augment else 0, augment_flip=config.augment,
-            output_names=models.output_names(model), epoch=state["epoch"],
+            output_names=models.output_names(model), epoch=state["epoch"], workers=DATA_WORKERS,
         )
         validation = mixing.validation_pairs(splits.x_val, splits.y_val, config.val_pairs, config.alpha)
         hooks = callbacks.standard(self, validation, state, steps)
