@@ -153,11 +153,12 @@ def test_every_page_a_game_round_and_a_live_training_run_in_chromium(chromium_pa
             expect(page.get_by_text(re.compile(r"CIFAR-10: [\d,]+ train"))).to_be_visible()  # the shared sidebar
             no_exception_box(page)
 
-            # Mixer (the home page): a link with a pair in it shows that pair (test images 0 = cat, 1 = ship).
-            page.goto(f"{app_url}/?a=0&b=1&w=0.3")
+            # Mixer (the home page): a link with a pair in it shows that pair. The tiny data's test image i has
+            # label i % 10, so test image 3 is a cat and test image 8 a ship.
+            page.goto(f"{app_url}/?a=3&b=8&w=0.3")
             expect(page.get_by_role("heading", name=re.compile("Mixer"))).to_be_visible()
-            expect(page.get_by_text("Component A: 🐱 cat (test image 0)")).to_be_visible()
-            expect(page.get_by_text("Component B: 🚢 ship (test image 1)")).to_be_visible()
+            expect(page.get_by_text("Component A: 🐱 cat (test image 3)")).to_be_visible()
+            expect(page.get_by_text("Component B: 🚢 ship (test image 8)")).to_be_visible()
             expect(page.get_by_text("The mix: 30% A + 70% B")).to_be_visible()
             no_exception_box(page)
 
