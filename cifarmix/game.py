@@ -30,6 +30,8 @@ STREAK_BONUS = 5
 MAX_STREAK_BONUS = 15
 LATE_GRACE_S = 2.0
 DEFAULT_ALPHA = 0.5
+# The weights of A the mixer offers: beyond these one photo all but hides the other.
+ALPHA_MIN, ALPHA_MAX, ALPHA_STEP = 0.05, 0.95, 0.05
 GROUP_SIZE = 5
 
 
@@ -460,12 +462,17 @@ def _alpha_param(query, problems) -> float:
     if text is None:
         return DEFAULT_ALPHA
     try:
-        return mixing.check_alpha(float(str(text).strip()))
+        alpha = mixing.check_alpha(float(str(text).strip()))
     except ValueError:
         problems.append(f"'w={text}' in the link is not a mixing weight strictly between 0 and 1; "
                         f"{DEFAULT_ALPHA} is used.")
         return DEFAULT_ALPHA
-
+    if not ALPHA_MIN <= alpha <= ALPHA_MAX:
+        nearest = min(max(alpha, ALPHA_MIN), ALPHA_MAX)
+        problems.append(f"'w={text}' in the link is outside the mixer's range ({ALPHA_MIN}–{ALPHA_MAX}); "
+                        f"{nearest} is used.")
+        return nearest
+    return round(alpha, 4)
 
 
 def gallery_pairs(y_test: np.ndarray, seed: int, count: int, alpha: float = DEFAULT_ALPHA) -> list[Pair]:

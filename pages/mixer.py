@@ -35,7 +35,7 @@ def current_pair(y: np.ndarray) -> game.Pair:
     if PAIR_KEY not in st.session_state:
         pair, problems = game.pair_from_query(st.query_params.to_dict(), y, rng())
         for problem in problems:
-            st.warning(problem, icon="🔗")
+            st.warning(ui.escape_markdown(problem), icon="🔗")
         st.session_state[PAIR_KEY] = pair or game.random_pair(y, rng())
     return st.session_state[PAIR_KEY]
 
@@ -102,7 +102,7 @@ def pair_view(pair: game.Pair, x: np.ndarray, y: np.ndarray) -> np.ndarray:
             ui.show_image(x[index], f"{SIDES[side][0]}: {ui.class_label(y[index])} (test image {index})")
     with columns[2]:
         with st.container(height=CONTROLS_HEIGHT, border=False):
-            st.slider("Weight of A in the mix", 0.05, 0.95, step=0.05, key="mixer_alpha", on_change=on_alpha,
+            st.slider("Weight of A in the mix", game.ALPHA_MIN, game.ALPHA_MAX, step=game.ALPHA_STEP, key="mixer_alpha", on_change=on_alpha,
                       help="0.5 is a plain average (the task's setting); move it to let one photo dominate.")
         mixed = game.pair_images(x, [pair])[0]
         ui.show_image(mixed, f"The mix: {pair.alpha:.0%} A + {1 - pair.alpha:.0%} B")

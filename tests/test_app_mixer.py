@@ -92,11 +92,26 @@ def test_picking_a_class_a_photo_and_a_new_pair(tiny_data, no_models):
 def test_bad_link_values_warn_and_fall_back(tiny_data, no_models):
     at = start({"a": "abc", "b": "4", "w": "2"})  # 4 is a deer: not of group B
     assert not at.exception
-    warnings = texts(at.warning)
+    warnings = texts(at.warning).replace("\\", "")  # the warnings are markdown-escaped
     assert "'a=abc'" in warnings and "'b=4'" in warnings and "'w=2'" in warnings
     pair = shown_pair(at)
     y = labels_of_test_set()
     assert y[pair.a_index] < 5 <= y[pair.b_index] and pair.alpha == 0.5
+
+
+@pytest.mark.parametrize("weight, used", [("0.01", 0.05), ("0.999", 0.95)])
+def test_a_link_weight_outside_the_slider_is_moved_into_its_range(tiny_data, no_models, weight, used):
+    at = start({"a": "3", "b": "8", "w": weight})
+    assert not at.exception
+    assert f"'w={weight}'" in texts(at.warning).replace("\\", "")
+    assert shown_pair(at).alpha == used and at.slider(key="mixer_alpha").value == used
+
+
+def test_a_link_cannot_inject_markdown_into_the_warnings(tiny_data, no_models):
+    at = start({"a": "**[click](http://evil.example)**", "b": "8"})
+    assert not at.exception
+    warning = texts(at.warning)
+    assert "\\*\\*\\[click\\]" in warning  # escaped: shown literally, not as a bold link
 
 
 def test_without_a_model_the_mixer_says_so_and_still_mixes(tiny_data, no_models):
