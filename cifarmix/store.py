@@ -42,6 +42,7 @@ STATUSES = ("queued", "running", "finished", "stopped", "failed", "killed")
 TERMINAL_STATUSES = ("finished", "stopped", "failed", "killed")
 HEADS = ("first", "second")
 PLAYER_NAME_MAX = 24
+RUN_ID_MAX_DIGITS = 18  # SQLite integers are 64-bit: longer numbers cannot be run ids
 
 RUN_COLUMNS = (
     "id", "name", "arch", "options", "config", "seed", "status", "device",
@@ -168,6 +169,18 @@ def clean_player_name(name: str) -> str:
     if not cleaned:
         raise ValueError(f"Expected a player name with at least one visible character, found {name!r}; type a name.")
     return cleaned
+
+
+def parse_run_id(text: Any) -> int | None:
+    """A run id typed by a user or read from a link (``"12"``), or None when the text is not one.
+
+    Only ASCII digits count (``"²"`` and ``"١٢"`` are digits to Python, not run ids), at most
+    ``RUN_ID_MAX_DIGITS`` of them, so the number always fits in a SQLite integer.
+    """
+    text = str(text).strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= RUN_ID_MAX_DIGITS):
+        return None
+    return int(text)
 
 
 def _is_lock_error(error: sqlite3.OperationalError) -> bool:

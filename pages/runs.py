@@ -93,8 +93,11 @@ def pick_run(runs: list[dict]) -> dict:
     """The run to look at: first the one in the URL (``?run=ID``), then the user's pick, kept in the URL."""
     ids = [run["id"] for run in runs]
     by_id = {run["id"]: run for run in runs}
-    wanted = st.query_params.get("run", "")
-    index = ids.index(int(wanted)) if wanted.isdigit() and int(wanted) in ids else 0
+    wanted = ui.run_id_from_link()
+    if wanted is not None and wanted not in ids:
+        st.warning(f"Run {wanted} from the link is not in the run store (deleted?); showing the newest run.",
+                   icon="🔗")
+    index = ids.index(wanted) if wanted in ids else 0
     chosen = st.selectbox("Run", ids, index=index, format_func=lambda i: run_label(by_id[i]), key="runs_pick")
     st.query_params["run"] = str(chosen)
     return by_id[chosen]

@@ -34,9 +34,9 @@ def device() -> str:
 
 def watched_run_id() -> int | None:
     """The run in the URL, else the newest active run (so a second viewer without the link sees it)."""
-    text = st.query_params.get("run")
-    if text and text.isdigit():
-        return int(text)
+    linked = ui.run_id_from_link()
+    if linked is not None:
+        return linked
     active = jobs.active_runs(store())
     return active[0]["id"] if active else None
 

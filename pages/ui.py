@@ -56,7 +56,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cifarmix import catalog, data, models, paths
-from cifarmix.store import RunStore
+from cifarmix.store import RunStore, parse_run_id
 
 BASELINE = "random-baseline"
 ACTIVE_MODEL_KEY = "sidebar_model"
@@ -376,6 +376,17 @@ def probability_figure(probs: np.ndarray, classes: list[int], truth: int | None 
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:=])")
+
+
+def run_id_from_link() -> int | None:
+    """The ``?run=`` of the URL as a run id; None when absent, or (with a warning) when it is not a run number."""
+    text = st.query_params.get("run")
+    if not text:
+        return None
+    run_id = parse_run_id(text)
+    if run_id is None:
+        st.warning(f"'run={escape_markdown(text[:40])}' in the link is not a run number; it is ignored.", icon="🔗")
+    return run_id
 
 
 def escape_markdown(text: str) -> str:

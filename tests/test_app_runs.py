@@ -209,3 +209,14 @@ def test_a_running_run_cannot_be_deleted(tiny_data):
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.mark.parametrize("link", ["²", "9" * 40, "777"])
+def test_a_bad_or_stale_run_link_warns_and_shows_the_newest_run(finished_run, link):
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["run"] = link
+    at.switch_page(RUNS_PAGE)
+    at = no_exceptions(at.run())
+    warning = texts(at.warning)
+    assert ("not a run number" in warning) if link != "777" else ("Run 777 from the link is not" in warning)
+    assert at.selectbox(key="runs_pick").value == finished_run

@@ -151,3 +151,18 @@ def test_without_data_the_page_explains_how_to_get_it_instead_of_the_form(tmp_pa
     at = no_exceptions(open_train_page())
     assert "CIFAR-10 is not available" in texts(at.error)
     assert not any(b.label == "Start training" for b in at.button)
+
+
+@pytest.mark.parametrize("link", ["²", "12abc", "9" * 40])
+def test_a_link_to_a_run_that_is_not_a_run_number_warns_and_shows_the_form(tiny_data, link):
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["run"] = link
+    at.switch_page(TRAIN_PAGE)
+    at = no_exceptions(at.run())
+    assert "in the link is not a run number" in texts(at.warning)
+    assert button(at, "Start training")
+
+
+def test_a_link_to_a_deleted_run_says_so(tiny_data):
+    at = no_exceptions(open_train_page(run_id=424242))
+    assert "There is no run #424242" in texts(at.warning)

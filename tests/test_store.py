@@ -437,3 +437,11 @@ def test_several_processes_write_at_once_without_losing_rows(tmp_path):
     assert len(db.epoch_metrics(run_id)) == 20
     assert db.confusion_epochs(run_id) == list(range(20))
     assert db.get_run(run_id)["epochs_done"] == 20
+
+
+@pytest.mark.parametrize("text, expected", [("12", 12), (" 7 ", 7), ("²", None), ("١٢", None), ("-3", None),
+                                            ("1.5", None), ("", None), ("9" * 18, int("9" * 18)), ("9" * 19, None)])
+def test_parse_run_id_takes_only_ascii_run_numbers_that_fit_sqlite(text, expected):
+    from cifarmix.store import parse_run_id
+
+    assert parse_run_id(text) == expected
