@@ -68,10 +68,15 @@ def _has(frame: pd.DataFrame | None, *columns: str) -> bool:
     return frame is not None and len(frame) > 0 and all(c in frame and frame[c].notna().any() for c in columns)
 
 
+def plain_text(text: str) -> str:
+    """``text`` made inert for plotly, which renders a few HTML tags (``<b>``, ``<a href>``) in names and titles."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _line(x, y, name: str, colour: str, dash: str | None = None, markers: bool = False,
           percent: bool = False) -> go.Scatter:
     hover = "%{y:.1%}" if percent else "%{y:.4f}"
-    return go.Scatter(x=x, y=y, name=name, mode="lines+markers" if markers else "lines",
+    return go.Scatter(x=x, y=y, name=plain_text(name), mode="lines+markers" if markers else "lines",
                       line=dict(color=colour, dash=dash), hovertemplate=hover)
 
 

@@ -42,6 +42,7 @@ STATUSES = ("queued", "running", "finished", "stopped", "failed", "killed")
 TERMINAL_STATUSES = ("finished", "stopped", "failed", "killed")
 HEADS = ("first", "second")
 PLAYER_NAME_MAX = 24
+RUN_NAME_MAX = 40
 RUN_ID_MAX_DIGITS = 18  # SQLite integers are 64-bit: longer numbers cannot be run ids
 
 RUN_COLUMNS = (
@@ -169,6 +170,20 @@ def clean_player_name(name: str) -> str:
     if not cleaned:
         raise ValueError(f"Expected a player name with at least one visible character, found {name!r}; type a name.")
     return cleaned
+
+
+def clean_run_name(name: str | None) -> str | None:
+    """A run's name fit for tables and legends: printable, stripped, None when empty.
+
+    Raises:
+        ValueError: if it is longer than ``RUN_NAME_MAX`` characters.
+    """
+    if name is None:
+        return None
+    cleaned = "".join(ch for ch in str(name) if not unicodedata.category(ch).startswith("C")).strip()
+    if len(cleaned) > RUN_NAME_MAX:
+        raise ValueError(f"the run name is {len(cleaned)} characters long; give one of at most {RUN_NAME_MAX}")
+    return cleaned or None
 
 
 def parse_run_id(text: Any) -> int | None:
@@ -385,6 +400,7 @@ class RunStore:
             The new run id.
         """
         _validate_status(status)
+        name = clean_run_name(name)
         now = utc_now()
         started_at = now if status == "running" else None
         finished_at = now if status in TERMINAL_STATUSES else None

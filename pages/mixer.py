@@ -163,7 +163,7 @@ def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | 
     if model is None:
         columns[3].caption("No model answers yet: only the answers can be revealed.")
     else:
-        columns[3].caption(f"🤖 = the guesses of {model.title}")
+        columns[3].caption(f"🤖 = the guesses of {ui.escape_markdown(model.title)}")
     for start in range(0, len(pairs), GALLERY_COLUMNS):
         row = st.columns(GALLERY_COLUMNS)
         for offset, column in enumerate(row):

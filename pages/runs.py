@@ -324,8 +324,8 @@ def compare_runs(runs: list[dict]) -> None:
     with_epochs = [run["id"] for run in runs if run.get("epochs_done")]
     chosen = st.multiselect("Runs to compare", list(by_id), default=with_epochs[:3],
                             format_func=lambda i: run_label(by_id[i]), key="compare_runs")
-    if len(chosen) < 1:
-        st.info("Pick two or more runs to overlay their curves.", icon="📈")
+    if len(chosen) < 2:
+        st.info("Pick two or more runs to overlay their curves and compare them side by side.", icon="📈")
         return
     metric = st.selectbox("Curve", list(figures.EPOCH_METRICS), format_func=figures.EPOCH_METRICS.get,
                           key="compare_metric")
@@ -357,7 +357,7 @@ def side_by_side(runs: list[dict]) -> None:
             "label smoothing": str(config.get("label_smoothing")), "α": str(config.get("alpha")),
             "seed": str(config.get("seed")),
         }
-    st.table(pd.DataFrame(table))
+    st.dataframe(pd.DataFrame(table), key="compare_table")  # plain text: run names are never rendered as markdown
 
 
 # ---------------------------------------------------------------------------------------------------- page

@@ -11,7 +11,7 @@ import json
 import streamlit as st
 
 from cifarmix import architectures, figures, jobs, training
-from cifarmix.store import RunStore
+from cifarmix.store import RUN_NAME_MAX, RunStore
 from pages import ui
 
 REFRESH_SECONDS = 2
@@ -118,7 +118,7 @@ def training_form(arch: str, defaults: dict) -> tuple[training.TrainConfig, str 
         )
         smoothing = middle.number_input("Label smoothing", value=float(defaults["label_smoothing"]), step=0.05,
                                         format="%.2f", key=f"smoothing_{key}")
-        name = right.text_input("Run name (optional)", key=f"name_{key}", max_chars=40)
+        name = right.text_input("Run name (optional)", key=f"name_{key}", max_chars=RUN_NAME_MAX)
         augment = st.checkbox("Augment: random flips and shifts of each image before mixing",
                               value=defaults["augment"], key=f"augment_{key}")
         advanced = advanced_fields(defaults, key)

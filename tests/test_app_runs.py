@@ -164,7 +164,8 @@ def test_the_csv_export_holds_the_epoch_metrics(finished_run, monkeypatch):
 
 def test_compare_overlays_several_runs_and_lists_them_side_by_side(finished_run):
     store = RunStore()
-    other = store.create_run("resnet-cpu", {}, training.TrainConfig(arch="resnet-cpu").to_dict(), 1, name="other")
+    other = store.create_run("resnet-cpu", {}, training.TrainConfig(arch="resnet-cpu").to_dict(), 1,
+                             name="<b>other</b> **x**")
     for epoch, accuracy in ((1, 0.3), (2, 0.4), (3, 0.5)):
         store.log_epoch(other, epoch, {"val_mean_accuracy": accuracy, "loss": 3 - epoch / 2})
     store.update_run(other, epochs_done=3, total_epochs=3, best_val_mean=0.5, best_epoch=3)
@@ -175,8 +176,9 @@ def test_compare_overlays_several_runs_and_lists_them_side_by_side(finished_run)
     overlay = chart(at, "compare_overlay")
     lines = {trace["name"]: trace["y"] for trace in overlay["data"]}
     assert len(lines) == 2 and [0.3, 0.4, 0.5] in lines.values()
-    side = at.table[0].value
-    assert list(side.columns) == [f"#{other} “other” resnet-cpu", f"#{finished_run} “tiny” allconv"]
+    assert f"#{other} “&lt;b&gt;other&lt;/b&gt; **x**” resnet-cpu" in lines  # plotly shows it as typed, not bold
+    side = at.dataframe[-1].value  # a dataframe, not st.table: the names stay plain text
+    assert list(side.columns) == [f"#{other} “<b>other</b> **x**” resnet-cpu", f"#{finished_run} “tiny” allconv"]
     assert side.loc["architecture"].tolist() == ["resnet-cpu", "allconv"]
     assert side.loc["best val. mean"].tolist()[0] == "50.00%"
 
@@ -220,3 +222,10 @@ def test_a_bad_or_stale_run_link_warns_and_shows_the_newest_run(finished_run, li
     warning = texts(at.warning)
     assert ("not a run number" in warning) if link != "777" else ("Run 777 from the link is not" in warning)
     assert at.selectbox(key="runs_pick").value == finished_run
+
+
+def test_compare_asks_for_a_second_run_when_only_one_is_picked(finished_run):
+    at = open_runs_page()
+    compare = next(m for m in at.multiselect if m.label == "Runs to compare")
+    assert compare.value == [finished_run]  # the only run with epochs
+    assert "Pick two or more runs" in texts(at.info)

@@ -124,3 +124,11 @@ def test_model_card_command_and_milestones_come_from_the_run():
     assert export.milestones(epochs) == {"0.7": {"epoch": 2, "minutes": 2.0}, "0.772": {"epoch": 3, "minutes": 3.0}}
     assert export.milestones(epochs, (0.9,)) == {"0.9": None}
     assert export.milestones(pd.DataFrame({"epoch": []})) == {"0.7": None, "0.772": None}
+
+
+def test_train_refuses_a_name_too_long_without_creating_a_run(tiny_data, capsys):
+    code, _, err = run(capsys, "train", "--preset", "smoke", "--name", "n" * 41)
+    assert code == 2 and "at most 40" in err and "Traceback" not in err
+    from cifarmix.store import RunStore
+
+    assert RunStore().list_runs() == []

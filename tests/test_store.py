@@ -445,3 +445,12 @@ def test_parse_run_id_takes_only_ascii_run_numbers_that_fit_sqlite(text, expecte
     from cifarmix.store import parse_run_id
 
     assert parse_run_id(text) == expected
+
+
+def test_run_names_are_cleaned_and_a_name_too_long_is_refused_before_anything_is_written(db):
+    run_id = db.create_run("allconv", {}, {}, 0, name="  night\x1b run \n")
+    assert db.get_run(run_id)["name"] == "night run"
+    assert db.get_run(db.create_run("allconv", {}, {}, 0, name="   "))["name"] is None
+    with pytest.raises(ValueError, match="at most 40"):
+        db.create_run("allconv", {}, {}, 0, name="n" * 41)
+    assert len(db.list_runs()) == 2
