@@ -40,7 +40,7 @@ def opponent_name(reference: str) -> str:
 def start_round() -> None:
     for key in PICK_KEYS.values():
         st.session_state[key] = None
-    st.session_state[STARTED_KEY] = time.monotonic()
+    st.session_state.pop(STARTED_KEY, None)  # the clock starts when the round is on screen (see guess_stage)
 
 
 def start_game(y) -> None:
@@ -156,7 +156,9 @@ def guess_stage(g: game.Game, x) -> None:
     if answer is None:
         st.button("Choose another opponent", on_click=quit_game)
         return
-    if g.time_limit and time.monotonic() - st.session_state[STARTED_KEY] >= g.time_limit:
+    # Only now, with the model loaded and its answer ready, is the round shown: its clock starts here.
+    started = st.session_state.setdefault(STARTED_KEY, time.monotonic())
+    if g.time_limit and time.monotonic() - started >= g.time_limit:
         submit(g, answer)  # the clock ran out: the picks made so far count
         st.rerun()
     left, right = st.columns([4, 6], gap="large")
@@ -165,7 +167,7 @@ def guess_stage(g: game.Game, x) -> None:
                       factor=11)
     with right:
         if g.time_limit:
-            countdown(st.session_state[STARTED_KEY] + g.time_limit, g.time_limit)
+            countdown(started + g.time_limit, g.time_limit)
         for column, head in zip(st.columns(2, gap="medium"), GROUPS):
             with column:
                 pick_buttons(head)

@@ -129,3 +129,21 @@ def ui_label(cls: int) -> str:
     from pages import ui
 
     return ui.class_label(cls)
+
+
+def test_the_round_clock_starts_once_the_model_is_ready_not_while_it_loads(tiny_data, no_models, monkeypatch):
+    from pages import ui
+
+    loading_seconds = 2.0
+    real_get_model = ui.get_model
+
+    def slow_get_model(reference):
+        time.sleep(loading_seconds)  # a big model loading on a busy server
+        return real_get_model(reference)
+
+    monkeypatch.setattr(ui, "get_model", slow_get_model)
+    at = game_page()
+    start_game(at, limit=10)
+    assert current(at).stage == "guess"
+    on_clock = time.monotonic() - at.session_state["game_round_started"]
+    assert on_clock < loading_seconds, "the loading time was taken from the player's 10 s"
