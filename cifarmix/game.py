@@ -30,6 +30,7 @@ STREAK_BONUS = 5
 MAX_STREAK_BONUS = 15
 LATE_GRACE_S = 2.0
 DEFAULT_ALPHA = 0.5
+BASELINE_OPPONENT = "random-baseline"  # the untrained random guesser, offered when no model is trained
 # The weights of A the mixer offers: beyond these one photo all but hides the other.
 ALPHA_MIN, ALPHA_MAX, ALPHA_STEP = 0.05, 0.95, 0.05
 GROUP_SIZE = 5
@@ -373,14 +374,19 @@ def classroom_summary(frame) -> list[dict]:
     """Rows of ``RunStore.class_accuracy()`` with class names and who does better on each class.
 
     Returns:
-        Dicts with class_index, name, rounds, human_accuracy, model_accuracy, winner ("human"/"model"/"tie").
+        Dicts with class_index, name, rounds, human_accuracy, model_rounds, model_accuracy (None when no model
+        has answered on the class yet) and winner ("human"/"model"/"tie", None without a model's answers).
     """
     rows = []
     for row in frame.itertuples(index=False):
         human, model = float(row.human_accuracy), float(row.model_accuracy)
-        winner = "tie" if abs(human - model) < 1e-9 else "human" if human > model else "model"
+        if model != model:  # NaN: only the random guesser has played on this class
+            model, winner = None, None
+        else:
+            winner = "tie" if abs(human - model) < 1e-9 else "human" if human > model else "model"
         rows.append({"class_index": int(row.class_index), "name": CLASS_NAMES[int(row.class_index)],
-                     "rounds": int(row.rounds), "human_accuracy": human, "model_accuracy": model, "winner": winner})
+                     "rounds": int(row.rounds), "human_accuracy": human, "model_rounds": int(row.model_rounds),
+                     "model_accuracy": model, "winner": winner})
     return rows
 
 

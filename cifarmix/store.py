@@ -717,6 +717,26 @@ class RunStore:
             [*params, int(limit)]).fetchall())
         return [{**dict(row), "details": _json_or_none(row["details"])} for row in rows]
 
+    def score_rank(self, score_id: int) -> tuple[int, int]:
+        """Where a game stands on the leaderboard: ``(rank, number of games)``; rank 1 is the best.
+
+        Ties are ordered as ``leaderboard`` orders them (the earlier game first).
+
+        Raises:
+            LookupError: if there is no such score.
+        """
+        def query(conn):
+            row = conn.execute("SELECT score, created_at, id FROM scores WHERE id = ?", (int(score_id),)).fetchone()
+            if row is None:
+                raise LookupError(f"there is no game #{score_id} on the leaderboard")
+            better = conn.execute(
+                "SELECT COUNT(*) FROM scores WHERE score > ? OR (score = ? AND (created_at < ?"
+                " OR (created_at = ? AND id < ?)))",
+                (row["score"], row["score"], row["created_at"], row["created_at"], row["id"])).fetchone()[0]
+            return better + 1, conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+
+        return self._read(query)
+
     def log_guesses(self, rows: Iterable[dict]) -> None:
         """Record game rounds, one row per head guessed.
 
@@ -741,16 +761,25 @@ class RunStore:
         classes = [_validate_class(field, row[field]) for field in ("true_class", "human_class", "model_class")]
         return (row["head"], *classes, str(row["opponent"]), now)
 
-    def class_accuracy(self) -> pd.DataFrame:
+    def class_accuracy(self, ignored_models: Iterable[str] = ()) -> pd.DataFrame:
         """Human and model accuracy per true CIFAR-10 class over all games, for classes guessed at least once.
 
+        Args:
+            ignored_models: opponents whose answers do not count for the models (the random guesser: it is
+                no model, and averaging its 20% in would flatter the people). The people's answers in those
+                games still count for the people.
+
         Returns:
-            Columns class_index, rounds, human_accuracy, model_accuracy (fractions 0-1), sorted by class_index.
+            Columns class_index, rounds, human_accuracy, model_rounds, model_accuracy (fractions 0-1; NaN
+            where no counted model has answered yet), sorted by class_index.
         """
+        ignored = [str(name) for name in ignored_models]
+        counted = f"opponent NOT IN ({', '.join('?' * len(ignored))})" if ignored else "1"
         rows = self._read(lambda conn: conn.execute(
-            "SELECT true_class, COUNT(*), AVG(human_class = true_class), AVG(model_class = true_class)"
-            " FROM guesses GROUP BY true_class ORDER BY true_class").fetchall())
+            f"SELECT true_class, COUNT(*), AVG(human_class = true_class), SUM({counted}),"
+            f" AVG(CASE WHEN {counted} THEN model_class = true_class END)"
+            " FROM guesses GROUP BY true_class ORDER BY true_class", ignored * 2).fetchall())
         frame = pd.DataFrame([tuple(row) for row in rows],
-                             columns=["class_index", "rounds", "human_accuracy", "model_accuracy"])
-        return frame.astype({"class_index": "int64", "rounds": "int64",
+                             columns=["class_index", "rounds", "human_accuracy", "model_rounds", "model_accuracy"])
+        return frame.astype({"class_index": "int64", "rounds": "int64", "model_rounds": "int64",
                              "human_accuracy": "float64", "model_accuracy": "float64"})

@@ -23,6 +23,7 @@ from pages import ui
 GAME_KEY = "game"
 PICK_KEYS = {"first": "game_pick_first", "second": "game_pick_second"}
 STARTED_KEY = "game_round_started"
+LEADERBOARD_SIZE = 10
 MODEL_ANSWER_KEY = "game_model_answer"
 ERROR_KEY = "game_error"
 TIME_LIMITS = (0, 10, 20, 30)
@@ -31,10 +32,6 @@ GROUPS = {"first": ("Group A", range(5), "12345"), "second": ("Group B", range(5
 
 
 # ------------------------------------------------------------------------------------------------ actions
-
-
-def opponent_name(reference: str) -> str:
-    return "🎲 random guesser" if reference == ui.BASELINE else reference
 
 
 def start_round() -> None:
@@ -244,7 +241,9 @@ def summary(g: game.Game) -> None:
     if st.session_state.get(ERROR_KEY):
         st.error(st.session_state[ERROR_KEY], icon="💾")
     elif g.score_id is not None:
-        st.caption("Your score is on the leaderboard below.")
+        rank, games = ui.run_store().score_rank(g.score_id)
+        where = "below" if rank <= LEADERBOARD_SIZE else f"(the top {LEADERBOARD_SIZE} are below)"
+        st.caption(f"Your game is #{rank} of {games} on the leaderboard {where}.")
     per_class = game.class_summary(g.results)
     st.markdown("#### Class by class")
     st.markdown(who_did_better(per_class, "you", "the model"))
@@ -268,24 +267,27 @@ def who_did_better(rows, human: str, model: str) -> str:
 
 def leaderboard() -> None:
     st.subheader("🏆 Leaderboard")
-    rows = ui.run_store().leaderboard(limit=10)
+    rows = ui.run_store().leaderboard(limit=LEADERBOARD_SIZE)
     if not rows:
         st.caption("No games yet — be the first on the board!")
         return
     # Names go into a dataframe: shown as plain text, never interpreted as markdown or HTML.
     st.dataframe(pd.DataFrame([{
         "#": rank, "Player": row["player"], "Score": row["score"], "Model's score": row["model_score"],
-        "Opponent": opponent_name(row["opponent"]), "Date": ui.format_time(row["created_at"]),
+        "Opponent": ui.model_title(row["opponent"]), "Date": ui.format_time(row["created_at"]),
     } for rank, row in enumerate(rows, start=1)]), hide_index=True)
 
 
 def classroom() -> None:
     st.subheader("👩‍🏫 People vs models, over every game played here")
-    rows = game.classroom_summary(ui.run_store().class_accuracy())
+    rows = game.classroom_summary(ui.run_store().class_accuracy(ignored_models=[ui.BASELINE]))
     if not rows:
         st.caption("After the first game, this shows per class how often people and models were right.")
         return
     st.markdown(classroom_sentence(rows))
+    if all(r["model_accuracy"] is None for r in rows):
+        st.caption("So far only the random guesser has played, and it is no model: the models' bars appear "
+                   "after a game against a trained model.")
     st.plotly_chart(classroom_figure(rows), key="game_classroom", config={"displayModeBar": False})
 
 
@@ -303,7 +305,7 @@ def classroom_figure(rows: list[dict]) -> go.Figure:
                customdata=[r["rounds"] for r in rows],
                hovertemplate="%{x}: %{y:.0%} of %{customdata} answers<extra>People</extra>"),
         go.Bar(name="Models", x=labels, y=[r["model_accuracy"] for r in rows], marker_color="#5B3FD9",
-               customdata=[r["rounds"] for r in rows],
+               customdata=[r["model_rounds"] for r in rows],
                hovertemplate="%{x}: %{y:.0%} of %{customdata} answers<extra>Models</extra>"),
     ])
     figure.update_layout(barmode="group", height=340, yaxis={"range": [0, 1], "tickformat": ".0%", "title": "right"},

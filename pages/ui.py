@@ -55,10 +55,10 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from cifarmix import catalog, data, models, paths
+from cifarmix import catalog, data, game, models, paths
 from cifarmix.store import RunStore, parse_run_id
 
-BASELINE = "random-baseline"
+BASELINE = game.BASELINE_OPPONENT
 ACTIVE_MODEL_KEY = "sidebar_model"
 MODEL_CACHE_ENTRIES = 4  # models kept loaded per server (each is shared by every session)
 

@@ -100,8 +100,10 @@ def test_a_full_game_ends_in_a_summary_and_a_plain_text_leaderboard_entry(tiny_d
     [entry] = RunStore().leaderboard()
     assert (entry["player"], entry["score"], entry["model_score"], entry["opponent"]) == (
         name, g.human_score, g.model_score, shipped_model)
+    assert "Your game is #1 of 1 on the leaderboard below." in [c.value for c in at.caption]
     board = at.dataframe[1].value
-    assert board["Player"].tolist() == [name]  # a dataframe cell: shown as typed, never as markdown or HTML
+    assert board["Player"].tolist() == [name]
+    assert board["Opponent"].tolist()[0] != shipped_model  # the model's title, not its raw reference  # a dataframe cell: shown as typed, never as markdown or HTML
     assert not any(name in markdown.value for markdown in at.markdown)
     assert RunStore().class_accuracy()["rounds"].sum() == 20
     assert len(at.get("plotly_chart")) == 1  # the classroom chart

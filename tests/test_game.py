@@ -196,6 +196,14 @@ def test_classroom_summary_names_classes_and_who_does_better():
     assert rows["airplane"]["winner"] == "tie" and rows["cat"]["rounds"] == 1
 
 
+def test_classroom_summary_has_no_winner_where_only_the_random_guesser_played():
+    store = RunStore()
+    store.log_guesses([{"head": "first", "true_class": 2, "human_class": 2, "model_class": 2,
+                        "opponent": game.BASELINE_OPPONENT}])
+    [row] = game.classroom_summary(store.class_accuracy(ignored_models=[game.BASELINE_OPPONENT]))
+    assert row["human_accuracy"] == 1.0 and row["model_accuracy"] is None and row["winner"] is None
+
+
 def test_random_pair_respects_requested_classes_and_groups():
     rng = np.random.default_rng(0)
     for _ in range(20):

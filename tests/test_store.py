@@ -349,16 +349,29 @@ def test_class_accuracy_aggregates_guesses_per_true_class(db):
     ])
     db.log_guesses([{"head": "first", "true_class": 3, "human_class": 1, "model_class": 3, "opponent": "m"}])
     frame = db.class_accuracy()
-    assert list(frame.columns) == ["class_index", "rounds", "human_accuracy", "model_accuracy"]
+    assert list(frame.columns) == ["class_index", "rounds", "human_accuracy", "model_rounds", "model_accuracy"]
     assert frame.to_dict("records") == [
-        {"class_index": 3, "rounds": 2, "human_accuracy": 0.5, "model_accuracy": 0.5},
-        {"class_index": 7, "rounds": 1, "human_accuracy": 1.0, "model_accuracy": 1.0},
+        {"class_index": 3, "rounds": 2, "human_accuracy": 0.5, "model_rounds": 2, "model_accuracy": 0.5},
+        {"class_index": 7, "rounds": 1, "human_accuracy": 1.0, "model_rounds": 1, "model_accuracy": 1.0},
     ]
+
+
+def test_class_accuracy_leaves_the_random_guesser_out_of_the_models_but_keeps_the_peoples_answers(db):
+    db.log_guesses([
+        {"head": "first", "true_class": 3, "human_class": 3, "model_class": 3, "opponent": "champion"},
+        {"head": "first", "true_class": 3, "human_class": 3, "model_class": 1, "opponent": "random-baseline"},
+        {"head": "first", "true_class": 4, "human_class": 0, "model_class": 2, "opponent": "random-baseline"},
+    ])
+    frame = db.class_accuracy(ignored_models=["random-baseline"]).set_index("class_index")
+    assert frame.loc[3, "rounds"] == 2 and frame.loc[3, "human_accuracy"] == 1.0
+    assert frame.loc[3, "model_rounds"] == 1 and frame.loc[3, "model_accuracy"] == 1.0
+    assert frame.loc[4, "model_rounds"] == 0 and np.isnan(frame.loc[4, "model_accuracy"])
 
 
 def test_class_accuracy_without_games_is_empty_with_columns(db):
     frame = db.class_accuracy()
-    assert frame.empty and list(frame.columns) == ["class_index", "rounds", "human_accuracy", "model_accuracy"]
+    assert frame.empty and list(frame.columns) == ["class_index", "rounds", "human_accuracy", "model_rounds",
+                                                   "model_accuracy"]
 
 
 def test_log_guesses_rejects_bad_rows(db):
@@ -454,3 +467,13 @@ def test_run_names_are_cleaned_and_a_name_too_long_is_refused_before_anything_is
     with pytest.raises(ValueError, match="at most 40"):
         db.create_run("allconv", {}, {}, 0, name="n" * 41)
     assert len(db.list_runs()) == 2
+
+
+def test_score_rank_places_a_game_as_the_leaderboard_does_even_beyond_its_top_ten(db):
+    ids = [db.add_score(f"p{i}", score, 10, "m", 50) for i, score in enumerate([90, 40, 90, 10] + [95] * 10)]
+    assert db.score_rank(ids[0]) == (11, 14)  # ten 95s above it
+    assert db.score_rank(ids[2]) == (12, 14)  # the same score, saved later
+    assert db.score_rank(ids[3]) == (14, 14)
+    assert [row["id"] for row in db.leaderboard(limit=14)].index(ids[2]) == 11
+    with pytest.raises(LookupError, match="no game #999"):
+        db.score_rank(999)
