@@ -251,8 +251,12 @@ def run_header(run: dict) -> None:
 
 def progress(run: dict, epochs) -> None:
     total, done = run.get("total_steps"), run.get("steps_done") or 0
-    if run["status"] == "queued" or not total:
-        st.info(f"{ui.escape_markdown(run.get('message') or 'starting')}: loading data and building the model…", icon="⏳")
+    if not total:
+        if run["status"] in jobs.ACTIVE:
+            st.info(f"{ui.escape_markdown(run.get('message') or 'starting')}: loading data and building the "
+                    "model…", icon="⏳")
+        else:
+            st.caption(f"This run ended ({run['status']}) before its first training step.")
         return
     fraction = min(1.0, done / total)
     left = jobs.seconds_left(run, epochs["seconds"] if "seconds" in epochs else ())

@@ -136,6 +136,8 @@ def test_a_killed_run_shows_its_status_and_log_and_can_be_resumed_and_stopped(ti
     assert store.get_run(run_id)["status"] == "killed"
     assert "killed" in texts(at.error)
     assert "Killed by the operating system" in texts(at.code)
+    assert "loading data" not in texts(at.info)  # it is dead, not starting
+    assert "This run ended (killed) before its first training step." in texts(at.caption)
 
     at = no_exceptions(button(at, f"Resume run #{run_id}").click().run())
     assert store.get_run(run_id)["status"] in jobs.ACTIVE
