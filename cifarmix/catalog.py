@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cifarmix import paths
-from cifarmix.store import RunStore
+from cifarmix.store import RunStore, parse_run_id
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
@@ -25,11 +25,21 @@ class ModelEntry:
     path: Path
     run_id: int | None = None
     card: dict = field(default_factory=dict)
+    untrained_arch: str | None = None  # set for a freshly built model of this architecture (no file)
 
     def load(self):
+        if self.untrained_arch is not None:
+            from cifarmix import architectures
+
+            return architectures.build(self.untrained_arch)
         from cifarmix import models
 
         return models.load_model(self.path)
+
+
+def untrained(arch: str) -> ModelEntry:
+    """A freshly built, untrained model of ``arch``: what a network scores before it learns (``random`` ~20%)."""
+    return ModelEntry(f"untrained:{arch}", f"untrained {arch}", Path(), untrained_arch=arch)
 
 
 def shipped(root: Path | None = None) -> list[ModelEntry]:
@@ -81,8 +91,8 @@ def resolve(reference: str, store: RunStore) -> ModelEntry:
         if entry.reference == text:
             return entry
     run_text = text.removeprefix("run:")
-    if run_text.isdigit():
-        run = store.get_run(int(run_text))
+    if parse_run_id(run_text) is not None:
+        run = store.get_run(parse_run_id(run_text))
         if run is None:
             raise ValueError(f"there is no run {run_text}; `python -m cifarmix runs` lists the runs")
         if not run.get("model_path") or not Path(run["model_path"]).is_file():

@@ -198,20 +198,12 @@ def cmd_evaluate(args) -> None:
     if bool(args.model) == bool(args.arch):
         raise CliError("give exactly one of: a model file, a run id or a shipped model name; or --arch NAME")
     store = RunStore()
-    if args.arch:
-        from cifarmix import architectures
-
-        model, reference, run_id = architectures.build(args.arch), f"untrained:{args.arch}", None
-    else:
-        entry = catalog.resolve(args.model, store)
-        model, reference, run_id = entry.load(), entry.reference, entry.run_id
+    entry = catalog.untrained(args.arch) if args.arch else catalog.resolve(args.model, store)
     (_, _), (x_test, y_test) = data.load_cifar10(args.data)
     seed = evaluation.PROTOCOL_SEED if args.seed is None else args.seed
-    result = evaluation.evaluate(model, x_test, y_test, repeats=args.repeats, pairs=args.pairs, seed=seed,
-                                 alpha=args.alpha, verbose=0 if args.json else 1)
-    result["model"] = reference
-    if not args.no_store and not args.arch:
-        store.add_evaluation(run_id, reference, result)
+    result = evaluation.evaluate_and_store(entry, store, x_test, y_test, repeats=args.repeats, pairs=args.pairs,
+                                           seed=seed, alpha=args.alpha, verbose=0 if args.json else 1,
+                                           save=not args.no_store and not args.arch)
     print(json.dumps(result) if args.json else evaluation.summary_line(result))
 
 

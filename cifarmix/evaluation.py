@@ -18,10 +18,11 @@ from cifarmix import mixing, models
 PROTOCOL_REPEATS = 10
 PROTOCOL_PAIRS = 10_000
 PROTOCOL_SEED = 2024
+PROTOCOL_ALPHA = 0.5  # the seeds' plain average
 
 
 def evaluate(model, x_test: np.ndarray, y_test: np.ndarray, repeats: int = PROTOCOL_REPEATS,
-             pairs: int = PROTOCOL_PAIRS, seed: int = PROTOCOL_SEED, alpha: float = 0.5,
+             pairs: int = PROTOCOL_PAIRS, seed: int = PROTOCOL_SEED, alpha: float = PROTOCOL_ALPHA,
              batch_size: int = 500, verbose: int = 0) -> dict:
     """Score ``model`` on ``repeats`` x ``pairs`` mixed test pairs fixed by ``seed``.
 
@@ -46,6 +47,44 @@ def evaluate(model, x_test: np.ndarray, y_test: np.ndarray, repeats: int = PROTO
     return score(dataset.labels(), predicted, repeats, pairs) | {
         "repeats": repeats, "pairs": pairs, "seed": seed, "alpha": alpha, "seconds": round(seconds, 2),
     }
+
+
+def evaluate_and_store(entry, store, x_test: np.ndarray, y_test: np.ndarray, repeats: int = PROTOCOL_REPEATS,
+                       pairs: int = PROTOCOL_PAIRS, seed: int = PROTOCOL_SEED, alpha: float = PROTOCOL_ALPHA,
+                       verbose: int = 0, save: bool = True) -> dict:
+    """Load a catalog entry (shipped model, run, file), score it with :func:`evaluate` and keep the result.
+
+    The command line and the Runs page both evaluate through here, so a run scored in either place is scored
+    the same way and lands in the run store the same way.
+
+    Returns:
+        The result of :func:`evaluate` with ``model`` (the entry's reference) added.
+
+    Raises:
+        models.ModelError: the model cannot be loaded. ValueError: bad settings.
+    """
+    mixing.check_alpha(alpha)
+    result = evaluate(entry.load(), x_test, y_test, repeats=repeats, pairs=pairs, seed=seed, alpha=alpha,
+                      verbose=verbose)
+    result["model"] = entry.reference
+    if save:
+        store.add_evaluation(entry.run_id, entry.reference, result)
+    return result
+
+
+def is_full_protocol(result: dict) -> bool:
+    """True for the seeds' protocol itself: 10 x 10,000 pairs at the plain average, on the protocol's pairs."""
+    return (result.get("repeats"), result.get("pairs"), result.get("alpha", PROTOCOL_ALPHA),
+            result.get("seed", PROTOCOL_SEED)) == (PROTOCOL_REPEATS, PROTOCOL_PAIRS, PROTOCOL_ALPHA, PROTOCOL_SEED)
+
+
+def headline(results: list[dict]) -> dict | None:
+    """The result that stands for a model in tables: its newest full-protocol result, else its newest result.
+
+    ``results`` are newest first (as ``RunStore.evaluations`` gives them); a quick look with fewer pairs or
+    another weight never hides a full protocol result.
+    """
+    return next((r for r in results if is_full_protocol(r)), results[0] if results else None)
 
 
 def score(truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray], repeats: int, pairs: int) -> dict:

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from cifarmix import catalog, evaluation, figures, jobs, mixing, models
+from cifarmix import catalog, evaluation, figures, game, jobs, mixing, models
 from cifarmix.data import CLASS_NAMES
 from cifarmix.store import RunStore
 from pages import ui
@@ -35,7 +35,9 @@ def run_label(run: dict) -> str:
 def evaluation_text(result: dict | None) -> str:
     if not result:
         return "-"
-    return f"{result['mean_accuracy']:.1%} ± {result['std']:.1%} · {result['repeats']}×{result['pairs']:,}"
+    alpha = result.get("alpha", evaluation.PROTOCOL_ALPHA)
+    weight = "" if alpha == evaluation.PROTOCOL_ALPHA else f" · α {alpha:g}"
+    return f"{result['mean_accuracy']:.1%} ± {result['std']:.1%} · {result['repeats']}×{result['pairs']:,}{weight}"
 
 
 def short_label(run: dict) -> str:
@@ -49,12 +51,12 @@ def options_text(options: dict) -> str:
 
 
 def latest_evaluations() -> dict[int, dict]:
-    """Run id -> the result of its newest test evaluation."""
-    latest: dict[int, dict] = {}
+    """Run id -> the test result that stands for it (its newest full-protocol result, else its newest)."""
+    by_run: dict[int, list[dict]] = {}
     for row in store().evaluations():  # newest first
         if row["run_id"] is not None:
-            latest.setdefault(row["run_id"], row["result"])
-    return latest
+            by_run.setdefault(row["run_id"], []).append(row["result"])
+    return {run_id: evaluation.headline(results) for run_id, results in by_run.items()}
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -171,23 +173,23 @@ def test_protocol(run: dict) -> None:
 
 def evaluation_form(run: dict) -> None:
     with st.form(f"evaluate_{run['id']}"):
-        left, right = st.columns(2)
+        left, middle, right = st.columns(3)
         repeats = left.number_input("Repeats", min_value=1, max_value=evaluation.PROTOCOL_REPEATS,
                                     value=evaluation.PROTOCOL_REPEATS, step=1)
-        pairs = right.number_input("Test pairs per repeat", min_value=100, max_value=evaluation.PROTOCOL_PAIRS,
-                                   value=evaluation.PROTOCOL_PAIRS, step=1000)
+        pairs = middle.number_input("Test pairs per repeat", min_value=100, max_value=evaluation.PROTOCOL_PAIRS,
+                                    value=evaluation.PROTOCOL_PAIRS, step=1000)
+        alpha = right.number_input("Mixing weight α", min_value=game.ALPHA_MIN, max_value=game.ALPHA_MAX,
+                                   value=evaluation.PROTOCOL_ALPHA, step=game.ALPHA_STEP,
+                                   help="0.5, the plain average, is the protocol; other weights are a side look.")
         submitted = st.form_submit_button("Evaluate on the test protocol", icon="🧮")
     if not submitted:
         return
     try:
         with st.spinner(f"Scoring {repeats} × {pairs:,} test mixes…"):
-            entry = catalog.resolve(f"run:{run['id']}", store())
             splits = ui.data_status().splits
-            alpha = (run.get("config") or {}).get("alpha", 0.5)
-            result = evaluation.evaluate(entry.load(), splits.x_test, splits.y_test, repeats=int(repeats),
-                                         pairs=int(pairs), alpha=alpha)
-            result["model"] = entry.reference
-            store().add_evaluation(run["id"], entry.reference, result)
+            result = evaluation.evaluate_and_store(catalog.resolve(f"run:{run['id']}", store()), store(),
+                                                   splits.x_test, splits.y_test, repeats=int(repeats),
+                                                   pairs=int(pairs), alpha=float(alpha))
     except (ValueError, models.ModelError) as error:
         st.error(f"Could not evaluate run #{run['id']}: {ui.escape_markdown(error)}", icon="🚫")
         return
@@ -197,6 +199,7 @@ def evaluation_form(run: dict) -> None:
 def evaluation_results(results: list[dict]) -> None:
     rows = [{
         "when": row["created_at"][:16].replace("T", " "), "repeats × pairs": f"{r['repeats']} × {r['pairs']:,}",
+        "α": r.get("alpha", evaluation.PROTOCOL_ALPHA), "full protocol": evaluation.is_full_protocol(r),
         "mean accuracy": r["mean_accuracy"], "± std": r["std"], "first head": r["head_first"],
         "second head": r["head_second"], "mean F1": r["mean_f1"],
     } for row in results for r in [row["result"]]]
@@ -205,7 +208,7 @@ def evaluation_results(results: list[dict]) -> None:
         "mean accuracy": percent, "± std": st.column_config.NumberColumn(
             format="percent", help="Spread of the mean accuracy over the repeats"),
         "first head": percent, "second head": percent, "mean F1": st.column_config.NumberColumn(format="%.3f")})
-    latest = results[0]["result"]
+    latest = evaluation.headline([row["result"] for row in results])
     st.plotly_chart(figures.per_class_bars(
         {"first": latest["per_class_first"], "second": latest["per_class_second"]},
         title=f"Accuracy per class on the test protocol ({latest['repeats']} × {latest['pairs']:,} mixes)"),

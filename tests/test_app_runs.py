@@ -135,6 +135,25 @@ def test_evaluating_on_the_test_protocol_stores_the_result(finished_run):
     assert "2×100" in again.dataframe[0].value["test protocol"].iloc[0]
 
 
+def test_a_quick_look_at_another_weight_never_hides_the_full_protocol_result(finished_run):
+    from cifarmix import evaluation
+
+    full = {"repeats": 10, "pairs": 10_000, "alpha": 0.5, "seed": evaluation.PROTOCOL_SEED, "mean_accuracy": 0.61,
+            "std": 0.004, "head_first": 0.6, "head_second": 0.62, "mean_f1": 0.6,
+            "per_class_first": [0.6] * 5, "per_class_second": [0.62] * 5}
+    RunStore().add_evaluation(finished_run, f"run:{finished_run}", full)
+    at = open_runs_page(finished_run)
+    next(w for w in at.number_input if w.label == "Repeats").set_value(1)
+    next(w for w in at.number_input if w.label == "Test pairs per repeat").set_value(100)
+    next(w for w in at.number_input if w.label == "Mixing weight α").set_value(0.3)
+    at = no_exceptions(next(b for b in at.button if b.label == "Evaluate on the test protocol").click().run())
+    newest = RunStore().evaluations(run_id=finished_run)[0]["result"]
+    assert (newest["pairs"], newest["alpha"]) == (100, 0.3)
+    history = at.dataframe[1].value
+    assert history["α"].tolist() == [0.3, 0.5] and history["full protocol"].tolist() == [False, True]
+    assert "61.0% ± 0.4% · 10×10,000" == at.dataframe[0].value["test protocol"].iloc[0]
+
+
 def test_the_gallery_shows_misclassified_validation_mixes(finished_run):
     at = open_runs_page(finished_run)
     at = no_exceptions(next(t for t in at.toggle if t.label.startswith("Show misclassified")).set_value(True).run())

@@ -121,6 +121,29 @@ def test_random_baseline_scores_near_chance():
         assert key in result
 
 
+def test_evaluate_and_store_scores_an_entry_and_keeps_the_result(store):
+    from cifarmix import catalog
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(200) % 10
+    result = evaluation.evaluate_and_store(catalog.untrained("random"), store, x, y, repeats=2, pairs=300, alpha=0.3)
+    assert result["model"] == "untrained:random" and result["alpha"] == 0.3
+    [row] = store.evaluations()
+    assert row["model_ref"] == "untrained:random" and row["result"]["pairs"] == 300
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        evaluation.evaluate_and_store(catalog.untrained("random"), store, x, y, alpha=1.0)
+
+
+def test_the_headline_result_is_the_newest_full_protocol_one_not_a_newer_quick_look():
+    full = {"repeats": 10, "pairs": 10_000, "alpha": 0.5, "seed": evaluation.PROTOCOL_SEED, "mean_accuracy": 0.8}
+    quick = {"repeats": 1, "pairs": 500, "alpha": 0.5, "seed": evaluation.PROTOCOL_SEED, "mean_accuracy": 0.7}
+    other_weight = dict(full, alpha=0.3, mean_accuracy=0.9)
+    assert evaluation.is_full_protocol(full) and not evaluation.is_full_protocol(other_weight)
+    assert evaluation.headline([quick, other_weight, full]) is full  # newest first
+    assert evaluation.headline([quick]) is quick and evaluation.headline([]) is None
+
+
 def test_protocol_scores_a_perfect_and_a_half_right_predictor():
     truth = {"first": np.array([0, 1, 2, 3]), "second": np.array([4, 3, 2, 1])}
     perfect = evaluation.score(truth, truth, repeats=2, pairs=2)
