@@ -98,21 +98,21 @@ class RunRecorder(keras.callbacks.Callback):
         self.pending.append((step, self.epoch + 1, _float(logs.get("loss")), _float(logs.get("first_loss")),
                              _float(logs.get("second_loss"))))
         if time.time() - self.last_flush >= FLUSH_SECONDS:
-            self.flush(step)
+            self.flush(step, self.state.get("train_seconds", 0.0) + time.time() - self.epoch_started)
             if self.trainer.store.stop_requested(self.trainer.run_id) or \
                     self.trainer.over_budget(extra_seconds=time.time() - self.epoch_started):
                 self.model.stop_training = True
 
-    def flush(self, step: int) -> None:
+    def flush(self, step: int, train_seconds: float) -> None:
         if self.pending:
             self.trainer.store.log_steps(self.trainer.run_id, self.pending)
             self.pending = []
-        self.trainer.store.update_run(self.trainer.run_id, steps_done=step)
+        self.trainer.store.update_run(self.trainer.run_id, steps_done=step, train_seconds=round(train_seconds, 1))
         self.last_flush = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        self.flush((epoch + 1) * self.steps_per_epoch)
+        self.flush((epoch + 1) * self.steps_per_epoch, self.state.get("train_seconds", 0.0))  # this epoch included
         logs["lr"] = _current_lr(self.model)
         logs["seconds"] = time.time() - self.epoch_started
         logs["train_seconds"] = self.state.get("train_seconds", 0.0)

@@ -155,7 +155,11 @@ def log_tail(run_id: int, lines: int = 30) -> str:
 
 
 def elapsed_seconds(run: dict) -> float | None:
-    """Wall time from a run's start to its end (or to now while it is active); None before it starts."""
+    """The time a run has spent training, over all its sessions (the time between a kill and its resume does
+    not count); None before it starts. Runs recorded before cifarmix kept that figure get their wall time
+    from start to end (or to now while active)."""
+    if run.get("train_seconds") is not None:
+        return float(run["train_seconds"])
     if not run.get("started_at"):
         return None
     end = datetime.fromisoformat(run["finished_at"]) if run.get("finished_at") else datetime.now(timezone.utc)

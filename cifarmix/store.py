@@ -49,7 +49,7 @@ RUN_COLUMNS = (
     "id", "name", "arch", "options", "config", "seed", "status", "device",
     "created_at", "started_at", "finished_at", "pid",
     "best_val_mean", "best_epoch", "epochs_done", "total_epochs", "steps_done", "total_steps",
-    "message", "model_path", "stop_requested",
+    "message", "model_path", "stop_requested", "train_seconds",
 )
 UPDATABLE_RUN_COLUMNS = frozenset(RUN_COLUMNS) - {"id"}
 JSON_RUN_COLUMNS = ("options", "config")
@@ -136,8 +136,12 @@ _V1_INITIAL_SCHEMA = (
 
 # Schema steps, applied in order; step i (0-based) takes the database from user_version i to i + 1.
 # Never edit a released step: append a new one.
+# v2: the seconds a run has spent training, over all its sessions (a resumed run's downtime does not count).
+_V2_TRAIN_SECONDS = ("ALTER TABLE runs ADD COLUMN train_seconds REAL",)
+
 MIGRATIONS: list[Sequence[str]] = [
     _V1_INITIAL_SCHEMA,
+    _V2_TRAIN_SECONDS,
 ]
 
 

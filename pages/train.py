@@ -270,8 +270,8 @@ def progress(run: dict, epochs) -> None:
                       help="The mean of both heads' accuracy on the validation mixes; its checkpoint is kept.")
     columns[1].metric("Best epoch", run.get("best_epoch") or "-")
     columns[2].metric("Last epoch's mean accuracy", "-" if last is None else f"{last:.1%}")
-    columns[3].metric("Time since start" if run["status"] in jobs.ACTIVE else "Duration",
-                      jobs.duration_text(jobs.elapsed_seconds(run)))
+    columns[3].metric("Time training", jobs.duration_text(jobs.elapsed_seconds(run)),
+                      help="Over all sessions of the run; the time between a kill and its resume does not count.")
 
 
 def controls(run: dict) -> None:

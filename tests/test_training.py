@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import keras
 import numpy as np
 import pytest
 
-from cifarmix import evaluation, models, paths, training
+from cifarmix import evaluation, jobs, models, paths, training
 from cifarmix.store import RunStore
 
 
@@ -77,10 +78,18 @@ def test_resume_continues_from_the_last_completed_epoch(tiny_data, store):
     # pretend the run was meant to go further and was killed after epoch 2
     store.update_run(run["id"], config=dict(config.to_dict(), epochs=4))
     store.set_status(run["id"], "killed", "test")
+    in_epochs = store.epoch_metrics(run["id"])["seconds"].sum()  # epoch wall times, checkpoint saving included
+    assert 0.5 * in_epochs < store.get_run(run["id"])["train_seconds"] <= in_epochs
+    time.sleep(2.0)  # downtime between the kill and the resume
     resumed = training.resume(run["id"], store)
     assert resumed["status"] == "finished" and resumed["epochs_done"] == 4
-    assert store.epoch_metrics(run["id"])["epoch"].tolist() == [1, 2, 3, 4]
+    epochs = store.epoch_metrics(run["id"])
+    assert epochs["epoch"].tolist() == [1, 2, 3, 4]
     assert store.step_metrics(run["id"])["step"].max() == 12
+    # The run's duration is its time in training: the four epochs, not the downtime in between.
+    assert 0.5 * epochs["seconds"].sum() < resumed["train_seconds"] <= epochs["seconds"].sum()
+    assert jobs.elapsed_seconds(resumed) == resumed["train_seconds"] < jobs.elapsed_seconds(
+        dict(resumed, train_seconds=None))
 
 
 def test_a_finished_run_cannot_be_resumed(tiny_data, store):
@@ -182,4 +191,5 @@ def test_progress_estimates_for_the_train_page():
     assert jobs.seconds_left(running | {"steps_done": 0}) is None
     finished = {"started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T01:05:00+00:00"}
     assert jobs.elapsed_seconds(finished) == 3900.0 and jobs.elapsed_seconds({}) is None
+    assert jobs.elapsed_seconds(finished | {"train_seconds": 1200.0}) == 1200.0  # time training, not wall time
     assert [jobs.duration_text(s) for s in (3900, 187, 42, None)] == ["1 h 05 min", "3 min 07 s", "42 s", "-"]
