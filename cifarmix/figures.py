@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from cifarmix.data import GROUP_A, GROUP_B
+from cifarmix.data import GROUP_A, GROUP_B, class_label
 
 HEADS = ("first", "second")
 HEAD_CLASSES = {"first": GROUP_A, "second": GROUP_B}
@@ -235,3 +235,52 @@ def overlay(frames: Mapping[str, pd.DataFrame], column: str, x: str = "epoch", t
     if column == "lr":
         figure.update_yaxes(type="log")
     return _layout(figure, title, x, label)
+
+
+# --------------------------------------------------------------------------------------- the game and the mixer
+
+RIGHT_COLOUR = "#1E9E5A"
+WRONG_COLOUR = "#D9463B"
+OTHER_COLOUR = "#B9B4D6"
+PEOPLE_COLOUR = "#F28C28"
+MODELS_COLOUR = "#5B3FD9"
+
+
+def probabilities(probs: np.ndarray | Sequence[float], classes: Sequence[int], truth: int | None = None,
+                  title: str = "") -> go.Figure:
+    """Horizontal bars of one head's probabilities.
+
+    Args:
+        probs: (5,) probabilities.
+        classes: the CIFAR-10 indices of the five outputs (0-4 or 5-9).
+        truth: the right CIFAR-10 index: its bar is green; the model's pick, when wrong, is red.
+        title: the chart title.
+    """
+    probs = np.asarray(probs, dtype=float)
+    picked = classes[int(probs.argmax())]
+    colours = [RIGHT_COLOUR if truth is not None and cls == truth else
+               WRONG_COLOUR if truth is not None and cls == picked else OTHER_COLOUR for cls in classes]
+    figure = go.Figure(go.Bar(x=probs, y=[class_label(cls) for cls in classes], orientation="h",
+                              marker_color=colours, text=[f"{p:.0%}" for p in probs], textposition="outside",
+                              cliponaxis=False, hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    figure.update_layout(title=plain_text(title), height=260, margin={"l": 10, "r": 40, "t": 40, "b": 10},
+                         xaxis={"range": [0, 1.12], "tickformat": ".0%", "showgrid": False},
+                         yaxis={"autorange": "reversed"}, font={"size": 15}, showlegend=False)
+    return figure
+
+
+def classroom(rows: Sequence[Mapping]) -> go.Figure:
+    """People's and models' accuracy per class over every game (rows of ``game.classroom_summary``)."""
+    labels = [class_label(r["class_index"]) for r in rows]
+    figure = go.Figure([
+        go.Bar(name="People", x=labels, y=[r["human_accuracy"] for r in rows], marker_color=PEOPLE_COLOUR,
+               customdata=[r["rounds"] for r in rows],
+               hovertemplate="%{x}: %{y:.0%} of %{customdata} answers<extra>People</extra>"),
+        go.Bar(name="Models", x=labels, y=[r["model_accuracy"] for r in rows], marker_color=MODELS_COLOUR,
+               customdata=[r["model_rounds"] for r in rows],
+               hovertemplate="%{x}: %{y:.0%} of %{customdata} answers<extra>Models</extra>"),
+    ])
+    figure.update_layout(barmode="group", height=340, yaxis={"range": [0, 1], "tickformat": ".0%", "title": "right"},
+                         margin={"l": 10, "r": 10, "t": 20, "b": 10}, legend={"orientation": "h", "y": 1.12},
+                         font={"size": 15})
+    return figure

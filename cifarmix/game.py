@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cifarmix import mixing
-from cifarmix.data import CLASS_NAMES
+from cifarmix.data import CLASS_NAMES, class_label
 
 ROUNDS = 10
 POINTS_PER_CLASS = 10
@@ -390,6 +390,25 @@ def classroom_summary(frame) -> list[dict]:
     return rows
 
 
+def who_did_better(rows) -> str:
+    """One markdown sentence after a game: the classes where the player did better, and those where the model did
+    (``rows`` from :func:`class_summary`)."""
+    human_wins = [class_label(c.class_index) for c in rows if c.winner == "human"]
+    model_wins = [class_label(c.class_index) for c in rows if c.winner == "model"]
+    return " ".join([f"**You** did better on {', '.join(human_wins)}." if human_wins else
+                     "You did better on no class.",
+                     f"**The model** did better on {', '.join(model_wins)}." if model_wins else
+                     "The model did better on no class."])
+
+
+def classroom_sentence(rows: list[dict]) -> str:
+    """One markdown sentence over every game: where people beat the models and where models beat people."""
+    people = [class_label(r["class_index"]) for r in rows if r["winner"] == "human"]
+    models = [class_label(r["class_index"]) for r in rows if r["winner"] == "model"]
+    return (f"**People** beat the models on {', '.join(people) or 'no class yet'}; "
+            f"**models** beat people on {', '.join(models) or 'no class yet'}.")
+
+
 # ------------------------------------------------------------------------------------ pairs for the mixer
 
 
@@ -485,6 +504,17 @@ def gallery_pairs(y_test: np.ndarray, seed: int, count: int, alpha: float = DEFA
     """``count`` random pairs fixed by ``seed`` (the mixer's "can you guess the classes?" grid)."""
     rng = np.random.default_rng(seed)
     return [random_pair(y_test, rng, alpha=alpha) for _ in range(count)]
+
+
+def gallery_caption(truth: tuple[int, int], guess: tuple[int, int] | None, reveal: bool) -> str:
+    """``🤖 cat + truck`` before the reveal; ``✅ cat + ❌ truck → dog`` after it."""
+    names = CLASS_NAMES
+    if guess is None:
+        return f"{names[truth[0]]} + {names[truth[1]]}" if reveal else "?"
+    if not reveal:
+        return f"🤖 {names[guess[0]]} + {names[guess[1]]}"
+    parts = [f"✅ {names[g]}" if g == t else f"❌ {names[g]} → {names[t]}" for g, t in zip(guess, truth)]
+    return " + ".join(parts)
 
 
 def pair_images(x_test: np.ndarray, pairs: list[Pair]) -> np.ndarray:

@@ -13,10 +13,9 @@ import sqlite3
 import time
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from cifarmix import game
+from cifarmix import figures, game
 from cifarmix.store import PLAYER_NAME_MAX
 from pages import ui
 
@@ -246,23 +245,12 @@ def summary(g: game.Game) -> None:
         st.caption(f"Your game is #{rank} of {games} on the leaderboard {where}.")
     per_class = game.class_summary(g.results)
     st.markdown("#### Class by class")
-    st.markdown(who_did_better(per_class, "you", "the model"))
+    st.markdown(game.who_did_better(per_class))
     st.dataframe(pd.DataFrame([{
         "Class": ui.class_label(c.class_index), "Came up": c.rounds, "You right": c.human_correct,
         "Model right": c.model_correct, "Better": {"human": "🙋 you", "model": "🤖 model", "tie": "="}[c.winner],
     } for c in per_class]), hide_index=True)
     st.button("Play again", icon="🔁", type="primary", on_click=quit_game, key="game_again")
-
-
-def who_did_better(rows, human: str, model: str) -> str:
-    """One sentence: the classes where the human did better, and those where the model did."""
-    human_wins = [ui.class_label(c.class_index) for c in rows if c.winner == "human"]
-    model_wins = [ui.class_label(c.class_index) for c in rows if c.winner == "model"]
-    parts = [f"**{human.capitalize()}** did better on {', '.join(human_wins)}." if human_wins else
-             f"{human.capitalize()} did better on no class.",
-             f"**{model.capitalize()}** did better on {', '.join(model_wins)}." if model_wins else
-             f"{model.capitalize()} did better on no class."]
-    return " ".join(parts)
 
 
 def leaderboard() -> None:
@@ -284,34 +272,11 @@ def classroom() -> None:
     if not rows:
         st.caption("After the first game, this shows per class how often people and models were right.")
         return
-    st.markdown(classroom_sentence(rows))
+    st.markdown(game.classroom_sentence(rows))
     if all(r["model_accuracy"] is None for r in rows):
         st.caption("So far only the random guesser has played, and it is no model: the models' bars appear "
                    "after a game against a trained model.")
-    st.plotly_chart(classroom_figure(rows), key="game_classroom", config={"displayModeBar": False})
-
-
-def classroom_sentence(rows: list[dict]) -> str:
-    people = [ui.class_label(r["class_index"]) for r in rows if r["winner"] == "human"]
-    models = [ui.class_label(r["class_index"]) for r in rows if r["winner"] == "model"]
-    return (f"**People** beat the models on {', '.join(people) or 'no class yet'}; "
-            f"**models** beat people on {', '.join(models) or 'no class yet'}.")
-
-
-def classroom_figure(rows: list[dict]) -> go.Figure:
-    labels = [ui.class_label(r["class_index"]) for r in rows]
-    figure = go.Figure([
-        go.Bar(name="People", x=labels, y=[r["human_accuracy"] for r in rows], marker_color="#F28C28",
-               customdata=[r["rounds"] for r in rows],
-               hovertemplate="%{x}: %{y:.0%} of %{customdata} answers<extra>People</extra>"),
-        go.Bar(name="Models", x=labels, y=[r["model_accuracy"] for r in rows], marker_color="#5B3FD9",
-               customdata=[r["model_rounds"] for r in rows],
-               hovertemplate="%{x}: %{y:.0%} of %{customdata} answers<extra>Models</extra>"),
-    ])
-    figure.update_layout(barmode="group", height=340, yaxis={"range": [0, 1], "tickformat": ".0%", "title": "right"},
-                         margin={"l": 10, "r": 10, "t": 20, "b": 10}, legend={"orientation": "h", "y": 1.12},
-                         font={"size": 15})
-    return figure
+    st.plotly_chart(figures.classroom(rows), key="game_classroom", config={"displayModeBar": False})
 
 
 # ----------------------------------------------------------------------------------------------------- page

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from cifarmix import data, game
+from cifarmix import figures, game
 from pages import ui
 
 PAIR_KEY = "mixer_pair"
@@ -143,7 +143,7 @@ def model_answers(pair: game.Pair, mixed: np.ndarray, y: np.ndarray, model: ui.S
     st.markdown(f"{ui.escape_markdown(model.title)} says: " + " and ".join(said))
     columns = st.columns(2, gap="medium")
     for column, head, classes, right in zip(columns, ("first", "second"), (SIDES["a"][1], SIDES["b"][1]), truth):
-        column.plotly_chart(ui.probability_figure(probs[head][0], list(classes), right,
+        column.plotly_chart(figures.probabilities(probs[head][0], list(classes), right,
                                                   f"{'First' if head == 'first' else 'Second'} head"),
                             key=f"mixer_probs_{head}", config={"displayModeBar": False})
 
@@ -173,18 +173,7 @@ def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | 
             truth = (int(y[pairs[i].a_index]), int(y[pairs[i].b_index]))
             guess = None if answers is None else game.model_answer(answers, i).classes()
             with column:
-                ui.show_image(mixes[i], gallery_caption(truth, guess, reveal), factor=4)
-
-
-def gallery_caption(truth: tuple[int, int], guess: tuple[int, int] | None, reveal: bool) -> str:
-    """``🤖 cat + truck`` before the reveal; ``✅ cat + ❌ truck → dog`` after it."""
-    names = data.CLASS_NAMES
-    if guess is None:
-        return f"{names[truth[0]]} + {names[truth[1]]}" if reveal else "?"
-    if not reveal:
-        return f"🤖 {names[guess[0]]} + {names[guess[1]]}"
-    parts = [f"✅ {names[g]}" if g == t else f"❌ {names[g]} → {names[t]}" for g, t in zip(guess, truth)]
-    return " + ".join(parts)
+                ui.show_image(mixes[i], game.gallery_caption(truth, guess, reveal), factor=4)
 
 
 # ----------------------------------------------------------------------------------------------------- page

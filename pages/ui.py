@@ -32,7 +32,6 @@ Layout and display
     ``class_label(index)``       "🐱 cat" for a CIFAR-10 class index 0-9
     ``upscale(image, factor)``   nearest-neighbour enlargement of a (32, 32, 3) image, as uint8
     ``show_image(image, caption, factor)``
-    ``probability_figure(probs, classes, truth, title)``  a plotly bar chart of one head's answer
     ``escape_markdown(text)``    user text made safe for any element that renders markdown
     ``format_time(iso)``         "2025-01-31 12:00 UTC" from a run-store timestamp
     ``PAGE_MIXER`` / ``PAGE_GAME`` / ``PAGE_TRAIN`` / ``PAGE_RUNS``  page paths for ``st.page_link``
@@ -52,7 +51,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from cifarmix import catalog, data, game, models, paths
@@ -62,10 +60,6 @@ BASELINE = game.BASELINE_OPPONENT
 ACTIVE_MODEL_KEY = "sidebar_model"
 MODEL_CACHE_ENTRIES = 4  # models kept loaded per server (each is shared by every session)
 
-CLASS_EMOJI = ("✈️", "🚗", "🐦", "🐱", "🦌", "🐶", "🐸", "🐴", "🚢", "🚚")
-RIGHT_COLOUR = "#1E9E5A"
-WRONG_COLOUR = "#D9463B"
-OTHER_COLOUR = "#B9B4D6"
 
 PAGE_MIXER = "pages/mixer.py"
 PAGE_GAME = "pages/game.py"
@@ -329,9 +323,7 @@ def page_header(title: str, intro: str | None = None) -> None:
         st.caption(intro)
 
 
-def class_label(index: int) -> str:
-    """``"🐱 cat"`` for a CIFAR-10 class index 0-9."""
-    return f"{CLASS_EMOJI[int(index)]} {data.CLASS_NAMES[int(index)]}"
+class_label = data.class_label  # "🐱 cat"
 
 
 def upscale(image: np.ndarray, factor: int = 8) -> np.ndarray:
@@ -343,36 +335,6 @@ def upscale(image: np.ndarray, factor: int = 8) -> np.ndarray:
 def show_image(image: np.ndarray, caption: str | None = None, factor: int = 8) -> None:
     """Show a small image enlarged without blur (never passes user text to markdown: captions are plain)."""
     st.image(upscale(image, factor), caption=caption)  # natural size, shrunk only if the column is narrower
-
-
-def probability_figure(probs: np.ndarray, classes: list[int], truth: int | None = None,
-                       title: str = "") -> go.Figure:
-    """Horizontal bars of one head's probabilities.
-
-    Args:
-        probs: (5,) probabilities.
-        classes: the CIFAR-10 indices of the five outputs (0-4 or 5-9).
-        truth: the right CIFAR-10 index: its bar is green; the model's pick, when wrong, is red.
-        title: the chart title.
-    """
-    probs = np.asarray(probs, dtype=float)
-    picked = classes[int(probs.argmax())]
-    colours = []
-    for cls in classes:
-        if truth is not None and cls == truth:
-            colours.append(RIGHT_COLOUR)
-        elif truth is not None and cls == picked:
-            colours.append(WRONG_COLOUR)
-        else:
-            colours.append(OTHER_COLOUR)
-    labels = [class_label(cls) for cls in classes]
-    figure = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color=colours,
-                              text=[f"{p:.0%}" for p in probs], textposition="outside", cliponaxis=False,
-                              hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
-    figure.update_layout(title=title, height=260, margin={"l": 10, "r": 40, "t": 40, "b": 10},
-                         xaxis={"range": [0, 1.12], "tickformat": ".0%", "showgrid": False},
-                         yaxis={"autorange": "reversed"}, font={"size": 15}, showlegend=False)
-    return figure
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:=])")

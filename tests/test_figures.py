@@ -114,3 +114,22 @@ def test_figures_serialise_to_json_for_the_browser():
     for figure in (figures.accuracy(epoch_frame()), figures.confusion(np.eye(5, dtype=int), "first"),
                    figures.per_class_bars({"first": [0.1] * 5})):
         assert figure.to_json()
+
+
+def test_probability_bars_colour_the_right_class_green_and_a_wrong_pick_red():
+    figure = figures.probabilities([0.1, 0.6, 0.1, 0.1, 0.1], [5, 6, 7, 8, 9], truth=8, title="<b>x</b>")
+    bar = figure.data[0]
+    assert list(bar.y) == ["🐶 dog", "🐸 frog", "🐴 horse", "🚢 ship", "🚚 truck"]
+    assert list(bar.marker.color) == [figures.OTHER_COLOUR, figures.WRONG_COLOUR, figures.OTHER_COLOUR,
+                                      figures.RIGHT_COLOUR, figures.OTHER_COLOUR]
+    assert figure.layout.title.text == "&lt;b&gt;x&lt;/b&gt;"
+    right = figures.probabilities([0.1, 0.6, 0.1, 0.1, 0.1], [5, 6, 7, 8, 9], truth=6)
+    assert figures.WRONG_COLOUR not in right.data[0].marker.color
+
+
+def test_the_classroom_chart_has_a_bar_pair_per_class_and_leaves_gaps_without_a_model():
+    rows = [{"class_index": 3, "rounds": 4, "human_accuracy": 0.75, "model_rounds": 2, "model_accuracy": 0.5},
+            {"class_index": 8, "rounds": 1, "human_accuracy": 1.0, "model_rounds": 0, "model_accuracy": None}]
+    people, models = figures.classroom(rows).data
+    assert list(people.x) == ["🐱 cat", "🚢 ship"] and list(people.y) == [0.75, 1.0]
+    assert list(models.y) == [0.5, None] and list(models.customdata) == [2, 0]

@@ -245,3 +245,19 @@ def test_bad_query_values_fall_back_with_a_message_each(query, bad):
 def test_a_link_weight_beyond_the_mixers_range_is_moved_to_the_nearest_end(text, used):
     pair, problems = game.pair_from_query({"a": "3", "b": "5", "w": text}, Y_TEST, np.random.default_rng(0))
     assert pair.alpha == used and len(problems) == 1 and problems[0].startswith(f"'w={text}'")
+
+
+def test_gallery_captions_before_and_after_the_reveal():
+    assert game.gallery_caption((3, 9), None, reveal=False) == "?"
+    assert game.gallery_caption((3, 9), None, reveal=True) == "cat + truck"
+    assert game.gallery_caption((3, 9), (3, 5), reveal=False) == "🤖 cat + dog"
+    assert game.gallery_caption((3, 9), (3, 5), reveal=True) == "✅ cat + ❌ dog → truck"
+
+
+def test_the_sentences_name_the_classes_each_side_did_better_on():
+    rows = [game.ClassResult(3, 2, 2, 1), game.ClassResult(9, 2, 0, 2), game.ClassResult(0, 1, 1, 1)]
+    assert game.who_did_better(rows) == "**You** did better on 🐱 cat. **The model** did better on 🚚 truck."
+    assert game.who_did_better([]) == "You did better on no class. The model did better on no class."
+    summary = [{"class_index": 2, "winner": "human"}, {"class_index": 4, "winner": None}]
+    assert game.classroom_sentence(summary) == ("**People** beat the models on 🐦 bird; "
+                                                "**models** beat people on no class yet.")
