@@ -40,9 +40,7 @@ def start_round() -> None:
 
 
 def start_game(y) -> None:
-    # The setup widgets vanish during the game (and Streamlit drops their values): keep copies for later.
-    for key in SETUP_KEYS:
-        st.session_state[f"{key}_kept"] = st.session_state.get(key)
+    keep_setup()  # the setup widgets vanish during the game
     limit = st.session_state.get("game_time_limit") or None
     st.session_state[GAME_KEY] = game.new_game(y, secrets.randbits(32), st.session_state["game_opponent"],
                                                time_limit=limit)
@@ -119,6 +117,14 @@ def setup(y) -> None:
             st.info("No trained model yet: you can play against the random guesser. Train a model on the "
                     "*Train* page to get a real opponent.", icon="🤖")
         st.button(f"Start a {game.ROUNDS}-round game", icon="▶️", type="primary", on_click=start_game, args=(y,))
+    keep_setup()
+
+
+def keep_setup() -> None:
+    """Copy the setup choices aside: Streamlit forgets a widget's value on a page where it is not drawn (during a
+    game, or after a visit to another page), and the copies bring them back."""
+    for key in SETUP_KEYS:
+        st.session_state[f"{key}_kept"] = st.session_state.get(key)
 
 
 def scoreboard(g: game.Game) -> None:
@@ -170,7 +176,7 @@ def guess_stage(g: game.Game, x) -> None:
         ready = all(st.session_state.get(key) is not None for key in PICK_KEYS.values())
         st.button("Submit my answer", icon="✅", type="primary", disabled=not ready, on_click=submit,
                   args=(g, answer), shortcut="Enter", width="stretch", key="game_submit")
-        st.caption("Keyboard: 1–5 pick in group A, 6–0 in group B, Enter submits.")
+        st.caption("Keyboard: 1–5 pick in group A, 6–0 in group B, Enter submits, → goes to the next round.")
 
 
 def pick_buttons(head: str) -> None:
@@ -210,7 +216,8 @@ def reveal_stage(g: game.Game, x) -> None:
     st.dataframe(reveal_table(result), hide_index=True)
     last = g.is_last_round
     st.button("See the results" if last else "Next round", icon="🏁" if last else "▶️", type="primary",
-              on_click=advance, args=(g,), shortcut="Enter", key="game_next")
+              on_click=advance, args=(g,), shortcut="Right", key="game_next",
+              help="Keyboard: → (not Enter, so a second Enter after Submit cannot skip this reveal)")
 
 
 def reveal_table(result: game.RoundResult) -> pd.DataFrame:

@@ -149,3 +149,23 @@ def test_the_round_clock_starts_once_the_model_is_ready_not_while_it_loads(tiny_
     assert current(at).stage == "guess"
     on_clock = time.monotonic() - at.session_state["game_round_started"]
     assert on_clock < loading_seconds, "the loading time was taken from the player's 10 s"
+
+
+def test_setup_choices_survive_a_visit_to_another_page(tiny_data, no_models):
+    at = game_page()
+    at.text_input(key="game_player").input("Zoe")
+    at.button_group(key="game_time_limit").set_value(20)
+    at.run()
+    at.switch_page("pages/mixer.py").run()
+    at.switch_page("pages/game.py").run()
+    assert not at.exception
+    assert at.text_input(key="game_player").value == "Zoe" and at.button_group(key="game_time_limit").value == 20
+
+
+def test_enter_submits_but_does_not_also_skip_the_reveal(tiny_data, no_models):
+    at = game_page()
+    start_game(at)
+    shortcuts = {key: at.button(key=key).proto.shortcut for key in ("game_submit",)}
+    answer_round(at)
+    shortcuts["game_next"] = at.button(key="game_next").proto.shortcut
+    assert shortcuts["game_submit"] != shortcuts["game_next"]
