@@ -120,13 +120,27 @@ def model_card(run: dict, config: TrainConfig, result: dict, name: str, flip_ave
         "best_val_mean_accuracy": run.get("best_val_mean"),
         "pairs_seen": steps * config.batch_size,
         "train_wall_minutes": round(state.get("train_seconds", 0.0) / 60, 1),
-        "machine": f"{run.get('device')}, {platform.processor() or platform.machine()}",
+        "machine": machine_description(run.get("device")),
         "data_copy": data_copy,
         "evaluation": result,
         "model_file_mb": round(target.stat().st_size / 2**20, 2),
         "exported_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "notes": notes,
     }
+
+
+def machine_description(device: str | None) -> str:
+    """``"CPU x2 (x86_64), Intel(R) Xeon(R) Processor, 24 GiB RAM"``: where the run trained, as precisely as Linux
+    tells (the CPU model from /proc/cpuinfo, the memory from /proc/meminfo); the device alone elsewhere."""
+    parts = [device or platform.machine()]
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        parts += [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")][:1]
+        meminfo = Path("/proc/meminfo").read_text().split()
+        parts.append(f"{round(int(meminfo[meminfo.index('MemTotal:') + 1]) / 2**20)} GiB RAM")
+    except (OSError, ValueError, IndexError):
+        pass
+    return ", ".join(parts)
 
 
 def write_models_readme(folder: Path) -> Path:
