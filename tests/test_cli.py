@@ -99,6 +99,9 @@ def test_export_ships_a_flip_averaged_model_with_a_card(tiny_data, tmp_path, mon
     assert card["machine"].startswith("CPU x") and "RAM" in card["machine"]
     table = (tmp_path / "shipped" / "README.md").read_text()
     assert "| `tiny-champ` | allconv | 1,374,730 |" in table and card["training_command"] in table
+    times = table.split("## Accuracy against training time")[1]
+    [row] = [line for line in times.splitlines() if line.startswith("| `tiny-champ` |")]
+    assert row.count("|") == 6 and f"| {card['train_wall_minutes']} |" in row
     entry = catalog.resolve("tiny-champ", RunStore())
     model = entry.load()
     image = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
