@@ -90,14 +90,14 @@ def resolve(reference: str, store: RunStore) -> ModelEntry:
     for entry in shipped():
         if entry.reference == text:
             return entry
-    run_text = text.removeprefix("run:")
-    if parse_run_id(run_text) is not None:
-        run = store.get_run(parse_run_id(run_text))
+    run_id = parse_run_id(text.removeprefix("run:"))
+    if run_id is not None:
+        run = store.get_run(run_id)
         if run is None:
-            raise ValueError(f"there is no run {run_text}; `python -m cifarmix runs` lists the runs")
+            raise ValueError(f"there is no run {run_id}; `python -m cifarmix runs` lists the runs")
         if not run.get("model_path") or not Path(run["model_path"]).is_file():
-            raise ValueError(f"run {run_text} has no saved model yet (status: {run['status']})")
-        return ModelEntry(f"run:{run_text}", f"run #{run_text}", Path(run["model_path"]), run_id=int(run_text))
+            raise ValueError(f"run {run_id} has no saved model yet (status: {run['status']})")
+        return ModelEntry(f"run:{run_id}", f"run #{run_id}", Path(run["model_path"]), run_id=run_id)
     path = Path(text).expanduser()
     if path.exists():
         return ModelEntry(str(path), path.name, path)

@@ -35,6 +35,8 @@ CLASS_EMOJI = ("✈️", "🚗", "🐦", "🐱", "🦌", "🐶", "🐸", "🐴",
 def class_label(index: int) -> str:
     """``"🐱 cat"`` for a CIFAR-10 class index 0-9: how people see a class in the app."""
     return f"{CLASS_EMOJI[int(index)]} {CLASS_NAMES[int(index)]}"
+
+
 GROUP_A = CLASS_NAMES[:5]
 GROUP_B = CLASS_NAMES[5:]
 BATCHES_DIR = "cifar-10-batches-py"

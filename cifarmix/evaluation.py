@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from cifarmix import mixing, models
+from cifarmix.data import CLASS_NAMES, class_label
 
 PROTOCOL_REPEATS = 10
 PROTOCOL_PAIRS = 10_000
@@ -125,10 +126,22 @@ def mistakes(model, pairs: mixing.FixedPairs, limit: int) -> dict:
             "predicted": {head: predicted[head][shown] for head in predicted}}
 
 
+def mistake_caption(found: dict, index: int) -> str:
+    """``🐦 bird → deer ✗ · 🚚 truck ✓`` for mix ``index`` of :func:`mistakes`: each true class, and the model's
+    answer where it is wrong."""
+    parts = []
+    for head, offset in (("first", 0), ("second", 5)):
+        true, guess = int(found["truth"][head][index]), int(found["predicted"][head][index])
+        name = class_label(true + offset)
+        parts.append(f"{name} ✓" if true == guess else f"{name} → {CLASS_NAMES[guess + offset]} ✗")
+    return " · ".join(parts)
+
+
 def summary_line(result: dict) -> str:
     """One line for people: mean ± std and the heads."""
     return (
         f"mean accuracy {result['mean_accuracy']:.4f} ± {result['std']:.4f} over {result['repeats']} x "
         f"{result['pairs']:,} test pairs | first {result['head_first']:.4f} (F1 {result['f1_first']:.4f}) | "
         f"second {result['head_second']:.4f} (F1 {result['f1_second']:.4f})"
+        + ("" if result.get("alpha", PROTOCOL_ALPHA) == PROTOCOL_ALPHA else f" | alpha {result['alpha']:g}")
     )

@@ -130,8 +130,9 @@ def model_card(run: dict, config: TrainConfig, result: dict, name: str, flip_ave
 
 
 def machine_description(device: str | None) -> str:
-    """``"CPU x2 (x86_64), Intel(R) Xeon(R) Processor, 24 GiB RAM"``: where the run trained, as precisely as Linux
-    tells (the CPU model from /proc/cpuinfo, the memory from /proc/meminfo); the device alone elsewhere."""
+    """``"CPU x2 (x86_64), Intel(R) Xeon(R) Processor, 24 GiB RAM"``: the run's device, with the CPU model and
+    memory of *this* machine as Linux tells them (/proc); the device alone elsewhere. Export on the machine that
+    trained, as ``export`` is meant to be run."""
     parts = [device or platform.machine()]
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()

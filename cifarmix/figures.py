@@ -1,4 +1,5 @@
-"""Plotly figures of training runs: loss and accuracy curves, confusion matrices, per-class accuracy, overlays.
+"""Plotly figures: of training runs (loss and accuracy curves, confusion matrices, per-class accuracy, overlays),
+and of the mixer and the game (one head's probabilities, people against models per class).
 
 Every builder takes what the run store returns (``RunStore.step_metrics`` / ``epoch_metrics`` DataFrames,
 ``RunStore.confusion`` matrices, ``evaluation.evaluate`` results) and returns a ``plotly.graph_objects.Figure``.

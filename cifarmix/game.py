@@ -31,8 +31,6 @@ MAX_STREAK_BONUS = 15
 LATE_GRACE_S = 2.0
 DEFAULT_ALPHA = 0.5
 BASELINE_OPPONENT = "random-baseline"  # the untrained random guesser, offered when no model is trained
-# The weights of A the mixer offers: beyond these one photo all but hides the other.
-ALPHA_MIN, ALPHA_MAX, ALPHA_STEP = 0.05, 0.95, 0.05
 GROUP_SIZE = 5
 
 
@@ -467,7 +465,7 @@ def _index_param(query, key, y, classes, group, problems) -> int | None:
     try:
         index = int(str(text).strip())
     except ValueError:
-        problems.append(f"'{key}={text}' in the link is not a test image number; a random image is shown.")
+        problems.append(f"'{key}={_shown(text)}' in the link is not a test image number; a random image is shown.")
         return None
     if not 0 <= index < len(y):
         problems.append(f"'{key}={index}' in the link is outside the test set (0–{len(y) - 1}); "
@@ -482,6 +480,12 @@ def _index_param(query, key, y, classes, group, problems) -> int | None:
     return index
 
 
+def _shown(text, limit: int = 40) -> str:
+    """A link value as quoted back to the user: cut to ``limit`` characters."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _alpha_param(query, problems) -> float:
     text = query.get("w")
     if text is None:
@@ -489,12 +493,13 @@ def _alpha_param(query, problems) -> float:
     try:
         alpha = mixing.check_alpha(float(str(text).strip()))
     except ValueError:
-        problems.append(f"'w={text}' in the link is not a mixing weight strictly between 0 and 1; "
+        problems.append(f"'w={_shown(text)}' in the link is not a mixing weight strictly between 0 and 1; "
                         f"{DEFAULT_ALPHA} is used.")
         return DEFAULT_ALPHA
-    if not ALPHA_MIN <= alpha <= ALPHA_MAX:
-        nearest = min(max(alpha, ALPHA_MIN), ALPHA_MAX)
-        problems.append(f"'w={text}' in the link is outside the mixer's range ({ALPHA_MIN}–{ALPHA_MAX}); "
+    if not mixing.ALPHA_MIN <= alpha <= mixing.ALPHA_MAX:
+        nearest = min(max(alpha, mixing.ALPHA_MIN), mixing.ALPHA_MAX)
+        problems.append(f"'w={_shown(text)}' in the link is outside the mixer's range "
+                        f"({mixing.ALPHA_MIN}–{mixing.ALPHA_MAX}); "
                         f"{nearest} is used.")
         return nearest
     return round(alpha, 4)

@@ -34,6 +34,10 @@ def split_groups(x: np.ndarray, y: np.ndarray) -> Groups:
     return Groups(x[in_a], y[in_a], x[~in_a], y[~in_a] - 5)
 
 
+# The weights of A the app offers (mixer slider, evaluation form): beyond these one photo all but hides the other.
+ALPHA_MIN, ALPHA_MAX, ALPHA_STEP = 0.05, 0.95, 0.05
+
+
 def check_alpha(alpha: float) -> float:
     """Validate a mixing weight: the share of component A, strictly between 0 and 1."""
     alpha = float(alpha)

@@ -404,7 +404,7 @@ class RunStore:
             The new run id.
         """
         _validate_status(status)
-        name = clean_run_name(name)
+        name = clean_run_name(name)  # ValueError for a name longer than RUN_NAME_MAX: nothing is written
         now = utc_now()
         started_at = now if status == "running" else None
         finished_at = now if status in TERMINAL_STATUSES else None
@@ -439,7 +439,8 @@ class RunStore:
                 timestamps right).
 
         Raises:
-            ValueError: for an unknown column or status. UnknownRunError: for an unknown run.
+            ValueError: for an unknown column or status, or a name longer than ``RUN_NAME_MAX``.
+                UnknownRunError: for an unknown run.
         """
         unknown = sorted(set(fields) - UPDATABLE_RUN_COLUMNS)
         if unknown:
@@ -450,6 +451,8 @@ class RunStore:
             return
         if "status" in fields:
             _validate_status(fields["status"])
+        if "name" in fields:
+            fields = {**fields, "name": clean_run_name(fields["name"])}
         values = {key: json.dumps(value) if key in JSON_RUN_COLUMNS else value for key, value in fields.items()}
         if "model_path" in values and values["model_path"] is not None:
             values["model_path"] = str(values["model_path"])

@@ -185,7 +185,9 @@ class Trainer:
 
         config = self.config
         state = self.load_state()
-        self.store.update_run(self.run_id, pid=os.getpid(), device=device_description())
+        # The time in training so far is that of the completed epochs (a killed session's partial epoch is redone).
+        self.store.update_run(self.run_id, pid=os.getpid(), device=device_description(),
+                              train_seconds=round(state["train_seconds"], 1))
         self.store.set_status(self.run_id, "running", "resuming" if state["epoch"] else "starting")
         splits = data.load_splits(self.data_source, seed=0)
         x_train, y_train = subset(splits.x_train, splits.y_train, config.train_size, config.seed)

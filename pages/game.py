@@ -107,7 +107,8 @@ def setup(y) -> None:
         columns = st.columns([3, 3, 4], gap="medium")
         columns[0].text_input("Your name (for the leaderboard)", max_chars=PLAYER_NAME_MAX, key="game_player",
                               placeholder="e.g. Ada")
-        titles = {reference: ui.model_title(reference) for reference in choices}
+        known = ui.model_titles()
+        titles = {reference: ui.model_title(reference, known) for reference in choices}
         columns[1].selectbox("Play against", choices, format_func=titles.get, key="game_opponent",
                              help="“allconv” plays at the strength of the seed notebook; “champion” is our best.")
         st.session_state.setdefault("game_time_limit", 0)
@@ -118,6 +119,15 @@ def setup(y) -> None:
                     "*Train* page to get a real opponent.", icon="🤖")
         st.button(f"Start a {game.ROUNDS}-round game", icon="▶️", type="primary", on_click=start_game, args=(y,))
     keep_setup()
+
+
+def rank_text(score_id: int) -> str:
+    try:
+        rank, games = ui.run_store().score_rank(score_id)
+    except (LookupError, sqlite3.Error) as error:  # a deleted score, a locked store: the game itself is saved
+        return f"Your score is saved; its rank cannot be shown right now ({type(error).__name__})."
+    where = "below" if rank <= LEADERBOARD_SIZE else f"(the top {LEADERBOARD_SIZE} are below)"
+    return f"Your game is #{rank} of {games} on the leaderboard {where}."
 
 
 def keep_setup() -> None:
@@ -247,9 +257,7 @@ def summary(g: game.Game) -> None:
     if st.session_state.get(ERROR_KEY):
         st.error(st.session_state[ERROR_KEY], icon="💾")
     elif g.score_id is not None:
-        rank, games = ui.run_store().score_rank(g.score_id)
-        where = "below" if rank <= LEADERBOARD_SIZE else f"(the top {LEADERBOARD_SIZE} are below)"
-        st.caption(f"Your game is #{rank} of {games} on the leaderboard {where}.")
+        st.caption(rank_text(g.score_id))
     per_class = game.class_summary(g.results)
     st.markdown("#### Class by class")
     st.markdown(game.who_did_better(per_class))
@@ -263,13 +271,14 @@ def summary(g: game.Game) -> None:
 def leaderboard() -> None:
     st.subheader("🏆 Leaderboard")
     rows = ui.run_store().leaderboard(limit=LEADERBOARD_SIZE)
+    titles = ui.model_titles()
     if not rows:
         st.caption("No games yet — be the first on the board!")
         return
     # Names go into a dataframe: shown as plain text, never interpreted as markdown or HTML.
     st.dataframe(pd.DataFrame([{
         "#": rank, "Player": row["player"], "Score": row["score"], "Model's score": row["model_score"],
-        "Opponent": ui.model_title(row["opponent"]), "Date": ui.format_time(row["created_at"]),
+        "Opponent": ui.model_title(row["opponent"], titles), "Date": ui.format_time(row["created_at"]),
     } for rank, row in enumerate(rows, start=1)]), hide_index=True)
 
 

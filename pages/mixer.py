@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from cifarmix import figures, game
+from cifarmix import figures, game, mixing
 from pages import ui
 
 PAIR_KEY = "mixer_pair"
@@ -102,7 +102,8 @@ def pair_view(pair: game.Pair, x: np.ndarray, y: np.ndarray) -> np.ndarray:
             ui.show_image(x[index], f"{SIDES[side][0]}: {ui.class_label(y[index])} (test image {index})")
     with columns[2]:
         with st.container(height=CONTROLS_HEIGHT, border=False):
-            st.slider("Weight of A in the mix", game.ALPHA_MIN, game.ALPHA_MAX, step=game.ALPHA_STEP, key="mixer_alpha", on_change=on_alpha,
+            st.slider("Weight of A in the mix", mixing.ALPHA_MIN, mixing.ALPHA_MAX, step=mixing.ALPHA_STEP,
+                      key="mixer_alpha", on_change=on_alpha,
                       help="0.5 is a plain average (the task's setting); move it to let one photo dominate.")
         mixed = game.pair_images(x, [pair])[0]
         ui.show_image(mixed, f"The mix: {pair.alpha:.0%} A + {1 - pair.alpha:.0%} B")

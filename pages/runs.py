@@ -8,8 +8,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from cifarmix import catalog, evaluation, figures, game, jobs, mixing, models
-from cifarmix.data import CLASS_NAMES
+from cifarmix import catalog, evaluation, figures, jobs, mixing, models
 from cifarmix.store import RunStore
 from pages import ui
 
@@ -82,7 +81,8 @@ def runs_table(runs: list[dict]) -> None:
             "best val. mean", format="percent", help="Best mean accuracy of both heads on the validation mixes"),
         "test protocol": st.column_config.TextColumn(
             "test protocol", width="medium",
-            help="Newest test evaluation: mean accuracy ± spread over the repeats · repeats × pairs"),
+            help="The newest full-protocol result (else the newest quick look): mean accuracy ± spread over the "
+                 "repeats · repeats × pairs · α when not 0.5"),
     })
 
 
@@ -114,7 +114,7 @@ def run_summary(run: dict, tested: dict | None) -> None:
     columns[1].metric("Test protocol", "-" if not tested else f"{tested['mean_accuracy']:.1%}",
                       help=evaluation_text(tested) if tested else "Not evaluated yet: see below.")
     columns[2].metric("Epochs", f"{run.get('epochs_done') or 0} of {run.get('total_epochs') or config.get('epochs')}")
-    columns[3].metric("Duration", jobs.duration_text(jobs.elapsed_seconds(run)))
+    columns[3].metric("Time training", jobs.duration_text(jobs.elapsed_seconds(run)))
     st.caption(
         f"Status **{run['status']}**{': ' + ui.escape_markdown(run['message']) if run.get('message') else ''} · "
         f"batch {config.get('batch_size')} · lr {config.get('lr')} ({config.get('optimizer')}, "
@@ -178,8 +178,8 @@ def evaluation_form(run: dict) -> None:
                                     value=evaluation.PROTOCOL_REPEATS, step=1)
         pairs = middle.number_input("Test pairs per repeat", min_value=100, max_value=evaluation.PROTOCOL_PAIRS,
                                     value=evaluation.PROTOCOL_PAIRS, step=1000)
-        alpha = right.number_input("Mixing weight α", min_value=game.ALPHA_MIN, max_value=game.ALPHA_MAX,
-                                   value=evaluation.PROTOCOL_ALPHA, step=game.ALPHA_STEP,
+        alpha = right.number_input("Mixing weight α", min_value=mixing.ALPHA_MIN, max_value=mixing.ALPHA_MAX,
+                                   value=evaluation.PROTOCOL_ALPHA, step=mixing.ALPHA_STEP,
                                    help="0.5, the plain average, is the protocol; other weights are a side look.")
         submitted = st.form_submit_button("Evaluate on the test protocol", icon="🧮")
     if not submitted:
@@ -208,10 +208,10 @@ def evaluation_results(results: list[dict]) -> None:
         "mean accuracy": percent, "± std": st.column_config.NumberColumn(
             format="percent", help="Spread of the mean accuracy over the repeats"),
         "first head": percent, "second head": percent, "mean F1": st.column_config.NumberColumn(format="%.3f")})
-    latest = evaluation.headline([row["result"] for row in results])
+    shown = evaluation.headline([row["result"] for row in results])
     st.plotly_chart(figures.per_class_bars(
-        {"first": latest["per_class_first"], "second": latest["per_class_second"]},
-        title=f"Accuracy per class on the test protocol ({latest['repeats']} × {latest['pairs']:,} mixes)"),
+        {"first": shown["per_class_first"], "second": shown["per_class_second"]},
+        title=f"Accuracy per class on the test protocol ({evaluation_text(shown)})"),
         key="per_class_test")
 
 
@@ -224,16 +224,6 @@ def validation_mistakes(model_path: str, modified: float, alpha: float, val_pair
     splits = ui.data_status().splits
     pairs = mixing.validation_pairs(splits.x_val, splits.y_val, val_pairs, alpha)
     return evaluation.mistakes(models.load_model(model_path), pairs, limit)
-
-
-def mistake_caption(found: dict, index: int) -> str:
-    """``🐦 bird → deer ✗ · 🚚 truck ✓``: each true class, and the model's answer where it is wrong."""
-    parts = []
-    for head, offset in (("first", 0), ("second", 5)):
-        true, guess = found["truth"][head][index], found["predicted"][head][index]
-        name = ui.class_label(true + offset)
-        parts.append(f"{name} ✓" if true == guess else f"{name} → {CLASS_NAMES[guess + offset]} ✗")
-    return " · ".join(parts)
 
 
 def mistakes_gallery(run: dict) -> None:
@@ -259,7 +249,8 @@ def mistakes_gallery(run: dict) -> None:
                "and after → the model's answer where a head got it wrong.")
     for start in range(0, len(found["images"]), GALLERY_COLUMNS):  # one row at a time keeps the rows aligned
         for column, index in zip(st.columns(GALLERY_COLUMNS), range(start, len(found["images"]))):
-            column.image(ui.upscale(found["images"][index], GALLERY_ZOOM), caption=mistake_caption(found, index),
+            column.image(ui.upscale(found["images"][index], GALLERY_ZOOM),
+                         caption=evaluation.mistake_caption(found, index),
                          width="stretch", output_format="PNG")  # same size in every column, crisp pixels
 
 

@@ -251,7 +251,7 @@ def run_header(run: dict) -> None:
 
 def progress(run: dict, epochs) -> None:
     total, done = run.get("total_steps"), run.get("steps_done") or 0
-    if not total:
+    if run["status"] == "queued" or not total:  # a queued resume still has its last session's totals
         if run["status"] in jobs.ACTIVE:
             st.info(f"{ui.escape_markdown(run.get('message') or 'starting')}: loading data and building the "
                     "model…", icon="⏳")

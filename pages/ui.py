@@ -23,13 +23,14 @@ Run store and models
                                  or ValueError. ``SharedModel.predict(images)`` -> ``{"first", "second"}`` probs
     ``get_model(reference)``     the same, or None after showing a clear error box
     ``BASELINE``                 the reference of the untrained ``random`` baseline (always available)
-    ``model_title(reference)``   a readable name for a model reference
+    ``model_title(reference)``   a readable name for a model reference (``model_titles()``: all of them at once)
+    ``run_id_from_link()``       the ``?run=`` of the URL as a run id, or None (warning once about a bad one)
     ``show_no_model(what)``      the "no trained model yet" box, with links to what still works
 
 Layout and display
     ``sidebar()``                the shared sidebar: the active-model picker and the data status (app.py calls it)
     ``page_header(title, intro)``
-    ``class_label(index)``       "🐱 cat" for a CIFAR-10 class index 0-9
+    ``class_label(index)``       "🐱 cat" for a CIFAR-10 class index 0-9 (``cifarmix.data.class_label``)
     ``upscale(image, factor)``   nearest-neighbour enlargement of a (32, 32, 3) image, as uint8
     ``show_image(image, caption, factor)``
     ``escape_markdown(text)``    user text made safe for any element that renders markdown
@@ -209,14 +210,20 @@ def _shared_model(reference: str, path: str, stamp: int, title: str) -> SharedMo
     return shared
 
 
-def model_title(reference: str) -> str:
-    """A readable name for a model reference (the catalog's title when it knows the model)."""
+BASELINE_TITLE = "🎲 Random guesser (untrained baseline)"
+
+
+def model_titles() -> dict[str, str]:
+    """Model reference -> readable title, for every model the catalog knows (one catalog scan)."""
+    return {BASELINE: BASELINE_TITLE} | {entry.reference: entry.title for entry in model_entries()}
+
+
+def model_title(reference: str, titles: dict[str, str] | None = None) -> str:
+    """A readable name for a model reference (the catalog's title when it knows the model). Pass ``titles``
+    (from ``model_titles``) when naming many models, so the catalog is scanned once."""
     if reference == BASELINE:
-        return "🎲 Random guesser (untrained baseline)"
-    for entry in model_entries():
-        if entry.reference == reference:
-            return entry.title
-    return reference
+        return BASELINE_TITLE
+    return (titles if titles is not None else model_titles()).get(reference, reference)
 
 
 def shared_model(reference: str) -> SharedModel:
@@ -348,6 +355,7 @@ def run_id_from_link() -> int | None:
     run_id = parse_run_id(text)
     if run_id is None:
         st.warning(f"'run={escape_markdown(text[:40])}' in the link is not a run number; it is ignored.", icon="🔗")
+        del st.query_params["run"]  # warned once: the next rerun does not repeat it
     return run_id
 
 

@@ -117,6 +117,8 @@ def test_the_epoch_slider_shows_that_epochs_confusion_matrices(finished_run):
 
 
 def test_evaluating_on_the_test_protocol_stores_the_result(finished_run):
+    run = RunStore().get_run(finished_run)
+    RunStore().update_run(finished_run, config=dict(run["config"], alpha=0.3))  # trained on 30/70 mixes
     at = open_runs_page(finished_run)
     assert [w.value for w in at.number_input][:2] == [10, 10_000]  # the full protocol is the default
     next(w for w in at.number_input if w.label == "Repeats").set_value(2)
@@ -125,6 +127,7 @@ def test_evaluating_on_the_test_protocol_stores_the_result(finished_run):
     assert "Stored: mean accuracy" in texts(at.success)
     [stored] = RunStore().evaluations(run_id=finished_run)
     assert (stored["result"]["repeats"], stored["result"]["pairs"]) == (2, 100)
+    assert stored["result"]["alpha"] == 0.5  # the protocol's plain average, whatever the run trained on
     assert stored["model_ref"] == f"run:{finished_run}"
     assert 0 <= stored["result"]["mean_accuracy"] <= 1
     history = at.dataframe[1].value

@@ -163,6 +163,7 @@ def test_a_link_to_a_run_that_is_not_a_run_number_warns_and_shows_the_form(tiny_
     at = no_exceptions(at.run())
     assert "in the link is not a run number" in texts(at.warning)
     assert button(at, "Start training")
+    assert "run" not in at.query_params  # dropped once warned, so the warning does not come back
 
 
 def test_a_link_to_a_deleted_run_says_so(tiny_data):

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from cifarmix import game
+from cifarmix import game, mixing
 from cifarmix.game import Answer
 from cifarmix.store import RunStore
 
@@ -241,7 +241,7 @@ def test_bad_query_values_fall_back_with_a_message_each(query, bad):
         assert pair.alpha == game.DEFAULT_ALPHA
 
 
-@pytest.mark.parametrize("text, used", [("0.01", game.ALPHA_MIN), ("0.97", game.ALPHA_MAX)])
+@pytest.mark.parametrize("text, used", [("0.01", mixing.ALPHA_MIN), ("0.97", mixing.ALPHA_MAX)])
 def test_a_link_weight_beyond_the_mixers_range_is_moved_to_the_nearest_end(text, used):
     pair, problems = game.pair_from_query({"a": "3", "b": "5", "w": text}, Y_TEST, np.random.default_rng(0))
     assert pair.alpha == used and len(problems) == 1 and problems[0].startswith(f"'w={text}'")

@@ -467,6 +467,10 @@ def test_run_names_are_cleaned_and_a_name_too_long_is_refused_before_anything_is
     with pytest.raises(ValueError, match="at most 40"):
         db.create_run("allconv", {}, {}, 0, name="n" * 41)
     assert len(db.list_runs()) == 2
+    with pytest.raises(ValueError, match="at most 40"):
+        db.update_run(run_id, name="n" * 41)
+    db.update_run(run_id, name=" renamed\x07 ")
+    assert db.get_run(run_id)["name"] == "renamed"
 
 
 def test_score_rank_places_a_game_as_the_leaderboard_does_even_beyond_its_top_ten(db):
@@ -477,3 +481,21 @@ def test_score_rank_places_a_game_as_the_leaderboard_does_even_beyond_its_top_te
     assert [row["id"] for row in db.leaderboard(limit=14)].index(ids[2]) == 11
     with pytest.raises(LookupError, match="no game #999"):
         db.score_rank(999)
+
+
+def test_a_v1_store_gains_train_seconds_and_an_open_v1_connection_keeps_writing(tmp_path, monkeypatch):
+    from cifarmix import jobs
+
+    path = tmp_path / "db.sqlite3"
+    monkeypatch.setattr(store, "MIGRATIONS", store.MIGRATIONS[:1])
+    monkeypatch.setattr(store, "RUN_COLUMNS", tuple(c for c in store.RUN_COLUMNS if c != "train_seconds"))
+    old = RunStore(path)  # a training process started before the upgrade
+    run_id = old.create_run("allconv", {}, {}, 0, status="running")
+    monkeypatch.undo()
+    new = RunStore(path)
+    assert new.schema_version() == 2
+    run = new.get_run(run_id)
+    assert run["train_seconds"] is None and jobs.elapsed_seconds(run) is not None  # wall time as a fallback
+    old.update_run(run_id, steps_done=7)  # the old process goes on writing
+    new.update_run(run_id, train_seconds=12.5)
+    assert new.get_run(run_id)["steps_done"] == 7 and jobs.elapsed_seconds(new.get_run(run_id)) == 12.5

@@ -193,3 +193,20 @@ def test_progress_estimates_for_the_train_page():
     assert jobs.elapsed_seconds(finished) == 3900.0 and jobs.elapsed_seconds({}) is None
     assert jobs.elapsed_seconds(finished | {"train_seconds": 1200.0}) == 1200.0  # time training, not wall time
     assert [jobs.duration_text(s) for s in (3900, 187, 42, None)] == ["1 h 05 min", "3 min 07 s", "42 s", "-"]
+
+
+def test_a_run_is_named_the_same_way_however_it_is_typed(tiny_data, store):
+    from cifarmix import catalog
+
+    run = training.train(tiny_config(epochs=1), store)
+    for typed in (str(run["id"]), f"run:{run['id']}", f"run:00{run['id']}", f" {run['id']} "):
+        entry = catalog.resolve(typed, store)
+        assert (entry.reference, entry.run_id) == (f"run:{run['id']}", run["id"])
+    with pytest.raises(ValueError, match="there is no run 999"):
+        catalog.resolve("run:999", store)
+
+
+def test_mistake_captions_mark_each_head():
+    found = {"truth": {"first": np.array([2]), "second": np.array([4])},
+             "predicted": {"first": np.array([4]), "second": np.array([4])}}
+    assert evaluation.mistake_caption(found, 0) == "🐦 bird → deer ✗ · 🚚 truck ✓"
