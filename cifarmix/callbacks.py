@@ -44,16 +44,28 @@ class ValidationMetrics(keras.callbacks.Callback):
 
 
 class Checkpoints(keras.callbacks.Callback):
-    """Saves ``best.keras`` when the mean validation accuracy improves and ``last.keras`` + state every epoch."""
+    """Saves ``best.keras`` when the mean validation accuracy improves and ``last.keras`` + state every epoch.
 
-    def __init__(self, trainer, state: dict):
+    An epoch cut short (a Stop, the time budget) is not a completed epoch: its weights may still become
+    ``best.keras`` (they were validated), but ``last.keras`` and the epoch count stay at the last whole epoch,
+    so a resume redoes the cut epoch with the pairs and learning rates it was meant to have. Its time still
+    counts in ``train_seconds``: it was spent.
+    """
+
+    def __init__(self, trainer, state: dict, steps_per_epoch: int):
         super().__init__()
         self.trainer = trainer
         self.state = state
+        self.steps_per_epoch = steps_per_epoch
         self.epoch_started = time.time()
+        self.batches = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.time()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches = batch + 1
 
     def on_epoch_end(self, epoch, logs=None):
         from cifarmix.training import BEST_MODEL, LAST_MODEL
@@ -64,13 +76,15 @@ class Checkpoints(keras.callbacks.Callback):
         if score is not None and (self.state["best"] is None or score > self.state["best"]):
             self.state.update(best=float(score), best_epoch=epoch + 1)
             models.save_atomically(self.model, folder / BEST_MODEL)
-        self.state["epoch"] = epoch + 1
         self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.time() - self.epoch_started
-        models.save_atomically(self.model, folder / LAST_MODEL)
+        whole = self.batches >= self.steps_per_epoch
+        if whole:
+            self.state["epoch"] = epoch + 1
+            models.save_atomically(self.model, folder / LAST_MODEL)
         self.trainer.save_state(self.state)
         self.trainer.store.update_run(
             self.trainer.run_id, best_val_mean=self.state["best"], best_epoch=self.state["best_epoch"],
-            epochs_done=epoch + 1, model_path=str(folder / BEST_MODEL),
+            epochs_done=self.state["epoch"], model_path=str(folder / BEST_MODEL),
         )
 
 
@@ -136,7 +150,7 @@ def standard(trainer, validation: mixing.FixedPairs, state: dict, steps_per_epoc
     config = trainer.config
     hooks = [
         ValidationMetrics(validation, trainer),
-        Checkpoints(trainer, state),
+        Checkpoints(trainer, state, steps_per_epoch),
         RunRecorder(trainer, state, steps_per_epoch),
         keras.callbacks.EarlyStopping(monitor="val_mean_accuracy", mode="max",
                                       patience=config.early_stop_patience, verbose=1),

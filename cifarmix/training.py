@@ -278,8 +278,12 @@ class Trainer:
     def load_state(self) -> dict:
         """The resume state: epochs completed and the best validation mean accuracy so far."""
         path = self.folder / STATE_FILE
-        if path.exists() and (self.folder / LAST_MODEL).exists():
-            return json.loads(path.read_text())
+        if path.exists():
+            state = json.loads(path.read_text())
+            # Epochs count only with their last.keras (written first); a run stopped within its first epoch has
+            # a state (its time, its best) and no last.keras yet.
+            if state["epoch"] == 0 or (self.folder / LAST_MODEL).exists():
+                return state
         return {"epoch": 0, "best": None, "best_epoch": None, "train_seconds": 0.0, "steps": 0}
 
     def save_state(self, state: dict) -> None:

@@ -72,6 +72,27 @@ def test_a_stop_request_ends_the_run_as_stopped_with_its_checkpoint(tiny_data, s
     assert (paths.run_dir(run_id) / training.BEST_MODEL).exists()
 
 
+def test_an_epoch_cut_short_by_a_stop_is_redone_in_full_on_resume(tiny_data, store, monkeypatch):
+    from cifarmix import callbacks
+
+    monkeypatch.setattr(callbacks, "FLUSH_SECONDS", 0.0)
+    config = tiny_config(epochs=3, steps_per_epoch=4)
+    run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed)
+    asked = store.stop_requested
+    monkeypatch.setattr(store, "stop_requested",  # the Stop button, pressed during step 6 (epoch 2 of 3)
+                        lambda rid: (store.get_run(rid)["steps_done"] or 0) >= 6 or asked(rid))
+    stopped = training.Trainer(store, run_id).run()
+    assert stopped["status"] == "stopped" and stopped["epochs_done"] == 1  # epoch 2 was not completed
+    state = json.loads((paths.run_dir(run_id) / training.STATE_FILE).read_text())
+    assert state["epoch"] == 1 and state["train_seconds"] > 0
+    monkeypatch.setattr(store, "stop_requested", asked)
+    resumed = training.resume(run_id, store)
+    assert resumed["status"] == "finished" and resumed["epochs_done"] == 3
+    steps = store.step_metrics(run_id)
+    assert steps["step"].tolist() == list(range(1, 13))  # epoch 2 redone in full: 4 steps per epoch, 12 in all
+    assert store.epoch_metrics(run_id)["epoch"].tolist() == [1, 2, 3]
+
+
 def test_resume_continues_from_the_last_completed_epoch(tiny_data, store):
     config = tiny_config(epochs=2)
     run = training.train(config, store)
