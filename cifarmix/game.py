@@ -388,15 +388,21 @@ def classroom_summary(frame) -> list[dict]:
     return rows
 
 
-def who_did_better(rows) -> str:
+def opponent_noun(reference: str) -> str:
+    """How the end of a game names the opponent: the random guesser is no model."""
+    return "the random guesser" if reference == BASELINE_OPPONENT else "the model"
+
+
+def who_did_better(rows, opponent: str = "the model") -> str:
     """One markdown sentence after a game: the classes where the player did better, and those where the model did
     (``rows`` from :func:`class_summary`)."""
     human_wins = [class_label(c.class_index) for c in rows if c.winner == "human"]
     model_wins = [class_label(c.class_index) for c in rows if c.winner == "model"]
+    them = opponent[0].upper() + opponent[1:]
     return " ".join([f"**You** did better on {', '.join(human_wins)}." if human_wins else
                      "You did better on no class.",
-                     f"**The model** did better on {', '.join(model_wins)}." if model_wins else
-                     "The model did better on no class."])
+                     f"**{them}** did better on {', '.join(model_wins)}." if model_wins else
+                     f"{them} did better on no class."])
 
 
 def classroom_sentence(rows: list[dict]) -> str:

@@ -105,8 +105,8 @@ def setup(y) -> None:
             st.session_state["game_opponent"] = ("champion" if "champion" in choices
                                                  else active.reference if active else ui.BASELINE)
         columns = st.columns([3, 3, 4], gap="medium")
-        columns[0].text_input("Your name (for the leaderboard)", max_chars=PLAYER_NAME_MAX, key="game_player",
-                              placeholder="e.g. Ada")
+        columns[0].text_input("Your name (for the leaderboard)", key="game_player", placeholder="e.g. Ada",
+                              help=f"Longer names are cut to {PLAYER_NAME_MAX} characters.")
         known = ui.model_titles()
         titles = {reference: ui.model_title(reference, known) for reference in choices}
         columns[1].selectbox("Play against", choices, format_func=titles.get, key="game_opponent",
@@ -223,14 +223,15 @@ def reveal_stage(g: game.Game, x) -> None:
         ui.show_image(x[r.a_index], f"A: {ui.class_label(r.true_classes[0])}", factor=7)
     with columns[2]:
         ui.show_image(x[r.b_index], f"B: {ui.class_label(r.true_classes[1])}", factor=7)
-    st.dataframe(reveal_table(result), hide_index=True)
+    st.dataframe(reveal_table(result, g.opponent == ui.BASELINE), hide_index=True)
     last = g.is_last_round
     st.button("See the results" if last else "Next round", icon="🏁" if last else "▶️", type="primary",
               on_click=advance, args=(g,), shortcut="Right", key="game_next",
               help="Keyboard: → (not Enter, so a second Enter after Submit cannot skip this reveal)")
 
 
-def reveal_table(result: game.RoundResult) -> pd.DataFrame:
+def reveal_table(result: game.RoundResult, random_guesser: bool) -> pd.DataFrame:
+    """Right answers, yours and the opponent's (with its confidence; the random guesser has none)."""
     rows = []
     human = game.NO_ANSWER if result.late else result.human
     for head, truth, mine, theirs, confidence, me_right, it_right in zip(
@@ -238,20 +239,22 @@ def reveal_table(result: game.RoundResult) -> pd.DataFrame:
             result.model.confidence, result.human_correct, result.model_correct):
         rows.append({"Group": head, "Right answer": ui.class_label(truth),
                      "You": ("✅ " if me_right else "❌ ") + (ui.class_label(mine) if mine is not None else "—"),
-                     "Model": ("✅ " if it_right else "❌ ") + f"{ui.class_label(theirs)} ({confidence:.0%} sure)"})
+                     "Random guesser" if random_guesser else "Model": ("✅ " if it_right else "❌ ")
+                     + ui.class_label(theirs) + ("" if random_guesser else f" ({confidence:.0%} sure)")})
     return pd.DataFrame(rows)
 
 
 def summary(g: game.Game) -> None:
     outcome = game.verdict(g.human_score, g.model_score)
     score = f"{g.human_score} to {g.model_score}"
+    them = game.opponent_noun(g.opponent)
     if outcome == "human":
-        st.success(f"**You beat the model, {score}!**", icon="🏆")
+        st.success(f"**You beat {them}, {score}!**", icon="🏆")
         if st.session_state.get("game_balloons") != g.seed:
             st.session_state["game_balloons"] = g.seed
             st.balloons()
     elif outcome == "model":
-        st.error(f"**The model wins, {score}.** Try again?", icon="🤖")
+        st.error(f"**{them[0].upper() + them[1:]} wins, {score}.** Try again?", icon="🤖")
     else:
         st.info(f"**A tie, {score}.**", icon="🤝")
     if st.session_state.get(ERROR_KEY):
@@ -260,7 +263,7 @@ def summary(g: game.Game) -> None:
         st.caption(rank_text(g.score_id))
     per_class = game.class_summary(g.results)
     st.markdown("#### Class by class")
-    st.markdown(game.who_did_better(per_class))
+    st.markdown(game.who_did_better(per_class, them))
     st.dataframe(pd.DataFrame([{
         "Class": ui.class_label(c.class_index), "Came up": c.rounds, "You right": c.human_correct,
         "Model right": c.model_correct, "Better": {"human": "🙋 you", "model": "🤖 model", "tie": "="}[c.winner],
@@ -288,10 +291,12 @@ def classroom() -> None:
     if not rows:
         st.caption("After the first game, this shows per class how often people and models were right.")
         return
-    st.markdown(game.classroom_sentence(rows))
     if all(r["model_accuracy"] is None for r in rows):
-        st.caption("So far only the random guesser has played, and it is no model: the models' bars appear "
-                   "after a game against a trained model.")
+        st.markdown("So far people have played only the random guesser, which is no model: the chart shows how "
+                    "often people were right on each class; the models' bars appear after a game against a "
+                    "trained model.")
+    else:
+        st.markdown(game.classroom_sentence(rows))
     st.plotly_chart(figures.classroom(rows), key="game_classroom", config={"displayModeBar": False})
 
 

@@ -161,10 +161,11 @@ def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | 
     pairs = game.gallery_pairs(y, st.session_state[GALLERY_SEED_KEY], count or GALLERY_SIZES[0], alpha)
     mixes = game.pair_images(x, pairs)
     answers = model.predict(mixes) if model is not None and len(mixes) else None
+    weight = "" if alpha == game.DEFAULT_ALPHA else f" Mixed like the pair above: {alpha:.0%} A + {1 - alpha:.0%} B."
     if model is None:
-        columns[3].caption("No model answers yet: only the answers can be revealed.")
+        columns[3].caption("No model answers yet: only the answers can be revealed." + weight)
     else:
-        columns[3].caption(f"🤖 = the guesses of {ui.escape_markdown(model.title)}")
+        columns[3].caption(f"🤖 = the guesses of {ui.escape_markdown(model.title)}." + weight)
     for start in range(0, len(pairs), GALLERY_COLUMNS):
         row = st.columns(GALLERY_COLUMNS)
         for offset, column in enumerate(row):

@@ -52,7 +52,7 @@ def header() -> None:
     allowed = jobs.max_trainings()
     st.markdown(
         f"**Device:** {device()} &nbsp;·&nbsp; **Trainings running:** {len(running)} of {allowed} allowed "
-        f"on this server"
+        f"for this app's runs"
     )
 
 
@@ -340,7 +340,7 @@ if "train_flash" in st.session_state:
     st.toast(st.session_state.pop("train_flash"), icon="🚀")
 run_id = watched_run_id()
 if ui.data_available():
-    new_run_section(watching=run_id is not None)
+    new_run_section(watching=run_id is not None and store().get_run(run_id) is not None)
 else:
     ui.no_data_box()
 if run_id is not None:
