@@ -77,6 +77,7 @@ def save_atomically(model: keras.Model, path: str | os.PathLike) -> Path:
     os.close(handle)
     try:
         model.save(temporary)
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a model file is as readable as any other file
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

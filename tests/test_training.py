@@ -136,6 +136,7 @@ def test_models_are_saved_atomically(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     target = models.save_atomically(model, tmp_path / "m.keras")
     assert target.exists() and [p.name for p in tmp_path.iterdir()] == ["m.keras"]
+    assert target.stat().st_mode & 0o777 == 0o644
 
 
 def test_random_baseline_scores_near_chance():
