@@ -7,6 +7,7 @@ all get the same answers from it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import time
@@ -134,13 +135,11 @@ def machine_description(device: str | None) -> str:
     memory of *this* machine as Linux tells them (/proc); the device alone elsewhere. Export on the machine that
     trained, as ``export`` is meant to be run."""
     parts = [device or platform.machine()]
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):  # not Linux, or /proc says less: the device alone
         cpuinfo = Path("/proc/cpuinfo").read_text()
         parts += [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")][:1]
         meminfo = Path("/proc/meminfo").read_text().split()
         parts.append(f"{round(int(meminfo[meminfo.index('MemTotal:') + 1]) / 2**20)} GiB RAM")
-    except (OSError, ValueError, IndexError):
-        pass
     return ", ".join(parts)
 
 

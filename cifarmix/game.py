@@ -388,17 +388,19 @@ def classroom_summary(frame) -> list[dict]:
     return rows
 
 
-def opponent_noun(reference: str) -> str:
-    """How the end of a game names the opponent: the random guesser is no model."""
-    return "the random guesser" if reference == BASELINE_OPPONENT else "the model"
+def opponent_noun(reference: str, sentence_start: bool = False) -> str:
+    """How the end of a game names the opponent (the random guesser is no model); capitalised to start a
+    sentence."""
+    noun = "the random guesser" if reference == BASELINE_OPPONENT else "the model"
+    return noun[0].upper() + noun[1:] if sentence_start else noun
 
 
-def who_did_better(rows, opponent: str = "the model") -> str:
-    """One markdown sentence after a game: the classes where the player did better, and those where the model did
-    (``rows`` from :func:`class_summary`)."""
+def who_did_better(rows, opponent: str = "") -> str:
+    """One markdown sentence after a game: the classes where the player did better, and those where the opponent
+    (a model reference; the random guesser is named so) did (``rows`` from :func:`class_summary`)."""
     human_wins = [class_label(c.class_index) for c in rows if c.winner == "human"]
     model_wins = [class_label(c.class_index) for c in rows if c.winner == "model"]
-    them = opponent[0].upper() + opponent[1:]
+    them = opponent_noun(opponent, sentence_start=True)
     return " ".join([f"**You** did better on {', '.join(human_wins)}." if human_wins else
                      "You did better on no class.",
                      f"**{them}** did better on {', '.join(model_wins)}." if model_wins else

@@ -158,6 +158,11 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _printable(text: str) -> str:
+    """``text`` without control and other non-printable characters (Unicode category C)."""
+    return "".join(ch for ch in text if not unicodedata.category(ch).startswith("C"))
+
+
 def clean_player_name(name: str) -> str:
     """A player name fit for the leaderboard.
 
@@ -169,8 +174,7 @@ def clean_player_name(name: str) -> str:
     """
     if not isinstance(name, str):
         raise ValueError(f"Expected the player name as text, found {type(name).__name__}; type a name.")
-    printable = "".join(ch for ch in name if not unicodedata.category(ch).startswith("C"))
-    cleaned = printable.strip()[:PLAYER_NAME_MAX].rstrip()
+    cleaned = _printable(name).strip()[:PLAYER_NAME_MAX].rstrip()
     if not cleaned:
         raise ValueError(f"Expected a player name with at least one visible character, found {name!r}; type a name.")
     return cleaned
@@ -184,7 +188,7 @@ def clean_run_name(name: str | None) -> str | None:
     """
     if name is None:
         return None
-    cleaned = "".join(ch for ch in str(name) if not unicodedata.category(ch).startswith("C")).strip()
+    cleaned = _printable(str(name)).strip()
     if len(cleaned) > RUN_NAME_MAX:
         raise ValueError(f"the run name is {len(cleaned)} characters long; give one of at most {RUN_NAME_MAX}")
     return cleaned or None

@@ -254,7 +254,7 @@ def summary(g: game.Game) -> None:
             st.session_state["game_balloons"] = g.seed
             st.balloons()
     elif outcome == "model":
-        st.error(f"**{them[0].upper() + them[1:]} wins, {score}.** Try again?", icon="🤖")
+        st.error(f"**{game.opponent_noun(g.opponent, sentence_start=True)} wins, {score}.** Try again?", icon="🤖")
     else:
         st.info(f"**A tie, {score}.**", icon="🤝")
     if st.session_state.get(ERROR_KEY):
@@ -263,7 +263,7 @@ def summary(g: game.Game) -> None:
         st.caption(rank_text(g.score_id))
     per_class = game.class_summary(g.results)
     st.markdown("#### Class by class")
-    st.markdown(game.who_did_better(per_class, them))
+    st.markdown(game.who_did_better(per_class, g.opponent))
     st.dataframe(pd.DataFrame([{
         "Class": ui.class_label(c.class_index), "Came up": c.rounds, "You right": c.human_correct,
         "Model right": c.model_correct, "Better": {"human": "🙋 you", "model": "🤖 model", "tie": "="}[c.winner],
@@ -274,10 +274,10 @@ def summary(g: game.Game) -> None:
 def leaderboard() -> None:
     st.subheader("🏆 Leaderboard")
     rows = ui.run_store().leaderboard(limit=LEADERBOARD_SIZE)
-    titles = ui.model_titles()
     if not rows:
         st.caption("No games yet — be the first on the board!")
         return
+    titles = ui.model_titles()
     # Names go into a dataframe: shown as plain text, never interpreted as markdown or HTML.
     st.dataframe(pd.DataFrame([{
         "#": rank, "Player": row["player"], "Score": row["score"], "Model's score": row["model_score"],

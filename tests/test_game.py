@@ -258,9 +258,9 @@ def test_the_sentences_name_the_classes_each_side_did_better_on():
     rows = [game.ClassResult(3, 2, 2, 1), game.ClassResult(9, 2, 0, 2), game.ClassResult(0, 1, 1, 1)]
     assert game.who_did_better(rows) == "**You** did better on 🐱 cat. **The model** did better on 🚚 truck."
     assert game.who_did_better([]) == "You did better on no class. The model did better on no class."
-    guesser = game.opponent_noun(game.BASELINE_OPPONENT)
-    assert game.who_did_better(rows, guesser).endswith("**The random guesser** did better on 🚚 truck.")
+    assert game.who_did_better(rows, game.BASELINE_OPPONENT).endswith("**The random guesser** did better on 🚚 truck.")
     assert game.opponent_noun("champion") == "the model"
+    assert game.opponent_noun(game.BASELINE_OPPONENT, sentence_start=True) == "The random guesser"
     summary = [{"class_index": 2, "winner": "human"}, {"class_index": 4, "winner": None}]
     assert game.classroom_sentence(summary) == ("**People** beat the models on 🐦 bird; "
                                                 "**models** beat people on no class yet.")
