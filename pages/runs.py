@@ -72,7 +72,7 @@ def runs_table(runs: list[dict]) -> None:
         "run": run["id"], "name": run.get("name") or "", "architecture": run["arch"],
         "options": options_text(run.get("options") or {}), "status": run["status"],
         "epochs": f"{run.get('epochs_done') or 0}/{run.get('total_epochs') or run['config'].get('epochs', '?')}",
-        "duration": jobs.duration_text(jobs.elapsed_seconds(run)), "best val. mean": run.get("best_val_mean"),
+        "time training": jobs.duration_text(jobs.elapsed_seconds(run)), "best val. mean": run.get("best_val_mean"),
         "test protocol": evaluation_text(tested.get(run["id"])), "created": ui.format_time(run.get("created_at") or ""),
     } for run in runs]
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
@@ -344,7 +344,7 @@ def side_by_side(runs: list[dict]) -> None:
             "best epoch": str(run.get("best_epoch") or "-"),
             "test protocol": evaluation_text(result),
             "test first / second": f"{result['head_first']:.1%} / {result['head_second']:.1%}" if result else "-",
-            "duration": jobs.duration_text(jobs.elapsed_seconds(run)),
+            "time training": jobs.duration_text(jobs.elapsed_seconds(run)),
             "batch size": str(config.get("batch_size")), "learning rate": str(config.get("lr")),
             "optimizer": config.get("optimizer"), "schedule": config.get("schedule"),
             "training images": str(config.get("train_size") or "all"), "augment": str(config.get("augment")),
