@@ -473,7 +473,8 @@ def _index_param(query, key, y, classes, group, problems) -> int | None:
     try:
         index = int(str(text).strip())
     except ValueError:
-        problems.append(f"'{key}={_shown(text)}' in the link is not a test image number; a random image is shown.")
+        problems.append(f"'{key}={shown_link_value(text)}' in the link is not a test image number; "
+                        "a random image is shown.")
         return None
     if not 0 <= index < len(y):
         problems.append(f"'{key}={index}' in the link is outside the test set (0–{len(y) - 1}); "
@@ -488,7 +489,7 @@ def _index_param(query, key, y, classes, group, problems) -> int | None:
     return index
 
 
-def _shown(text, limit: int = 40) -> str:
+def shown_link_value(text, limit: int = 40) -> str:
     """A link value as quoted back to the user: cut to ``limit`` characters."""
     text = str(text)
     return text if len(text) <= limit else text[:limit] + "…"
@@ -501,12 +502,12 @@ def _alpha_param(query, problems) -> float:
     try:
         alpha = mixing.check_alpha(float(str(text).strip()))
     except ValueError:
-        problems.append(f"'w={_shown(text)}' in the link is not a mixing weight strictly between 0 and 1; "
+        problems.append(f"'w={shown_link_value(text)}' in the link is not a mixing weight strictly between 0 and 1; "
                         f"{DEFAULT_ALPHA} is used.")
         return DEFAULT_ALPHA
     if not mixing.ALPHA_MIN <= alpha <= mixing.ALPHA_MAX:
         nearest = min(max(alpha, mixing.ALPHA_MIN), mixing.ALPHA_MAX)
-        problems.append(f"'w={_shown(text)}' in the link is outside the mixer's range "
+        problems.append(f"'w={shown_link_value(text)}' in the link is outside the mixer's range "
                         f"({mixing.ALPHA_MIN}–{mixing.ALPHA_MAX}); "
                         f"{nearest} is used.")
         return nearest

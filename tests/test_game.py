@@ -247,6 +247,13 @@ def test_a_link_weight_beyond_the_mixers_range_is_moved_to_the_nearest_end(text,
     assert pair.alpha == used and len(problems) == 1 and problems[0].startswith(f"'w={text}'")
 
 
+def test_a_long_link_value_is_quoted_back_cut_to_forty_characters():
+    assert game.shown_link_value("x" * 40) == "x" * 40
+    assert game.shown_link_value("x" * 41) == "x" * 40 + "…"
+    pair, problems = game.pair_from_query({"a": "y" * 500, "b": "5"}, Y_TEST, np.random.default_rng(0))
+    assert problems == [f"'a={'y' * 40}…' in the link is not a test image number; a random image is shown."]
+
+
 def test_gallery_captions_before_and_after_the_reveal():
     assert game.gallery_caption((3, 9), None, reveal=False) == "?"
     assert game.gallery_caption((3, 9), None, reveal=True) == "cat + truck"
