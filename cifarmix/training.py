@@ -100,7 +100,7 @@ PRESETS: dict[str, dict] = {
     "allconv": dict(arch="allconv", epochs=60, batch_size=64, lr=1e-3, optimizer="rmsprop", schedule="plateau",
                     label_smoothing=0.1, precision="mixed_bfloat16", val_pairs=5000, time_budget_minutes=90),
     # Our champion: a CPU-efficient residual net, fresh augmented pairs, warm-up + cosine, bf16.
-    "champion": dict(arch="resnet-cpu", epochs=62, batch_size=256, steps_per_epoch=176, lr=2e-3,
+    "champion": dict(arch="resnet-cpu", epochs=40, batch_size=256, steps_per_epoch=176, lr=2e-3,
                      optimizer="adamw", weight_decay=0.05, schedule="cosine", warmup_epochs=2,
                      label_smoothing=0.1, augment=True, translate=2, precision="mixed_bfloat16",
                      early_stop_patience=1000, val_pairs=5000, time_budget_minutes=180),
