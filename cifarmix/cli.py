@@ -13,6 +13,7 @@ import sys
 
 from cifarmix import data, paths
 from cifarmix.models import ModelError
+from cifarmix.views import VIEW_SETS
 
 
 class CliError(Exception):
@@ -101,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_id", type=_positive_int)
     export.add_argument("--name", required=True, help="shipped model name, e.g. champion")
     export.add_argument("--preset", help="the preset the run was trained with (for the card's command)")
-    export.add_argument("--no-flip-average", action="store_true", help="ship without test-time flip averaging")
+    export.add_argument("--views", default="flip", choices=list(VIEW_SETS),
+                        help="test-time views averaged inside the shipped model (default flip: image + mirror)")
     export.add_argument("--data-copy", default="", help="which CIFAR-10 copy the figures were measured on")
     export.add_argument("--notes", default="")
     export.add_argument("--repeats", type=_positive_int, default=10, help="test-protocol repeats (default 10)")
@@ -235,7 +237,7 @@ def cmd_export(args) -> None:
         raise CliError(f"model names use lowercase letters, digits, '-' and '_' (at most 40); got {args.name!r}")
     (_, _), (x_test, y_test) = data.load_cifar10(args.data)
     card = export.export_run(args.run_id, args.name, RunStore(), x_test, y_test,
-                             flip_average=not args.no_flip_average, preset_name=args.preset,
+                             views=args.views, preset_name=args.preset,
                              data_copy=args.data_copy or data.describe_source(args.data), notes=args.notes,
                              repeats=args.repeats, pairs=args.pairs)
     print(f"shipped {args.name}: {evaluation.summary_line(card['evaluation'])}")

@@ -1,8 +1,8 @@
-"""Turn a finished run into a shipped model: float32 weights, optional flip averaging, a model card.
+"""Turn a finished run into a shipped model: float32 weights, test-time views averaged inside it, a model card.
 
-The shipped model lives in ``artifacts/models/<name>/model.keras`` with ``card.json`` beside it. Flip
-averaging (test-time augmentation) is part of the saved model itself, so the app, the CLI and the evaluator
-all get the same answers from it.
+The shipped model lives in ``artifacts/models/<name>/model.keras`` with ``card.json`` beside it. Test-time
+augmentation (the mirror image, optionally shifted copies; see ``VIEW_SETS``) is part of the saved model
+itself, so the app, the CLI and the evaluator all get the same answers from it.
 """
 
 from __future__ import annotations
@@ -15,20 +15,10 @@ from pathlib import Path
 
 import keras
 
-from cifarmix import architectures, evaluation, mixing, models, paths
+from cifarmix import architectures, evaluation, models, paths
+from cifarmix.views import VIEW_SETS, view_count, with_views
 from cifarmix.store import RunStore
 from cifarmix.training import STATE_FILE, TrainConfig
-
-
-def with_flip_averaging(model: keras.Model) -> keras.Model:
-    """A model that averages ``model``'s answers on the image and its mirror image, per head."""
-    from cifarmix.layers import HorizontalFlip
-
-    pixels = keras.Input((32, 32, 3), name="pixels")
-    plain = model(pixels)
-    mirrored = model(HorizontalFlip(name="mirror")(pixels))
-    outputs = {head: keras.layers.Average(name=head)([plain[head], mirrored[head]]) for head in mixing.HEADS}
-    return keras.Model(pixels, outputs, name=f"{model.name}_flip_averaged")
 
 
 def float32_copy(model: keras.Model, config: TrainConfig) -> keras.Model:
@@ -72,7 +62,7 @@ def milestones(epochs, thresholds=MILESTONES) -> dict:
     return reached
 
 
-def export_run(run_id: int, name: str, store: RunStore, x_test, y_test, flip_average: bool = True,
+def export_run(run_id: int, name: str, store: RunStore, x_test, y_test, views: str = "flip",
                preset_name: str | None = None, data_copy: str = "", notes: str = "",
                destination: Path | None = None, repeats: int = evaluation.PROTOCOL_REPEATS,
                pairs: int = evaluation.PROTOCOL_PAIRS) -> dict:
@@ -86,14 +76,12 @@ def export_run(run_id: int, name: str, store: RunStore, x_test, y_test, flip_ave
         raise ValueError(f"run {run_id} has no best checkpoint to export")
     config = TrainConfig.from_dict(run["config"])
     model = float32_copy(models.load_model(run["model_path"]), config)
-    if flip_average:
-        with models.precision_policy("float32"):
-            model = with_flip_averaging(model)
+    model = with_views(model, views)
     folder = (destination or paths.shipped_models_dir()) / name
     target = models.save_atomically(model, folder / "model.keras")
     shipped = models.load_model(target)  # evaluate exactly what users will load
     result = evaluation.evaluate(shipped, x_test, y_test, repeats=repeats, pairs=pairs, verbose=1)
-    card = model_card(run, config, result, name, flip_average, preset_name, data_copy, notes, target)
+    card = model_card(run, config, result, name, views, preset_name, data_copy, notes, target)
     card["milestones"] = milestones(store.epoch_metrics(run_id))
     (folder / "card.json").write_text(json.dumps(card, indent=1))
     store.add_evaluation(run_id, name, result)
@@ -101,7 +89,7 @@ def export_run(run_id: int, name: str, store: RunStore, x_test, y_test, flip_ave
     return card
 
 
-def model_card(run: dict, config: TrainConfig, result: dict, name: str, flip_average: bool,
+def model_card(run: dict, config: TrainConfig, result: dict, name: str, views: str,
                preset_name: str | None, data_copy: str, notes: str, target: Path) -> dict:
     """Everything a reader needs to trust (or reproduce) a shipped model."""
     state = json.loads((paths.run_dir(run["id"]) / STATE_FILE).read_text())
@@ -113,7 +101,9 @@ def model_card(run: dict, config: TrainConfig, result: dict, name: str, flip_ave
         "architecture": config.arch,
         "options": config.options,
         "parameters": architectures.count_params(models.load_model(target)),
-        "flip_averaging": flip_average,
+        "flip_averaging": VIEW_SETS[views] is not None,
+        "test_time_views": {"name": views, "count": view_count(views),
+                            "shifts": [list(shift) for shift in VIEW_SETS[views] or ()]},
         "training_command": training_command(config, preset_name),
         "config": config.to_dict(),
         "epochs": epochs,
@@ -143,6 +133,12 @@ def machine_description(device: str | None) -> str:
     return ", ".join(parts)
 
 
+def _views_text(card: dict) -> str:
+    """The card's test-time views for the table: ``flip-diagonal (6)``; older cards only say flip or not."""
+    views = card.get("test_time_views") or {"name": "flip" if card["flip_averaging"] else "none"}
+    return f"{views['name']} ({views.get('count', view_count(views['name']))})"
+
+
 def _milestone_text(hit: dict | None) -> str:
     return "not reached" if not hit else f"{hit['minutes']} min (epoch {hit['epoch']})"
 
@@ -161,7 +157,7 @@ def write_models_readme(folder: Path) -> Path:
             f"**{result['mean_accuracy']:.2%}** ± {result['std']:.2%} | {result['head_first']:.2%} / "
             f"{result['head_second']:.2%} | {result['f1_first']:.3f} / {result['f1_second']:.3f} | "
             f"{card['epochs']} | {card['pairs_seen']:,} | {card['train_wall_minutes']} | "
-            f"{'yes' if card['flip_averaging'] else 'no'} | {card['model_file_mb']} | `{card['training_command']}` |"
+            f"{_views_text(card)} | {card['model_file_mb']} | `{card['training_command']}` |"
         )
     text = "\n".join([
         "# Shipped models",
@@ -173,7 +169,7 @@ def write_models_readme(folder: Path) -> Path:
         "This table is written by `python -m cifarmix export` from the cards.",
         "",
         "| model | architecture | parameters | test mean accuracy ± std | heads (first / second) | weighted F1 "
-        "(first / second) | epochs | pairs seen | training minutes | flip averaging | file MB | command |",
+        "(first / second) | epochs | pairs seen | training minutes | test-time views | file MB | command |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",

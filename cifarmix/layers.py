@@ -124,3 +124,30 @@ class HorizontalFlip(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package="cifarmix")
+class Translate(keras.layers.Layer):
+    """Shift NHWC images by ``rows`` down and ``cols`` right, filling the border by reflection.
+
+    Deterministic; used for test-time augmentation. Reflection matches the training augmentation
+    (``mixing.augment``), and shifting a mixed image equals mixing the shifted components.
+    """
+
+    def __init__(self, rows: int = 0, cols: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.rows, self.cols = int(rows), int(cols)
+
+    def call(self, inputs):
+        margin = max(abs(self.rows), abs(self.cols))
+        if margin == 0:
+            return inputs
+        padded = keras.ops.pad(inputs, [[0, 0], [margin, margin], [margin, margin], [0, 0]], mode="reflect")
+        top, left = margin - self.rows, margin - self.cols
+        return padded[:, top:top + inputs.shape[1], left:left + inputs.shape[2], :]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config() | {"rows": self.rows, "cols": self.cols}

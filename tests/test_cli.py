@@ -73,6 +73,12 @@ def test_mix_writes_a_png(tiny_data, tmp_path, capsys):
     assert code == 0 and target.stat().st_size > 0 and "alpha 0.6" in out
 
 
+def test_export_refuses_an_unknown_view_set(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["export", "1", "--name", "x", "--views", "sideways"])
+    assert stop.value.code == 2 and "flip-diagonal" in capsys.readouterr().err
+
+
 def test_mix_refuses_a_component_from_the_wrong_group(tiny_data, tmp_path, capsys):
     code, _, err = run(capsys, "mix", "--first", "5", "--out", str(tmp_path / "m.png"))
     assert code == 2 and "not of classes 0-4" in err
@@ -95,10 +101,12 @@ def test_export_ships_a_flip_averaged_model_with_a_card(tiny_data, tmp_path, mon
                 "machine", "data_copy", "evaluation"):
         assert key in card, key
     assert card["evaluation"]["repeats"] == 2 and card["flip_averaging"] is True
+    assert card["test_time_views"] == {"name": "flip", "count": 2, "shifts": [[0, 0]]}
     assert set(card["milestones"]) == {"0.7", "0.772"}
     assert card["machine"].startswith(RunStore().get_run(1)["device"])
     table = (tmp_path / "shipped" / "README.md").read_text()
     assert "| `tiny-champ` | allconv | 1,374,730 |" in table and card["training_command"] in table
+    assert "| flip (2) |" in table
     times = table.split("## Accuracy against training time")[1]
     [row] = [line for line in times.splitlines() if line.startswith("| `tiny-champ` |")]
     assert row.count("|") == 6 and f"| {card['train_wall_minutes']} |" in row
