@@ -354,7 +354,8 @@ def run_id_from_link() -> int | None:
         return None
     run_id = parse_run_id(text)
     if run_id is None:
-        st.warning(f"'run={escape_markdown(game.shown_link_value(text))}' in the link is not a run number; it is ignored.", icon="🔗")
+        quoted = escape_markdown(game.shown_link_value(text))
+        st.warning(f"'run={quoted}' in the link is not a run number; it is ignored.", icon="🔗")
         del st.query_params["run"]  # warned once: the next rerun does not repeat it
     return run_id
 
