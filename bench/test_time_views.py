@@ -18,40 +18,36 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cifarmix import catalog, data, mixing, models, views  # noqa: E402
 from cifarmix.store import RunStore  # noqa: E402
 
-def network_of(model: keras.Model) -> keras.Model:
-    """The trained network inside a view-averaging wrapper (the model itself when it has none)."""
-    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    return inner[0] if inner else model
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="champion", help="a shipped model name, run:N or a .keras path")
     parser.add_argument("--pairs", type=int, default=20000, help="validation pairs")
+    parser.add_argument("--views", nargs="+", default=list(views.VIEW_SETS), choices=list(views.VIEW_SETS),
+                        help="the view sets to score (flip, the reference, is always scored)")
     args = parser.parse_args()
     try:
         splits = data.load_splits()
     except data.DataError as error:
         sys.exit(str(error))
-    network = network_of(models.load_model(catalog.resolve(args.model, RunStore()).path))
+    network = views.network_of(models.load_model(catalog.resolve(args.model, RunStore()).path))
     pairs = mixing.validation_pairs(splits.x_val, splits.y_val, args.pairs)
     labels = pairs.labels()
     print(f"{args.model}: {args.pairs:,} validation pairs")
     correct, seconds = {}, {}
-    for name in views.VIEW_SETS:
+    names = ["flip"] + [name for name in args.views if name != "flip"]
+    for name in names:
         model = views.with_views(network, name)
         started = time.perf_counter()
         answers = model.predict(pairs, verbose=0)
         seconds[name] = time.perf_counter() - started
         correct[name] = np.stack([np.argmax(answers[head], axis=1) == labels[head] for head in mixing.HEADS]).mean(0)
     print(f"{'views':22s} {'count':>5s} {'mean acc.':>9s} {'vs flip':>8s} {'± s.e.':>7s} {'s / 1000 pairs':>14s}")
-    for name in views.VIEW_SETS:
+    for name in names:
         change = correct[name] - correct["flip"]
         print(f"{name:22s} {views.view_count(name):5d} {100 * correct[name].mean():8.2f}% {100 * change.mean():+8.2f} "
               f"{100 * change.std(ddof=1) / np.sqrt(len(change)):7.2f} {1000 * seconds[name] / args.pairs:14.2f}")

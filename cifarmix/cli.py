@@ -1,4 +1,4 @@
-"""Command line: ``python -m cifarmix {data check, architectures, train, evaluate, runs, mix}``.
+"""Command line: ``python -m cifarmix {data check, architectures, train, evaluate, runs, export, set-views, mix}``.
 
 Every user error (bad arguments, missing data, a file that is not a model) ends with one clear message on
 stderr and exit code 2, never a traceback.
@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--pairs", type=_positive_int, default=10_000, help="pairs per repeat (default 10,000)")
     export.add_argument("--data", help="CIFAR-10 tarball or folder")
 
+    set_views = commands.add_parser(
+        "set-views", help="re-wrap a shipped model with other test-time views; evaluates it once on the protocol")
+    set_views.add_argument("name", help="shipped model name, e.g. champion")
+    set_views.add_argument("views", choices=list(VIEW_SETS), help="the view set to average inside the model")
+    set_views.add_argument("--repeats", type=_positive_int, default=10, help="test-protocol repeats (default 10)")
+    set_views.add_argument("--pairs", type=_positive_int, default=10_000, help="pairs per repeat (default 10,000)")
+    set_views.add_argument("--data", help="CIFAR-10 tarball or folder")
+
     mix = commands.add_parser("mix", help="write a mixed test image as PNG")
     mix.add_argument("--first", type=int, help="test-set index of the component of classes 0-4")
     mix.add_argument("--second", type=int, help="test-set index of the component of classes 5-9")
@@ -123,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"data": cmd_data, "architectures": cmd_architectures, "train": cmd_train,
-                "evaluate": cmd_evaluate, "runs": cmd_runs, "mix": cmd_mix, "export": cmd_export}
+                "evaluate": cmd_evaluate, "runs": cmd_runs, "mix": cmd_mix, "export": cmd_export,
+                "set-views": cmd_set_views}
     try:
         return handlers[args.command](args) or 0
     except (CliError, data.DataError, ModelError, ValueError) as error:
@@ -241,6 +250,16 @@ def cmd_export(args) -> None:
                              data_copy=args.data_copy or data.describe_source(args.data), notes=args.notes,
                              repeats=args.repeats, pairs=args.pairs)
     print(f"shipped {args.name}: {evaluation.summary_line(card['evaluation'])}")
+
+
+def cmd_set_views(args) -> None:
+    from cifarmix import evaluation, export
+
+    (_, _), (x_test, y_test) = data.load_cifar10(args.data)
+    card = export.change_views(args.name, args.views, x_test, y_test, repeats=args.repeats, pairs=args.pairs)
+    change = card["history"][-1]
+    print(f"{args.name}: {change['change']}; mean accuracy {change['mean_accuracy_before']:.2%} -> "
+          f"{change['mean_accuracy_after']:.2%} ({evaluation.summary_line(card['evaluation'])})")
 
 
 def cmd_mix(args) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -16,9 +17,10 @@ from pathlib import Path
 import keras
 
 from cifarmix import architectures, evaluation, models, paths
-from cifarmix.views import VIEW_SETS, view_count, with_views
+from cifarmix.catalog import CARD_FILE, MODEL_FILE
 from cifarmix.store import RunStore
 from cifarmix.training import STATE_FILE, TrainConfig
+from cifarmix.views import VIEW_SETS, network_of, view_count, with_views
 
 
 def float32_copy(model: keras.Model, config: TrainConfig) -> keras.Model:
@@ -78,15 +80,65 @@ def export_run(run_id: int, name: str, store: RunStore, x_test, y_test, views: s
     model = float32_copy(models.load_model(run["model_path"]), config)
     model = with_views(model, views)
     folder = (destination or paths.shipped_models_dir()) / name
-    target = models.save_atomically(model, folder / "model.keras")
+    target = models.save_atomically(model, folder / MODEL_FILE)
     shipped = models.load_model(target)  # evaluate exactly what users will load
     result = evaluation.evaluate(shipped, x_test, y_test, repeats=repeats, pairs=pairs, verbose=1)
     card = model_card(run, config, result, name, views, preset_name, data_copy, notes, target)
     card["milestones"] = milestones(store.epoch_metrics(run_id))
-    (folder / "card.json").write_text(json.dumps(card, indent=1))
+    _write_json_atomically(folder / CARD_FILE, card)
     store.add_evaluation(run_id, name, result)
     write_models_readme(folder.parent)
     return card
+
+
+def views_of(card: dict) -> str:
+    """The name of the view set a card's model averages (older cards only say whether they flip)."""
+    return (card.get("test_time_views") or {}).get("name") or ("flip" if card.get("flip_averaging") else "none")
+
+
+def change_views(name: str, views: str, x_test, y_test, destination: Path | None = None,
+                 repeats: int = evaluation.PROTOCOL_REPEATS, pairs: int = evaluation.PROTOCOL_PAIRS) -> dict:
+    """Re-wrap shipped model ``name``'s trained network with the view set ``views`` and evaluate it once on the
+    full test protocol; the model and its card (training facts kept, the change recorded in ``history``) are
+    replaced only once that evaluation has finished.
+
+    Returns:
+        the updated card.
+    """
+    folder = (destination or paths.shipped_models_dir()) / name
+    if not (folder / CARD_FILE).is_file() or not (folder / MODEL_FILE).is_file():
+        raise ValueError(f"there is no shipped model {name!r} (with {MODEL_FILE} and {CARD_FILE}) in {folder.parent}")
+    card = json.loads((folder / CARD_FILE).read_text())
+    model = with_views(network_of(models.load_model(folder / MODEL_FILE)), views)
+    candidate = models.save_atomically(model, folder / f".{views}-candidate.keras")
+    try:
+        result = evaluation.evaluate(models.load_model(candidate), x_test, y_test, repeats=repeats, pairs=pairs,
+                                     verbose=1)
+    except BaseException:
+        candidate.unlink(missing_ok=True)
+        raise
+    card.setdefault("history", []).append({
+        "changed_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "change": f"test-time views {views_of(card)} -> {views}",
+        "mean_accuracy_before": card["evaluation"]["mean_accuracy"], "mean_accuracy_after": result["mean_accuracy"],
+    })
+    card.update(flip_averaging=VIEW_SETS[views] is not None, test_time_views=views_record(views), evaluation=result,
+                model_file_mb=round(candidate.stat().st_size / 2**20, 2))
+    os.replace(candidate, folder / MODEL_FILE)
+    _write_json_atomically(folder / CARD_FILE, card)
+    write_models_readme(folder.parent)
+    return card
+
+
+def views_record(views: str) -> dict:
+    """What a card says of its test-time views."""
+    return {"name": views, "count": view_count(views), "shifts": [list(shift) for shift in VIEW_SETS[views] or ()]}
+
+
+def _write_json_atomically(path: Path, value) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(value, indent=1))
+    os.replace(temporary, path)
 
 
 def model_card(run: dict, config: TrainConfig, result: dict, name: str, views: str,
@@ -102,8 +154,7 @@ def model_card(run: dict, config: TrainConfig, result: dict, name: str, views: s
         "options": config.options,
         "parameters": architectures.count_params(models.load_model(target)),
         "flip_averaging": VIEW_SETS[views] is not None,
-        "test_time_views": {"name": views, "count": view_count(views),
-                            "shifts": [list(shift) for shift in VIEW_SETS[views] or ()]},
+        "test_time_views": views_record(views),
         "training_command": training_command(config, preset_name),
         "config": config.to_dict(),
         "epochs": epochs,
@@ -135,8 +186,8 @@ def machine_description(device: str | None) -> str:
 
 def _views_text(card: dict) -> str:
     """The card's test-time views for the table: ``flip-diagonal (6)``; older cards only say flip or not."""
-    views = card.get("test_time_views") or {"name": "flip" if card["flip_averaging"] else "none"}
-    return f"{views['name']} ({views.get('count', view_count(views['name']))})"
+    name = views_of(card)
+    return f"{name} ({view_count(name)})"
 
 
 def _milestone_text(hit: dict | None) -> str:

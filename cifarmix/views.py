@@ -28,6 +28,12 @@ def view_count(views: str) -> int:
     return 1 if shifts is None else 2 * len(shifts)
 
 
+def network_of(model: keras.Model) -> keras.Model:
+    """The trained network inside a view-averaging model (the model itself when it averages nothing)."""
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return inner[0] if len(inner) == 1 else model
+
+
 def with_views(model: keras.Model, views: str) -> keras.Model:
     """``model`` averaged over the named view set (itself for ``none``)."""
     if views not in VIEW_SETS:

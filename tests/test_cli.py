@@ -73,6 +73,46 @@ def test_mix_writes_a_png(tiny_data, tmp_path, capsys):
     assert code == 0 and target.stat().st_size > 0 and "alpha 0.6" in out
 
 
+def test_set_views_rewraps_a_shipped_model_and_keeps_it_intact_when_evaluation_fails(
+        tiny_data, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from cifarmix import evaluation, models
+
+    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "shipped"))
+    assert run(capsys, "train", "--arch", "allconv", "--epochs", "1", "--batch-size", "16", "--steps-per-epoch", "1",
+               "--val-pairs", "20")[0] == 0
+    assert run(capsys, "export", "1", "--name", "tiny", "--views", "none", "--repeats", "2", "--pairs", "100")[0] == 0
+    folder = tmp_path / "shipped" / "tiny"
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise ValueError("evaluation broke")
+
+    monkeypatch.setattr(evaluation, "evaluate", broken)
+    code, _, err = run(capsys, "set-views", "tiny", "flip-diagonal", "--repeats", "2", "--pairs", "100")
+    assert code == 2 and "evaluation broke" in err
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before, "model and card untouched"
+    monkeypatch.undo()
+    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "shipped"))
+
+    code, out, err = run(capsys, "set-views", "tiny", "flip-diagonal", "--repeats", "2", "--pairs", "100")
+    assert code == 0, err
+    assert "test-time views none -> flip-diagonal" in out
+    card = json.loads((folder / "card.json").read_text())
+    assert card["test_time_views"]["count"] == 6 and card["flip_averaging"] is True
+    assert card["history"][-1]["mean_accuracy_after"] == card["evaluation"]["mean_accuracy"]
+    assert card["epochs"] == 1 and card["training_command"].startswith("python -m cifarmix train")
+    assert sorted(path.name for path in folder.iterdir()) == ["card.json", "model.keras"]
+    assert "| flip-diagonal (6) |" in (tmp_path / "shipped" / "README.md").read_text()
+    model = models.load_model(folder / "model.keras")
+    assert {"shift_1_1", "shift_m1_m1", "mirror", "mirror_1_1"} <= {layer.name for layer in model.layers}
+    image = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    assert models.predict(model, image)["first"].shape == (1, 5)
+    code, _, err = run(capsys, "set-views", "nosuch", "flip")
+    assert code == 2 and "no shipped model 'nosuch'" in err
+
+
 def test_export_refuses_an_unknown_view_set(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["export", "1", "--name", "x", "--views", "sideways"])
