@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("architectures", help="list the architectures")
 
     train = commands.add_parser("train", help="train a model (or resume a run)")
-    train.add_argument("--preset", help="start from a named recipe: champion, allconv, smoke")
+    train.add_argument("--preset", help="start from a named recipe: champion, allconv, demo, smoke")
     train.add_argument("--arch", help="architecture name (see `architectures`)")
     train.add_argument("--options", help='architecture options as JSON, e.g. \'{"widths": [64, 128, 256]}\'')
     train.add_argument("--epochs", type=_positive_int)

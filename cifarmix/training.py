@@ -104,7 +104,12 @@ PRESETS: dict[str, dict] = {
                      optimizer="adamw", weight_decay=0.05, schedule="cosine", warmup_epochs=2,
                      label_smoothing=0.1, augment=True, translate=2, precision="mixed_bfloat16",
                      early_stop_patience=1000, val_pairs=5000, time_budget_minutes=180),
-    # A tiny run for demos and tests: a few hundred images, two short epochs.
+    # A classroom demo: a slim residual net on 10,000 images whose accuracy climbs visibly within minutes.
+    "demo": dict(arch="resnet-cpu", options={"widths": [32, 64, 128], "head_width": 64}, epochs=8,
+                 batch_size=128, steps_per_epoch=40, train_size=10000, lr=3e-3, optimizer="adamw",
+                 weight_decay=0.05, schedule="cosine", warmup_epochs=1, label_smoothing=0.1, augment=True,
+                 translate=2, precision="mixed_bfloat16", early_stop_patience=1000, val_pairs=1000),
+    # A tiny run for tests: a few hundred images, two short epochs (seconds; learns next to nothing).
     "smoke": dict(arch="allconv", epochs=2, batch_size=32, steps_per_epoch=4, train_size=400, val_pairs=64),
 }
 

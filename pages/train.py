@@ -58,10 +58,12 @@ def header() -> None:
 
 def preset_picker() -> dict:
     """The preset whose values fill the form (a starting point, every field stays editable)."""
-    names = sorted(training.PRESETS, key=lambda name: name != "smoke") + [CUSTOM]  # the quick demo first
+    order = {"smoke": 0, "demo": 1}  # the quick check first, then the classroom demo
+    names = sorted(training.PRESETS, key=lambda name: order.get(name, 2)) + [CUSTOM]
     choice = st.selectbox(
         "Start from a preset", names, index=0, key="train_preset",
-        format_func=lambda name: {"smoke": "smoke — a tiny demo run (seconds)",
+        format_func=lambda name: {"smoke": "smoke — a quick check that training runs (seconds, learns little)",
+                                  "demo": "demo — watch a small net learn (~1.5 min on 2 CPU cores)",
                                   "allconv": "allconv — the seed notebook's recipe",
                                   "champion": "champion — our best recipe (hours on a CPU)",
                                   CUSTOM: "custom — the plain defaults"}.get(name, name),
@@ -121,7 +123,7 @@ def training_form(arch: str, defaults: dict) -> tuple[training.TrainConfig, str 
         name = right.text_input("Run name (optional)", key=f"name_{key}", max_chars=RUN_NAME_MAX)
         augment = st.checkbox("Augment: random flips and shifts of each image before mixing",
                               value=defaults["augment"], key=f"augment_{key}")
-        advanced = advanced_fields(defaults, key)
+        advanced = advanced_fields(defaults, key, arch)
         submitted = st.form_submit_button("Start training", type="primary", icon="🚀")
     if not submitted:
         return None
@@ -136,7 +138,7 @@ def training_form(arch: str, defaults: dict) -> tuple[training.TrainConfig, str 
     return config, name.strip() or None
 
 
-def advanced_fields(defaults: dict, key: str):
+def advanced_fields(defaults: dict, key: str, arch: str):
     """Optimizer, schedule, precision and the rest, in a collapsed expander. Returns a function that reads them
     (called after submission, so a bad JSON options string is reported like any other invalid value)."""
     with st.expander("Advanced: optimizer, schedule, precision, validation"):
@@ -162,8 +164,9 @@ def advanced_fields(defaults: dict, key: str):
                                          step=1, key=f"early_{key}")
         plateau = right.number_input("Plateau patience (epochs)", value=defaults["plateau_patience"], step=1,
                                      key=f"plateau_{key}")
-        options = st.text_input("Architecture options (JSON)", value=json.dumps(defaults["options"]),
-                                key=f"options_{key}", help='e.g. {"activation": "gelu"} for allconv')
+        preset_options = defaults["options"] if arch == defaults["arch"] else {}  # a preset's options fit its net
+        options = st.text_input("Architecture options (JSON)", value=json.dumps(preset_options),
+                                key=f"options_{key}_{arch}", help='e.g. {"activation": "gelu"} for allconv')
 
     def read() -> dict:
         try:

@@ -169,3 +169,15 @@ def test_a_link_to_a_run_that_is_not_a_run_number_warns_and_shows_the_form(tiny_
 def test_a_link_to_a_deleted_run_says_so(tiny_data):
     at = no_exceptions(open_train_page(run_id=424242))
     assert "There is no run #424242" in texts(at.warning)
+
+
+def test_a_presets_architecture_options_apply_to_its_own_network_only(tiny_data):
+    at = no_exceptions(open_train_page())
+    at.selectbox(key="train_preset").set_value("demo")
+    at = no_exceptions(at.run())
+    options = next(w for w in at.text_input if w.label.startswith("Architecture options"))
+    assert json.loads(options.value) == training.PRESETS["demo"]["options"]
+    next(w for w in at.selectbox if w.label == "Architecture").set_value("allconv")
+    at = no_exceptions(at.run())
+    options = next(w for w in at.text_input if w.label.startswith("Architecture options"))
+    assert options.value == "{}", "the demo's resnet widths would be refused by allconv"

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifarmix import evaluation, jobs, models, paths, training
+from cifarmix import architectures, evaluation, jobs, models, paths, training
 from cifarmix.store import RunStore
 
 
@@ -232,3 +232,15 @@ def test_mistake_captions_mark_each_head():
     found = {"truth": {"first": np.array([2]), "second": np.array([4])},
              "predicted": {"first": np.array([4]), "second": np.array([4])}}
     assert evaluation.mistake_caption(found, 0) == "🐦 bird → deer ✗ · 🚚 truck ✓"
+
+
+@pytest.mark.parametrize("name", sorted(training.PRESETS))
+def test_every_preset_is_a_valid_configuration(name):
+    config = training.preset(name).validate()
+    assert config.arch in architectures.names()
+
+
+def test_the_demo_preset_is_a_slim_net_on_a_subset():
+    demo = training.preset("demo")
+    assert architectures.param_count(demo.arch, **demo.options) < architectures.param_count("resnet-cpu") / 5
+    assert demo.train_size == 10_000 and demo.epochs * demo.steps_per_epoch * demo.batch_size <= 50_000
