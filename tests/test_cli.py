@@ -89,12 +89,12 @@ def test_set_views_rewraps_a_shipped_model_and_keeps_it_intact_when_evaluation_f
     def broken(*args, **kwargs):
         raise ValueError("evaluation broke")
 
+    evaluate = evaluation.evaluate
     monkeypatch.setattr(evaluation, "evaluate", broken)
     code, _, err = run(capsys, "set-views", "tiny", "flip-diagonal", "--repeats", "2", "--pairs", "100")
     assert code == 2 and "evaluation broke" in err
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before, "model and card untouched"
-    monkeypatch.undo()
-    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "shipped"))
+    monkeypatch.setattr(evaluation, "evaluate", evaluate)  # (undo() would also drop tiny_data's CIFARMIX_DATA)
 
     code, out, err = run(capsys, "set-views", "tiny", "flip-diagonal", "--repeats", "2", "--pairs", "100")
     assert code == 0, err
