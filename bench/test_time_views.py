@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 from cifarmix import catalog, data, mixing, models, views  # noqa: E402
 from cifarmix.store import RunStore  # noqa: E402
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="champion", help="a shipped model name, run:N or a .keras path")
@@ -51,6 +52,7 @@ def main() -> None:
         change = correct[name] - correct["flip"]
         print(f"{name:22s} {views.view_count(name):5d} {100 * correct[name].mean():8.2f}% {100 * change.mean():+8.2f} "
               f"{100 * change.std(ddof=1) / np.sqrt(len(change)):7.2f} {1000 * seconds[name] / args.pairs:14.2f}")
+
 
 if __name__ == "__main__":
     main()

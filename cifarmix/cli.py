@@ -50,6 +50,12 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """The test protocol's size: repeats x pairs (default 10 x 10,000)."""
+    parser.add_argument("--repeats", type=_positive_int, default=10, help="test-protocol repeats (default 10)")
+    parser.add_argument("--pairs", type=_positive_int, default=10_000, help="pairs per repeat (default 10,000)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cifarmix", description="Mixed CIFAR-10: data, training, evaluation.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,8 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a model on the test protocol")
     evaluate.add_argument("model", nargs="?", help="a .keras file, a run id, or a shipped model name")
     evaluate.add_argument("--arch", help="evaluate a freshly built, untrained model of this architecture")
-    evaluate.add_argument("--repeats", type=_positive_int, default=10)
-    evaluate.add_argument("--pairs", type=_positive_int, default=10_000)
+    _protocol_arguments(evaluate)
     evaluate.add_argument("--seed", type=int)
     evaluate.add_argument("--alpha", type=_unit_interval, default=0.5)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -106,16 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="test-time views averaged inside the shipped model (default flip: image + mirror)")
     export.add_argument("--data-copy", default="", help="which CIFAR-10 copy the figures were measured on")
     export.add_argument("--notes", default="")
-    export.add_argument("--repeats", type=_positive_int, default=10, help="test-protocol repeats (default 10)")
-    export.add_argument("--pairs", type=_positive_int, default=10_000, help="pairs per repeat (default 10,000)")
+    _protocol_arguments(export)
     export.add_argument("--data", help="CIFAR-10 tarball or folder")
 
     set_views = commands.add_parser(
         "set-views", help="re-wrap a shipped model with other test-time views; evaluates it once on the protocol")
     set_views.add_argument("name", help="shipped model name, e.g. champion")
     set_views.add_argument("views", choices=list(VIEW_SETS), help="the view set to average inside the model")
-    set_views.add_argument("--repeats", type=_positive_int, default=10, help="test-protocol repeats (default 10)")
-    set_views.add_argument("--pairs", type=_positive_int, default=10_000, help="pairs per repeat (default 10,000)")
+    _protocol_arguments(set_views)
     set_views.add_argument("--data", help="CIFAR-10 tarball or folder")
 
     mix = commands.add_parser("mix", help="write a mixed test image as PNG")

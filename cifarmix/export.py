@@ -85,7 +85,7 @@ def export_run(run_id: int, name: str, store: RunStore, x_test, y_test, views: s
     result = evaluation.evaluate(shipped, x_test, y_test, repeats=repeats, pairs=pairs, verbose=1)
     card = model_card(run, config, result, name, views, preset_name, data_copy, notes, target)
     card["milestones"] = milestones(store.epoch_metrics(run_id))
-    _write_json_atomically(folder / CARD_FILE, card)
+    paths.write_json_atomically(folder / CARD_FILE, card)
     store.add_evaluation(run_id, name, result)
     write_models_readme(folder.parent)
     return card
@@ -125,7 +125,7 @@ def change_views(name: str, views: str, x_test, y_test, destination: Path | None
     card.update(flip_averaging=VIEW_SETS[views] is not None, test_time_views=views_record(views), evaluation=result,
                 model_file_mb=round(candidate.stat().st_size / 2**20, 2))
     os.replace(candidate, folder / MODEL_FILE)
-    _write_json_atomically(folder / CARD_FILE, card)
+    paths.write_json_atomically(folder / CARD_FILE, card)
     write_models_readme(folder.parent)
     return card
 
@@ -133,12 +133,6 @@ def change_views(name: str, views: str, x_test, y_test, destination: Path | None
 def views_record(views: str) -> dict:
     """What a card says of its test-time views."""
     return {"name": views, "count": view_count(views), "shifts": [list(shift) for shift in VIEW_SETS[views] or ()]}
-
-
-def _write_json_atomically(path: Path, value) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(value, indent=1))
-    os.replace(temporary, path)
 
 
 def model_card(run: dict, config: TrainConfig, result: dict, name: str, views: str,

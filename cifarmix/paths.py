@@ -1,7 +1,9 @@
-"""Where cifarmix keeps its files: the home folder, the run store, run folders, the data cache."""
+"""Where cifarmix keeps its files: the home folder, the run store, run folders, the data cache; and how it writes
+small JSON files (atomically)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -50,3 +52,11 @@ def project_root() -> Path:
 def shipped_models_dir() -> Path:
     """Pretrained models shipped with the project (``$CIFARMIX_MODELS_DIR`` overrides, e.g. in tests)."""
     return Path(os.environ.get("CIFARMIX_MODELS_DIR") or project_root() / "artifacts" / "models")
+
+
+def write_json_atomically(path: Path, value) -> None:
+    """Write ``value`` as JSON to a hidden temporary file beside ``path`` and rename it into place, so a reader
+    (or a crash) never sees half a file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(value, indent=1))
+    os.replace(temporary, path)

@@ -293,10 +293,7 @@ class Trainer:
 
     def save_state(self, state: dict) -> None:
         """Write ``state.json`` atomically (after ``last.keras``, so the pair is always consistent)."""
-        path = self.folder / STATE_FILE
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state, indent=1))
-        os.replace(temporary, path)
+        paths.write_json_atomically(self.folder / STATE_FILE, state)
 
 
 def train(config: TrainConfig, store: RunStore | None = None, name: str | None = None,
