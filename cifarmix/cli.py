@@ -56,13 +56,18 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", type=_positive_int, default=10_000, help="pairs per repeat (default 10,000)")
 
 
+def _data_argument(parser: argparse.ArgumentParser) -> None:
+    """Where CIFAR-10 is read from; without it, the environment variable, then Keras' own download."""
+    parser.add_argument("--data", help=f"CIFAR-10 tarball or folder (default: ${paths.DATA_ENV}, then Keras)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cifarmix", description="Mixed CIFAR-10: data, training, evaluation.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     data_parser = commands.add_parser("data", help="check the CIFAR-10 data")
     data_parser.add_argument("action", choices=["check"])
-    data_parser.add_argument("--data", help=f"CIFAR-10 tarball or folder (default: ${paths.DATA_ENV}, then Keras)")
+    _data_argument(data_parser)
 
     commands.add_parser("architectures", help="list the architectures")
 
@@ -87,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--time-budget", type=_positive_float, metavar="MINUTES",
                        help="stop cleanly after this many minutes of training (summed over resumes)")
     train.add_argument("--name")
-    train.add_argument("--data", help="CIFAR-10 tarball or folder")
+    _data_argument(train)
     train.add_argument("--run-id", type=_positive_int, help=argparse.SUPPRESS)  # used by cifarmix.jobs
     train.add_argument("--resume", type=_positive_int, metavar="RUN_ID", help="continue a stopped or killed run")
 
@@ -99,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--alpha", type=_unit_interval, default=0.5)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--no-store", action="store_true", help="do not record the result in the run store")
-    evaluate.add_argument("--data", help="CIFAR-10 tarball or folder")
+    _data_argument(evaluate)
 
     commands.add_parser("runs", help="list training runs")
 
@@ -112,14 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--data-copy", default="", help="which CIFAR-10 copy the figures were measured on")
     export.add_argument("--notes", default="")
     _protocol_arguments(export)
-    export.add_argument("--data", help="CIFAR-10 tarball or folder")
+    _data_argument(export)
 
     set_views = commands.add_parser(
         "set-views", help="re-wrap a shipped model with other test-time views; evaluates it once on the protocol")
     set_views.add_argument("name", help="shipped model name, e.g. champion")
     set_views.add_argument("views", choices=list(VIEW_SETS), help="the view set to average inside the model")
     _protocol_arguments(set_views)
-    set_views.add_argument("--data", help="CIFAR-10 tarball or folder")
+    _data_argument(set_views)
 
     mix = commands.add_parser("mix", help="write a mixed test image as PNG")
     mix.add_argument("--first", type=int, help="test-set index of the component of classes 0-4")
@@ -127,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--alpha", type=_unit_interval, default=0.5)
     mix.add_argument("--seed", type=int, default=0)
     mix.add_argument("--out", default="mix.png")
-    mix.add_argument("--data", help="CIFAR-10 tarball or folder")
+    _data_argument(mix)
     return parser
 
 
