@@ -46,7 +46,8 @@ def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, height: i
         title=dict(text=title, x=0, xanchor="left", subtitle=dict(text=subtitle) if subtitle else None),
         height=height,
         margin=dict(l=10, r=10, t=62 if subtitle else 40, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0),
+        # Below the whole figure (container), so it never runs into the x-axis title as a plot-relative y does.
+        legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, xanchor="left", x=0),
         hovermode="x unified",
         template="plotly_white",
     )
