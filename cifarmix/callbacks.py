@@ -74,7 +74,9 @@ class Checkpoints(keras.callbacks.Callback):
         folder = self.trainer.folder
         score = logs.get("val_mean_accuracy")
         if score is not None and (self.state["best"] is None or score > self.state["best"]):
-            self.state.update(best=float(score), best_epoch=epoch + 1)
+            # best_steps: the batches the best weights were trained on (a cut epoch counts only its own)
+            self.state.update(best=float(score), best_epoch=epoch + 1,
+                              best_steps=epoch * self.steps_per_epoch + self.batches)
             models.save_atomically(self.model, folder / BEST_MODEL)
         self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.time() - self.epoch_started
         whole = self.batches >= self.steps_per_epoch
@@ -100,15 +102,17 @@ class RunRecorder(keras.callbacks.Callback):
         self.pending: list[tuple] = []
         self.last_flush = time.time()
         self.epoch = 0
+        self.step = 0
         self.epoch_started = time.time()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        self.step = epoch * self.steps_per_epoch
         self.epoch_started = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
-        step = self.epoch * self.steps_per_epoch + batch + 1
+        step = self.step = self.epoch * self.steps_per_epoch + batch + 1
         self.pending.append((step, self.epoch + 1, _float(logs.get("loss")), _float(logs.get("first_loss")),
                              _float(logs.get("second_loss"))))
         if time.time() - self.last_flush >= FLUSH_SECONDS:
@@ -126,7 +130,7 @@ class RunRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        self.flush((epoch + 1) * self.steps_per_epoch, self.state.get("train_seconds", 0.0))  # this epoch included
+        self.flush(self.step, self.state.get("train_seconds", 0.0))  # this epoch included (all of it, or its cut part)
         logs["lr"] = _current_lr(self.model)
         logs["seconds"] = time.time() - self.epoch_started
         logs["train_seconds"] = self.state.get("train_seconds", 0.0)

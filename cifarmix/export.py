@@ -140,7 +140,8 @@ def model_card(run: dict, config: TrainConfig, result: dict, name: str, views: s
     """Everything a reader needs to trust (or reproduce) a shipped model."""
     state = json.loads((paths.run_dir(run["id"]) / STATE_FILE).read_text())
     epochs = state["epoch"]
-    steps = run.get("steps_done") or 0
+    # The batches the shipped (best) weights were trained on; runs older than best_steps: the run's last step.
+    steps = state.get("best_steps") or run.get("steps_done") or 0
     return {
         "name": name,
         "title": architectures.get(config.arch).title,
