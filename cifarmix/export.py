@@ -190,7 +190,7 @@ def _milestone_text(hit: dict | None) -> str:
 
 
 def write_models_readme(folder: Path) -> Path:
-    """``README.md`` in the shipped-models folder: one table row per ``*/card.json`` (written by ``export``)."""
+    """``README.md`` in the shipped-models folder: one table row per ``*/card.json`` (written by ``export`` and ``set-views``)."""
     rows, times = [], []
     for card_path in sorted(folder.glob("*/card.json")):
         card = json.loads(card_path.read_text())
@@ -210,9 +210,10 @@ def write_models_readme(folder: Path) -> Path:
         "",
         "Each folder holds `model.keras` (float32; loads with `keras.saving.load_model(path, safe_mode=True)` after",
         "`import cifarmix`; float32 pixels in [0, 255], shape (N, 32, 32, 3) -> `{\"first\": (N, 5), \"second\": (N, 5)}`)",
-        "and `card.json`: the exact training command and configuration, epochs, pairs seen, wall time, machine, the",
+        "and `card.json`: the exact training command and configuration, epochs, pairs seen (by the shipped weights),",
+        "training time (minutes of training, summed over resumes; downtime excluded), machine, the",
         "data copy, and the full test-protocol result (10 x 10,000 test pairs, seed 2024) with confusion matrices.",
-        "This table is written by `python -m cifarmix export` from the cards.",
+        "This table is written by `python -m cifarmix export` and `set-views` from the cards; file sizes in MiB.",
         "",
         "| model | architecture | parameters | test mean accuracy ± std | heads (first / second) | weighted F1 "
         "(first / second) | epochs | pairs seen | training minutes | test-time views | file MB | command |",
