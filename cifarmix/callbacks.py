@@ -135,6 +135,8 @@ class RunRecorder(keras.callbacks.Callback):
         logs["seconds"] = time.time() - self.epoch_started
         logs["train_seconds"] = self.state.get("train_seconds", 0.0)
         self.trainer.store.log_epoch(self.trainer.run_id, epoch + 1, {k: _float(v) for k, v in logs.items()})
+        if self.trainer.store.stop_requested(self.trainer.run_id) or self.trainer.over_budget():
+            self.model.stop_training = True  # a Stop pressed during validation, or the budget spent: no new epoch
 
 
 def _float(value) -> float | None:

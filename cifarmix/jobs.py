@@ -110,6 +110,7 @@ def resume(run_id: int, store: RunStore | None = None, data_source: str | None =
         run = store.get_run(run_id)
         if run is None or run["status"] in ACTIVE or run["status"] == "finished":
             raise ValueError(f"run {run_id} cannot be resumed (status: {run and run['status']})")
+        store.update_run(run_id, pid=None)  # the old pid is dead: reap() must not call the new start killed
         store.set_status(run_id, "queued", "resuming")  # re-queueing clears an old stop request
         _spawn(store, run_id, ["--resume", str(run_id)], data_source)
     return run_id
@@ -119,12 +120,15 @@ def _spawn(store: RunStore, run_id: int, arguments: list[str], data_source: str 
     environment = dict(os.environ)
     if data_source:
         environment[paths.DATA_ENV] = str(data_source)
-    log = open(paths.run_dir(run_id) / LOG_FILE, "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cifarmix", "train", *arguments], stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, env=environment, cwd=str(paths.project_root()), start_new_session=True,
-    )
-    log.close()
+    try:
+        with open(paths.run_dir(run_id) / LOG_FILE, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "cifarmix", "train", *arguments], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=environment, cwd=str(paths.project_root()), start_new_session=True,
+            )
+    except OSError as error:  # no process: the run must not stay queued and hold a training slot
+        store.set_status(run_id, "failed", f"the training process could not be started: {error}")
+        raise
     threading.Thread(target=process.wait, daemon=True).start()  # reap the child when it exits: no zombies
     store.update_run(run_id, pid=process.pid)
 
@@ -132,10 +136,11 @@ def _spawn(store: RunStore, run_id: int, arguments: list[str], data_source: str 
 def stop(run_id: int, store: RunStore | None = None) -> None:
     """Ask a run to stop cleanly: it finishes its current step, keeps its best checkpoint, ends ``stopped``."""
     store = store or RunStore()
-    store.request_stop(run_id)
-    run = store.get_run(run_id)
-    if run and run["status"] == "queued" and not is_alive(run.get("pid")):
-        store.set_status(run_id, "stopped", "stopped before it started")
+    with _start_lock():  # not between a start's queueing and its process's pid being recorded
+        store.request_stop(run_id)
+        run = store.get_run(run_id)
+        if run and run["status"] == "queued" and not is_alive(run.get("pid")):
+            store.set_status(run_id, "stopped", "stopped before it started")
 
 
 def kill(run_id: int, store: RunStore | None = None) -> None:
@@ -184,7 +189,11 @@ def seconds_left(run: dict, epoch_seconds=()) -> float | None:
         per_step = (elapsed_seconds(run) or 0.0) / done
     else:
         return None
-    return max(0.0, (total - done) * per_step)
+    left = max(0.0, (total - done) * per_step)
+    budget = (run.get("config") or {}).get("time_budget_minutes")
+    if budget:  # the run ends at its time budget if that comes first
+        left = min(left, max(0.0, budget * 60 - (elapsed_seconds(run) or 0.0)))
+    return left
 
 
 def duration_text(seconds: float | None) -> str:

@@ -560,6 +560,17 @@ class RunStore:
 
         self._write(insert)
 
+    def drop_steps_after(self, run_id: int, step: int) -> int:
+        """Delete the step losses logged after ``step`` (a killed session's steps that a resume will redo, so
+        a resume that ends sooner leaves no stale tail on the curve). Returns how many rows went."""
+
+        def delete(conn: sqlite3.Connection) -> int:
+            self._require_run(conn, run_id)
+            return conn.execute("DELETE FROM step_metrics WHERE run_id = ? AND step > ?",
+                                (int(run_id), int(step))).rowcount
+
+        return self._write(delete)
+
     def log_epoch(self, run_id: int, epoch: int, metrics: dict[str, float]) -> None:
         """Store one epoch's metrics, replacing whatever that epoch had (a resumed run may redo an epoch).
 

@@ -198,7 +198,9 @@ class Trainer:
         x_train, y_train = subset(splits.x_train, splits.y_train, config.train_size, config.seed)
         train_groups = mixing.split_groups(x_train, y_train)
         steps = steps_per_epoch(config, len(x_train))
-        self.store.update_run(self.run_id, total_epochs=config.epochs, total_steps=config.epochs * steps)
+        self.store.update_run(self.run_id, total_epochs=config.epochs, total_steps=config.epochs * steps,
+                              steps_done=state["epoch"] * steps)
+        self.store.drop_steps_after(self.run_id, state["epoch"] * steps)  # a killed session's partial epoch
         with models.precision_policy(config.precision):
             model = self.model(state, steps)
         dataset = mixing.MixedPairs(
@@ -313,4 +315,10 @@ def resume(run_id: int, store: RunStore | None = None, data_source: str | None =
         raise ValueError(f"run {run_id} does not exist; `python -m cifarmix runs` lists the runs")
     if run["status"] == "finished":
         raise ValueError(f"run {run_id} already finished all {run['total_epochs']} epochs; nothing to resume")
+    from cifarmix import jobs  # jobs imports this module
+
+    pid = run.get("pid")
+    if run["status"] in jobs.ACTIVE and pid not in (None, os.getpid()) and jobs.is_alive(pid):
+        raise ValueError(f"run {run_id} is {run['status']} in process {pid}; two processes must not train one "
+                         f"run. Stop it first (the Train page, or kill {pid}), then resume.")
     return Trainer(store, run_id, data_source).run()  # restarting an ended run clears its old stop request

@@ -228,6 +228,14 @@ def test_relogged_step_replaces_the_old_row(db, run_id):
     assert db.step_metrics(run_id)["loss"].tolist() == [0.9]
 
 
+def test_steps_after_a_point_can_be_dropped_for_a_resume(db, run_id):
+    db.log_steps(run_id, [(step, step // 4, 1.0, 0.5, 0.5) for step in range(1, 11)])
+    assert db.drop_steps_after(run_id, 8) == 2
+    assert db.step_metrics(run_id)["step"].tolist() == list(range(1, 9))
+    with pytest.raises(UnknownRunError):
+        db.drop_steps_after(999, 0)
+
+
 def test_logging_metrics_for_an_unknown_run_raises(db):
     with pytest.raises(UnknownRunError):
         db.log_steps(999, [(1, 0, 1.0, 0.5, 0.5)])

@@ -96,6 +96,48 @@ def test_an_epoch_cut_short_by_a_stop_is_redone_in_full_on_resume(tiny_data, sto
     assert store.epoch_metrics(run_id)["epoch"].tolist() == [1, 2, 3]
 
 
+def test_a_stop_pressed_during_validation_starts_no_new_epoch(tiny_data, store, monkeypatch):
+    from cifarmix import callbacks
+
+    monkeypatch.setattr(callbacks, "FLUSH_SECONDS", 1e9)  # no check inside the epoch: only the epoch's end
+    config = tiny_config(epochs=3, steps_per_epoch=3)
+    run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed)
+    asked = store.stop_requested
+    monkeypatch.setattr(store, "stop_requested", lambda rid: len(store.epoch_metrics(rid)) >= 1 or asked(rid))
+    run = training.Trainer(store, run_id).run()
+    assert (run["status"], run["epochs_done"], run["steps_done"]) == ("stopped", 1, 3)
+    assert store.step_metrics(run_id)["step"].max() == 3 and store.epoch_metrics(run_id)["epoch"].tolist() == [1]
+
+
+def test_a_resume_drops_the_steps_of_a_killed_sessions_partial_epoch(tiny_data, store):
+    config = tiny_config(epochs=1, steps_per_epoch=3)
+    run = training.train(config, store)
+    store.update_run(run["id"], config=dict(config.to_dict(), epochs=2))
+    store.log_steps(run["id"], [(4, 2, 9.0, 4.5, 4.5), (5, 2, 9.0, 4.5, 4.5), (99, 2, 9.0, 4.5, 4.5)])  # killed
+    store.set_status(run["id"], "killed", "test")
+    resumed = training.resume(run["id"], store)
+    steps = store.step_metrics(run["id"])
+    assert resumed["steps_done"] == 6 and steps["step"].tolist() == list(range(1, 7)) and (steps["loss"] < 9).all()
+
+
+def test_the_command_line_resume_refuses_a_run_another_process_trains(tiny_data, store):
+    import subprocess
+    import sys
+
+    config = tiny_config()
+    run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "cifarmix", "train"])
+    try:
+        store.update_run(run_id, pid=other.pid)
+        store.set_status(run_id, "running", "in another process")
+        with pytest.raises(ValueError, match=f"running in process {other.pid}"):
+            training.resume(run_id, store)
+        assert store.get_run(run_id)["status"] == "running"
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_resume_continues_from_the_last_completed_epoch(tiny_data, store):
     config = tiny_config(epochs=2)
     run = training.train(config, store)
@@ -214,6 +256,8 @@ def test_progress_estimates_for_the_train_page():
     assert jobs.seconds_left(running, [30.0, 20.0, 20.0, 20.0]) == pytest.approx(60 * 2.0)  # 2 s/step, 60 left
     assert jobs.seconds_left(running | {"status": "finished"}, [20.0]) is None
     assert jobs.seconds_left(running | {"steps_done": 0}) is None
+    budgeted = running | {"config": {"time_budget_minutes": 1.5}, "train_seconds": 40.0}
+    assert jobs.seconds_left(budgeted, [20.0] * 3) == pytest.approx(50.0)  # the budget ends it first
     finished = {"started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T01:05:00+00:00"}
     assert jobs.elapsed_seconds(finished) == 3900.0 and jobs.elapsed_seconds({}) is None
     assert jobs.elapsed_seconds(finished | {"train_seconds": 1200.0}) == 1200.0  # time training, not wall time
