@@ -33,12 +33,16 @@ def device() -> str:
 
 
 def watched_run_id() -> int | None:
-    """The run in the URL, else the newest active run (so a second viewer without the link sees it)."""
+    """The run in the URL, else the newest active run (so a second viewer without the link sees it), which then
+    goes into the URL: when it ends, this viewer still sees how (finished, failed, killed) instead of the form."""
     linked = ui.run_id_from_link()
     if linked is not None:
         return linked
     active = jobs.active_runs(store())
-    return active[0]["id"] if active else None
+    if not active:
+        return None
+    st.query_params["run"] = str(active[0]["id"])
+    return active[0]["id"]
 
 
 # ------------------------------------------------------------------------------------------------ sections

@@ -122,6 +122,18 @@ def test_a_start_beyond_the_servers_limit_is_refused_with_the_limit_message(tiny
     assert [run["id"] for run in store.list_runs()] == [busy]
 
 
+def test_a_viewer_without_the_link_follows_the_active_run_and_keeps_it_once_it_ends(tiny_data, dummy_trainer):
+    store = RunStore()
+    busy = store.create_run("allconv", {}, training.preset("smoke").to_dict(), 0, status="running", name="theirs")
+    store.update_run(busy, pid=dummy_trainer.pid)
+    at = no_exceptions(open_train_page())
+    assert at.query_params["run"] == str(busy) and f"Run #{busy}" in texts(at.subheader)
+    dummy_trainer.kill()
+    dummy_trainer.wait()
+    at = no_exceptions(at.run())
+    assert f"Run #{busy}" in texts(at.subheader) and "killed" in texts(at.error)
+
+
 def test_a_killed_run_shows_its_status_and_log_and_can_be_resumed_and_stopped(tiny_data):
     store = RunStore()
     config = training.TrainConfig(arch="allconv", epochs=3, batch_size=16, steps_per_epoch=40, train_size=200,
