@@ -218,13 +218,19 @@ class Game:
     def is_last_round(self) -> bool:
         return self.position == len(self.rounds) - 1
 
-    def answer(self, human: Answer, model: Answer, seconds: float) -> RoundResult:
+    def answer(self, human: Answer, model: Answer, seconds: float,
+               picked_at: tuple[float | None, float | None] = (None, None)) -> RoundResult:
         """Score the current round for both players and move to its reveal.
+
+        With a time limit, a pick counts if it was made within the limit (plus ``LATE_GRACE_S``), however late the
+        answer itself arrives (a phone that slept through the clock's end still scores the picks made in time);
+        a pick made later does not count, and the round is marked ``late``.
 
         Args:
             human: the player's picks (None for a group not picked).
             model: the model's answer (see :func:`model_answer`).
             seconds: time from showing the round to the answer.
+            picked_at: time from showing the round to each pick (first, second); None: taken as ``seconds``.
 
         Raises:
             RuntimeError: when the game is not waiting for a guess.
@@ -233,8 +239,12 @@ class Game:
             raise RuntimeError(f"the game is in its {self.stage!r} stage; answer only while it waits for a guess")
         game_round = self.rounds[self.position]
         timed_out = self.time_limit is not None and seconds >= self.time_limit
-        late = self.time_limit is not None and seconds > self.time_limit + LATE_GRACE_S
-        counted = NO_ANSWER if late else human
+        counted = human
+        if self.time_limit is not None:
+            cutoff = self.time_limit + LATE_GRACE_S
+            in_time = [(seconds if at is None else at) <= cutoff for at in picked_at]
+            counted = Answer(human.first if in_time[0] else None, human.second if in_time[1] else None)
+        late = counted != Answer(human.first, human.second)
         human_correct = _correct(counted, game_round)
         model_correct = _correct(model, game_round)
         human_points, human_streak = round_points(human_correct, self.human_streak)

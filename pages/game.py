@@ -21,6 +21,7 @@ from pages import ui
 
 GAME_KEY = "game"
 PICK_KEYS = {"first": "game_pick_first", "second": "game_pick_second"}
+PICK_TIME_KEYS = {"first": "game_pick_first_at", "second": "game_pick_second_at"}  # seconds into the round
 STARTED_KEY = "game_round_started"
 LEADERBOARD_SIZE = 10
 MODEL_ANSWER_KEY = "game_model_answer"
@@ -34,7 +35,7 @@ GROUPS = {"first": ("Group A", range(5), "12345"), "second": ("Group B", range(5
 
 
 def start_round() -> None:
-    for key in PICK_KEYS.values():
+    for key in (*PICK_KEYS.values(), *PICK_TIME_KEYS.values()):
         st.session_state[key] = None
     st.session_state.pop(STARTED_KEY, None)  # the clock starts when the round is on screen (see guess_stage)
 
@@ -50,15 +51,20 @@ def start_game(y) -> None:
 
 def pick(head: str, choice: int) -> None:
     st.session_state[PICK_KEYS[head]] = choice
+    st.session_state[PICK_TIME_KEYS[head]] = seconds_into_round()
+
+
+def seconds_into_round() -> float:
+    return time.monotonic() - st.session_state.get(STARTED_KEY, time.monotonic())
 
 
 def submit(g: game.Game, model_answer: game.Answer) -> None:
     """Score the round with the picks so far (the Submit button, or the clock running out)."""
     if g.stage != "guess":
         return  # a double click, or the clock and the button at once
-    seconds = time.monotonic() - st.session_state.get(STARTED_KEY, time.monotonic())
     human = game.Answer(st.session_state.get(PICK_KEYS["first"]), st.session_state.get(PICK_KEYS["second"]))
-    g.answer(human, model_answer, seconds)
+    g.answer(human, model_answer, seconds_into_round(),
+             picked_at=(st.session_state.get(PICK_TIME_KEYS["first"]), st.session_state.get(PICK_TIME_KEYS["second"])))
 
 
 def advance(g: game.Game) -> None:
@@ -210,7 +216,7 @@ def reveal_stage(g: game.Game, x) -> None:
     result = g.last_result
     r = result.round
     if result.late:
-        st.warning("Too late — the answer came after the time limit and does not count.", icon="⏰")
+        st.warning("Too late — a pick made after the time limit does not count.", icon="⏰")
     elif result.timed_out:
         st.info("Time's up! The picks you had made counted.", icon="⏱️")
     st.subheader(f"You +{result.human_points} · Model +{result.model_points}"

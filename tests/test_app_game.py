@@ -129,6 +129,20 @@ def test_when_the_clock_runs_out_the_picks_so_far_count(tiny_data, no_models):
     assert "Time's up" in " ".join(i.value for i in at.info)
 
 
+def test_picks_made_in_time_count_even_when_the_page_comes_back_long_after_the_clock(tiny_data, no_models):
+    at = game_page()
+    start_game(at, limit=10)
+    r = current(at).current
+    at.button(key=f"game_pick_{r.first}").click().run()
+    at.button(key=f"game_pick_{r.second + 5}").click().run()  # both picked at once, well within 10 s
+    at.session_state["game_round_started"] = time.monotonic() - 60  # a phone asleep through the end of the round
+    at.run()
+    result = current(at).last_result
+    assert current(at).stage == "reveal" and result.timed_out and not result.late
+    assert result.human_correct == (True, True) and result.human_points > 0
+    assert not at.warning
+
+
 def ui_label(cls: int) -> str:
     from pages import ui
 

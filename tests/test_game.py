@@ -93,6 +93,12 @@ def test_time_limit_marks_timeouts_and_voids_late_answers():
     late = g.answer(perfect(g.current), perfect(g.current), seconds=10 + game.LATE_GRACE_S + 1)
     assert late.late and late.human_points == 0 and late.human_correct == (False, False)
     assert late.model_points > 0  # the model is never late
+    g.advance()
+    slept = g.answer(perfect(g.current), wrong(g.current), seconds=40.0, picked_at=(3.0, 8.0))  # picked in time
+    assert slept.timed_out and not slept.late and slept.human_points == 20
+    g.advance()
+    half = g.answer(perfect(g.current), wrong(g.current), seconds=40.0, picked_at=(3.0, 25.0))
+    assert half.late and half.human_correct == (True, False) and half.human_points == 10
     with pytest.raises(ValueError):
         game.new_game(Y_TEST, seed=0, opponent="m", time_limit=0)
 
