@@ -148,7 +148,7 @@ def scoreboard(g: game.Game) -> None:
     columns[0].metric("Round", f"{min(g.position + 1, len(g.rounds))} / {len(g.rounds)}")
     columns[1].metric("You", g.human_score, delta=f"🔥 {g.human_streak} in a row" if g.human_streak > 1 else None,
                       delta_color="off")
-    columns[2].metric("Model", g.model_score, delta=f"🔥 {g.model_streak} in a row" if g.model_streak > 1 else None,
+    columns[2].metric(game.opponent_label(g.opponent), g.model_score, delta=f"🔥 {g.model_streak} in a row" if g.model_streak > 1 else None,
                       delta_color="off")
     limit = f" · {g.time_limit:g} s per round" if g.time_limit else ""
     columns[3].caption(f"Playing against {ui.escape_markdown(ui.model_title(g.opponent))}{limit}")
@@ -161,10 +161,14 @@ def model_answer_for(g: game.Game, x) -> game.Answer | None:
     cached = st.session_state.get(MODEL_ANSWER_KEY)
     if cached and cached[0] == key:
         return cached[1]
-    model = ui.get_model(g.opponent)
-    if model is None:
-        return None
-    _, answer = game.play_model_round(g, x, model.predict)
+    if g.opponent == ui.BASELINE:
+        predict = game.random_guesser(g)
+    else:
+        model = ui.get_model(g.opponent)
+        if model is None:
+            return None
+        predict = model.predict
+    _, answer = game.play_model_round(g, x, predict)
     st.session_state[MODEL_ANSWER_KEY] = (key, answer)
     return answer
 
@@ -219,7 +223,7 @@ def reveal_stage(g: game.Game, x) -> None:
         st.warning("Too late — a pick made after the time limit does not count.", icon="⏰")
     elif result.timed_out:
         st.info("Time's up! The picks you had made counted.", icon="⏱️")
-    st.subheader(f"You +{result.human_points} · Model +{result.model_points}"
+    st.subheader(f"You +{result.human_points} · {game.opponent_label(g.opponent)} +{result.model_points}"
                  + (f" · 🔥 {result.human_streak} perfect rounds in a row!" if result.human_streak > 1 else ""),
                  anchor=False)
     columns = st.columns(3, gap="medium")
@@ -229,23 +233,24 @@ def reveal_stage(g: game.Game, x) -> None:
         ui.show_image(x[r.a_index], f"A: {ui.class_label(r.true_classes[0])}", factor=7)
     with columns[2]:
         ui.show_image(x[r.b_index], f"B: {ui.class_label(r.true_classes[1])}", factor=7)
-    st.dataframe(reveal_table(result, g.opponent == ui.BASELINE), hide_index=True)
+    st.dataframe(reveal_table(result, g.opponent), hide_index=True)
     last = g.is_last_round
     st.button("See the results" if last else "Next round", icon="🏁" if last else "▶️", type="primary",
               on_click=advance, args=(g,), shortcut="Right", key="game_next",
               help="Keyboard: → (not Enter, so a second Enter after Submit cannot skip this reveal)")
 
 
-def reveal_table(result: game.RoundResult, random_guesser: bool) -> pd.DataFrame:
-    """Right answers, yours and the opponent's (with its confidence; the random guesser has none)."""
+def reveal_table(result: game.RoundResult, opponent: str) -> pd.DataFrame:
+    """Right answers, yours (those that counted) and the opponent's (with its confidence; the random guesser has
+    none)."""
     rows = []
-    human = game.NO_ANSWER if result.late else result.human
+    random_guesser = opponent == ui.BASELINE
     for head, truth, mine, theirs, confidence, me_right, it_right in zip(
-            ("A", "B"), result.round.true_classes, human.classes(), result.model.classes(),
+            ("A", "B"), result.round.true_classes, result.human.classes(), result.model.classes(),
             result.model.confidence, result.human_correct, result.model_correct):
         rows.append({"Group": head, "Right answer": ui.class_label(truth),
                      "You": ("✅ " if me_right else "❌ ") + (ui.class_label(mine) if mine is not None else "—"),
-                     "Random guesser" if random_guesser else "Model": ("✅ " if it_right else "❌ ")
+                     game.opponent_label(opponent): ("✅ " if it_right else "❌ ")
                      + ui.class_label(theirs) + ("" if random_guesser else f" ({confidence:.0%} sure)")})
     return pd.DataFrame(rows)
 
@@ -270,9 +275,10 @@ def summary(g: game.Game) -> None:
     per_class = game.class_summary(g.results)
     st.markdown("#### Class by class")
     st.markdown(game.who_did_better(per_class, g.opponent))
+    them = game.opponent_label(g.opponent)
     st.dataframe(pd.DataFrame([{
         "Class": ui.class_label(c.class_index), "Came up": c.rounds, "You right": c.human_correct,
-        "Model right": c.model_correct, "Better": {"human": "🙋 you", "model": "🤖 model", "tie": "="}[c.winner],
+        f"{them} right": c.model_correct, "Better": {"human": "🙋 you", "model": f"🤖 {them.lower()}", "tie": "="}[c.winner],
     } for c in per_class]), hide_index=True)
     st.button("Play again", icon="🔁", type="primary", on_click=quit_game, key="game_again")
 

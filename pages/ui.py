@@ -199,18 +199,13 @@ class SharedModel:
 @st.cache_resource(max_entries=MODEL_CACHE_ENTRIES, show_spinner="Loading the model…")
 def _shared_model(reference: str, path: str, stamp: int, title: str) -> SharedModel:
     """Load once per (reference, file, modification time): a retrained run's new file is picked up."""
-    if reference == BASELINE:
-        from cifarmix import architectures
-
-        shared = SharedModel(architectures.build("random"), reference, title)
-    else:
-        shared = SharedModel(models.load_model(path), reference, title)
+    shared = SharedModel(models.load_model(path), reference, title)
     shared.predict(np.zeros((1, 32, 32, 3), dtype=np.float32))  # warm up: the first call traces the model
     freeze_long_lived()
     return shared
 
 
-BASELINE_TITLE = "🎲 Random guesser (untrained baseline)"
+BASELINE_TITLE = "🎲 Random guesser (names one class per group at random)"
 
 
 def model_titles() -> dict[str, str]:
@@ -227,14 +222,13 @@ def model_title(reference: str, titles: dict[str, str] | None = None) -> str:
 
 
 def shared_model(reference: str) -> SharedModel:
-    """The model behind ``reference`` (``BASELINE``, a shipped name, ``run:12``), loaded once per server.
+    """The model behind ``reference`` (a shipped name, ``run:12``), loaded once per server. (The Game's random
+    guesser, ``BASELINE``, is no model: see ``game.random_guesser``.)
 
     Raises:
         models.ModelError: the file is missing, corrupt or not a two-head model.
         ValueError: the reference names no known model.
     """
-    if reference == BASELINE:
-        return _shared_model(BASELINE, "", 0, model_title(BASELINE))
     entry = catalog.resolve(reference, run_store())
     try:
         stamp = Path(entry.path).stat().st_mtime_ns

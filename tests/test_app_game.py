@@ -59,7 +59,7 @@ def metric(at: AppTest, label: str) -> str:
 def test_a_full_round_pick_submit_reveal_next(tiny_data, no_models):
     at = game_page()
     assert "No trained model yet" in " ".join(i.value for i in at.info)
-    assert at.selectbox(key="game_opponent").options == ["🎲 Random guesser (untrained baseline)"]
+    assert at.selectbox(key="game_opponent").options == ["🎲 Random guesser (names one class per group at random)"]
     start_game(at)
     assert metric(at, "Round") == "1 / 10" and metric(at, "You") == "0"
     assert len(at.image) == 1 and at.image[0].captions == ["Round 1: what is in it?"]
@@ -67,7 +67,7 @@ def test_a_full_round_pick_submit_reveal_next(tiny_data, no_models):
     answer_round(at, right=True)
 
     g = current(at)
-    assert g.stage == "reveal" and metric(at, "You") == "20" and metric(at, "Model") == str(g.model_score)
+    assert g.stage == "reveal" and metric(at, "You") == "20" and metric(at, "Random guesser") == str(g.model_score)
     table = at.dataframe[0].value
     truth = [ui_label(c) for c in g.rounds[0].true_classes]
     assert list(table["Right answer"]) == truth and list(table["You"]) == [f"✅ {t}" for t in truth]

@@ -277,3 +277,16 @@ def test_the_sentences_name_the_classes_each_side_did_better_on():
     summary = [{"class_index": 2, "winner": "human"}, {"class_index": 4, "winner": None}]
     assert game.classroom_sentence(summary) == ("**People** beat the models on 🐦 bird; "
                                                 "**models** beat people on no class yet.")
+
+
+def test_the_random_guesser_spreads_its_answers_and_repeats_them_for_a_replayed_round():
+    image = np.zeros((1, 32, 32, 3), dtype=np.float32)
+    answers = []
+    for seed in range(300):
+        g = game.new_game(Y_TEST, seed=seed, opponent=game.BASELINE_OPPONENT)
+        answer = game.model_answer(game.random_guesser(g)(image))
+        assert answer == game.model_answer(game.random_guesser(g)(image))  # the same round, the same guess
+        answers.append((answer.first, answer.second))
+    for head in range(2):
+        counts = np.bincount([a[head] for a in answers], minlength=5)
+        assert counts.min() > 30, counts  # ~60 each: every class is guessed (an untrained net names one)
