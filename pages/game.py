@@ -285,21 +285,38 @@ def summary(g: game.Game) -> None:
 
 def leaderboard() -> None:
     st.subheader("🏆 Leaderboard")
-    rows = ui.run_store().leaderboard(limit=LEADERBOARD_SIZE)
+    try:
+        rows = ui.run_store().leaderboard(limit=LEADERBOARD_SIZE)
+    except sqlite3.Error as error:  # a locked or damaged store: say so, the page goes on
+        st.warning(f"The leaderboard cannot be read right now ({type(error).__name__}: {error}).", icon="🏆")
+        return
     if not rows:
         st.caption("No games yet — be the first on the board!")
         return
     titles = ui.model_titles()
     # Names go into a dataframe: shown as plain text, never interpreted as markdown or HTML.
     st.dataframe(pd.DataFrame([{
-        "#": rank, "Player": row["player"], "Score": row["score"], "Model's score": row["model_score"],
-        "Opponent": ui.model_title(row["opponent"], titles), "Date": ui.format_time(row["created_at"]),
+        "#": rank, "Player": row["player"], "Score": row["score"], "Opponent's score": row["model_score"],
+        "Opponent": ui.model_title(row["opponent"], titles), "Time per round": time_limit_text(row["details"]),
+        "Date": ui.format_time(row["created_at"]),
     } for rank, row in enumerate(rows, start=1)]), hide_index=True)
+
+
+def time_limit_text(details: dict | None) -> str:
+    """A leaderboard game's clock: ``"10 s"``, ``"no limit"`` (or ``"-"`` for a game saved without details)."""
+    if not details or "time_limit" not in details:
+        return "-"
+    return f"{details['time_limit']:g} s" if details["time_limit"] else "no limit"
 
 
 def classroom() -> None:
     st.subheader("👩‍🏫 People vs models, over every game played here")
-    rows = game.classroom_summary(ui.run_store().class_accuracy(ignored_models=[ui.BASELINE]))
+    try:
+        rows = game.classroom_summary(ui.run_store().class_accuracy(ignored_models=[ui.BASELINE]))
+    except sqlite3.Error as error:
+        st.warning(f"The class-by-class results cannot be read right now ({type(error).__name__}: {error}).",
+                   icon="👩‍🏫")
+        return
     if not rows:
         st.caption("After the first game, this shows per class how often people and models were right.")
         return

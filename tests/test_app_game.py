@@ -102,7 +102,7 @@ def test_a_full_game_ends_in_a_summary_and_a_plain_text_leaderboard_entry(tiny_d
         name, g.human_score, g.model_score, shipped_model)
     assert "Your game is #1 of 1 on the leaderboard below." in [c.value for c in at.caption]
     board = at.dataframe[1].value
-    assert board["Player"].tolist() == [name]
+    assert board["Player"].tolist() == [name] and board["Time per round"].tolist() == ["no limit"]
     from cifarmix import catalog
 
     assert board["Opponent"].tolist() == [catalog.resolve(shipped_model, RunStore()).title]  # not the raw reference
@@ -141,6 +141,23 @@ def test_picks_made_in_time_count_even_when_the_page_comes_back_long_after_the_c
     assert current(at).stage == "reveal" and result.timed_out and not result.late
     assert result.human_correct == (True, True) and result.human_points > 0
     assert not at.warning
+
+
+def test_a_store_that_cannot_be_read_leaves_the_game_page_usable(tiny_data, no_models, monkeypatch):
+    import sqlite3
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(RunStore, "leaderboard", locked)
+    monkeypatch.setattr(RunStore, "class_accuracy", locked)
+    at = game_page()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "leaderboard cannot be read right now" in warnings and "database is locked" in warnings
+    assert "class-by-class results cannot be read" in warnings
+    start_game(at)
+    assert not at.exception and metric(at, "Round") == "1 / 10"
 
 
 def ui_label(cls: int) -> str:
