@@ -152,7 +152,9 @@ def scoreboard(g: game.Game) -> None:
                       delta_color="off")
     limit = f" · {g.time_limit:g} s per round" if g.time_limit else ""
     columns[3].caption(f"Playing against {ui.escape_markdown(ui.model_title(g.opponent))}{limit}")
-    columns[4].button("Quit", icon="✖️", type="tertiary", on_click=quit_game, help="Abandon this game")
+    with columns[4].popover("Quit", icon="✖️", help="Abandon this game"):  # two steps: one stray tap loses nothing
+        st.markdown("Abandon this game? It will not be saved.")
+        st.button("Yes, quit", on_click=quit_game, key="game_quit", type="primary")
 
 
 def model_answer_for(g: game.Game, x) -> game.Answer | None:

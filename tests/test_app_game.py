@@ -143,6 +143,16 @@ def test_picks_made_in_time_count_even_when_the_page_comes_back_long_after_the_c
     assert not at.warning
 
 
+def test_quitting_takes_a_confirmation_and_then_ends_the_game_unsaved(tiny_data, no_models):
+    at = game_page()
+    start_game(at)
+    answer_round(at)
+    assert "game" in at.session_state and current(at).stage == "reveal"
+    at.button(key="game_quit").click().run()
+    assert not at.exception and "game" not in at.session_state and RunStore().leaderboard() == []
+    assert at.button(key=start_key(at))  # back at the setup
+
+
 def test_a_store_that_cannot_be_read_leaves_the_game_page_usable(tiny_data, no_models, monkeypatch):
     import sqlite3
 
