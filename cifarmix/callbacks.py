@@ -80,8 +80,10 @@ class Checkpoints(keras.callbacks.Callback):
             models.save_atomically(self.model, folder / BEST_MODEL)
         self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.time() - self.epoch_started
         whole = self.batches >= self.steps_per_epoch
+        counters = self.state.pop(PENDING, {})
         if whole:
             self.state["epoch"] = epoch + 1
+            self.state.update(counters)
             models.save_atomically(self.model, folder / LAST_MODEL)
         self.trainer.save_state(self.state)
         self.trainer.store.update_run(
@@ -131,7 +133,7 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         self.flush(self.step, self.state.get("train_seconds", 0.0))  # this epoch included (all of it, or its cut part)
-        logs["lr"] = _current_lr(self.model)
+        logs.setdefault("lr", _current_lr(self.model))  # LearningRateLog's figure: before a plateau cut
         logs["seconds"] = time.time() - self.epoch_started
         logs["train_seconds"] = self.state.get("train_seconds", 0.0)
         self.trainer.store.log_epoch(self.trainer.run_id, epoch + 1, {k: _float(v) for k, v in logs.items()})
@@ -151,17 +153,59 @@ def _current_lr(model) -> float:
     return float(np.asarray(learning_rate))
 
 
+class LearningRateLog(keras.callbacks.Callback):
+    """Puts the learning rate the epoch ended with into its logs, before a plateau cut changes it."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["lr"] = _current_lr(self.model)
+
+
+PENDING = "pending_counters"  # this epoch's schedule counters, kept in the state only if the epoch was whole
+
+
+class KeepsCounters:
+    """Mixed into a Keras callback whose counters decide the schedule (epochs waited, best value so far): they are
+    kept in the run's state each epoch and put back when a resumed run starts, so a resumed run waits and cuts
+    exactly as an uninterrupted one would (Keras resets them at the start of every ``fit``)."""
+
+    COUNTERS = ("wait", "best", "cooldown_counter", "best_epoch")
+
+    def __init__(self, state: dict, key: str, **options):
+        super().__init__(**options)
+        self.run_state, self.state_key = state, key
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for name, value in self.run_state.get(self.state_key, {}).items():
+            setattr(self, name, value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)  # Checkpoints keeps them only if the epoch was whole (PENDING)
+        self.run_state.setdefault(PENDING, {})[self.state_key] = {
+            name: None if getattr(self, name) is None else float(np.asarray(getattr(self, name)))
+            if name == "best" else int(getattr(self, name)) for name in self.COUNTERS if hasattr(self, name)}
+
+
+class ResumableEarlyStopping(KeepsCounters, keras.callbacks.EarlyStopping):
+    pass
+
+
+class ResumablePlateau(KeepsCounters, keras.callbacks.ReduceLROnPlateau):
+    pass
+
+
 def standard(trainer, validation: mixing.FixedPairs, state: dict, steps_per_epoch: int) -> list:
-    """The callbacks of every run, in the order they must run."""
+    """The callbacks of every run, in the order they must run: the schedule's callbacks before Checkpoints, so
+    the checkpoint and state of an epoch hold its learning-rate cut and their counters (a resume keeps both)."""
     config = trainer.config
     hooks = [
         ValidationMetrics(validation, trainer),
-        Checkpoints(trainer, state, steps_per_epoch),
-        RunRecorder(trainer, state, steps_per_epoch),
-        keras.callbacks.EarlyStopping(monitor="val_mean_accuracy", mode="max",
-                                      patience=config.early_stop_patience, verbose=1),
+        LearningRateLog(),
+        ResumableEarlyStopping(state, "early_stopping", monitor="val_mean_accuracy", mode="max",
+                               patience=config.early_stop_patience, verbose=1),
     ]
     if config.schedule == "plateau":
-        hooks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2,
-                                                       patience=config.plateau_patience, min_lr=1e-6, verbose=1))
-    return hooks
+        hooks.append(ResumablePlateau(state, "plateau", monitor="val_loss", factor=0.2,
+                                      patience=config.plateau_patience, min_lr=1e-6, verbose=1))
+    return hooks + [Checkpoints(trainer, state, steps_per_epoch), RunRecorder(trainer, state, steps_per_epoch)]

@@ -138,6 +138,26 @@ def test_the_command_line_resume_refuses_a_run_another_process_trains(tiny_data,
         other.wait()
 
 
+def test_a_resume_keeps_the_plateau_and_early_stopping_counters(tiny_data, store):
+    config = tiny_config(epochs=2, schedule="plateau", plateau_patience=8, lr=1e-3)
+    run = training.train(config, store)
+    state_file = paths.run_dir(run["id"]) / training.STATE_FILE
+    state = json.loads(state_file.read_text())
+    assert set(state["plateau"]) >= {"wait", "best", "cooldown_counter"} and "wait" in state["early_stopping"]
+    assert "pending_counters" not in state
+    # Seven epochs without a better validation loss so far: the eighth (the resumed session's first) must cut.
+    state["plateau"].update(wait=7, best=1e-9)
+    state_file.write_text(json.dumps(state))
+    store.update_run(run["id"], config=dict(config.to_dict(), epochs=3))
+    store.set_status(run["id"], "killed", "test")
+    training.resume(run["id"], store)
+    after = json.loads(state_file.read_text())
+    assert after["plateau"]["wait"] == 0 and after["epoch"] == 3  # the cut happened, and reset the wait
+    last = keras.saving.load_model(paths.run_dir(run["id"]) / training.LAST_MODEL, safe_mode=True)
+    assert float(np.asarray(last.optimizer.learning_rate)) == pytest.approx(2e-4)  # the checkpoint holds the cut
+    assert store.epoch_metrics(run["id"])["lr"].iloc[-1] == pytest.approx(1e-3)  # the rate epoch 3 trained with
+
+
 def test_resume_continues_from_the_last_completed_epoch(tiny_data, store):
     config = tiny_config(epochs=2)
     run = training.train(config, store)
