@@ -286,7 +286,13 @@ def controls(run: dict) -> None:
     status = run["status"]
     if status in jobs.ACTIVE:
         if run.get("stop_requested"):
-            st.info("Stop requested: the run ends after its current step and keeps its best checkpoint.", icon="⏹️")
+            st.info("Stop requested: the run ends after its current step and keeps its best checkpoint. While it "
+                    "loads data or scores the validation pairs, that can take a minute.", icon="⏹️")
+            if st.button("Kill the process now", icon="⚠️", key=f"kill_{run['id']}",
+                         help="Ends the training process at once. Its unfinished epoch is lost; Resume continues "
+                              "from the last whole epoch."):
+                jobs.kill(run["id"], store())
+                st.rerun()
         elif st.button("Stop training", icon="⏹️", key=f"stop_{run['id']}",
                        help="Ends the run cleanly; the best checkpoint so far is kept."):
             jobs.stop(run["id"], store())

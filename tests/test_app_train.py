@@ -134,6 +134,25 @@ def test_a_viewer_without_the_link_follows_the_active_run_and_keeps_it_once_it_e
     assert f"Run #{busy}" in texts(at.subheader) and "killed" in texts(at.error)
 
 
+def test_a_stop_that_takes_too_long_can_be_forced_and_the_run_resumed_later(tiny_data):
+    store = RunStore()
+    busy = store.create_run("allconv", {}, training.preset("smoke").to_dict(), 0, status="running")
+    stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "cifarmix-stuck"],
+                             start_new_session=True)  # its own process group, as jobs starts them
+    try:
+        store.update_run(busy, pid=stuck.pid)
+        at = no_exceptions(open_train_page(busy))
+        at = no_exceptions(button(at, "Stop training").click().run())
+        assert store.get_run(busy)["stop_requested"] and store.get_run(busy)["status"] == "running"
+        button(at, "Kill the process now").click().run()
+        assert stuck.wait(timeout=10) != 0
+        at = no_exceptions(at.run())
+        assert store.get_run(busy)["status"] == "killed" and button(at, f"Resume run #{busy}")
+    finally:
+        stuck.kill()
+        stuck.wait()
+
+
 def test_a_killed_run_shows_its_status_and_log_and_can_be_resumed_and_stopped(tiny_data):
     store = RunStore()
     config = training.TrainConfig(arch="allconv", epochs=3, batch_size=16, steps_per_epoch=40, train_size=200,
