@@ -144,7 +144,7 @@ def keep_setup() -> None:
 
 
 def scoreboard(g: game.Game) -> None:
-    columns = st.columns([2, 2, 2, 3, 1], vertical_alignment="center")
+    columns = st.columns([2, 2, 2, 3, 1.4], vertical_alignment="center")
     columns[0].metric("Round", f"{min(g.position + 1, len(g.rounds))} / {len(g.rounds)}")
     columns[1].metric("You", g.human_score, delta=f"🔥 {g.human_streak} in a row" if g.human_streak > 1 else None,
                       delta_color="off")
@@ -152,7 +152,7 @@ def scoreboard(g: game.Game) -> None:
                       delta_color="off")
     limit = f" · {g.time_limit:g} s per round" if g.time_limit else ""
     columns[3].caption(f"Playing against {ui.escape_markdown(ui.model_title(g.opponent))}{limit}")
-    with columns[4].popover("Quit", icon="✖️", help="Abandon this game"):  # two steps: one stray tap loses nothing
+    with columns[4].popover("Quit", help="Abandon this game"):  # two steps: one stray tap loses nothing
         st.markdown("Abandon this game? It will not be saved.")
         st.button("Yes, quit", on_click=quit_game, key="game_quit", type="primary")
 
