@@ -135,6 +135,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.flush(self.step, self.state.get("train_seconds", 0.0))  # this epoch included (all of it, or its cut part)
         logs.setdefault("lr", _current_lr(self.model))  # LearningRateLog's figure: before a plateau cut
         logs["seconds"] = time.time() - self.epoch_started
+        logs["steps"] = self.step - epoch * self.steps_per_epoch  # fewer than steps_per_epoch in a cut epoch
         logs["train_seconds"] = self.state.get("train_seconds", 0.0)
         self.trainer.store.log_epoch(self.trainer.run_id, epoch + 1, {k: _float(v) for k, v in logs.items()})
         if self.trainer.store.stop_requested(self.trainer.run_id) or self.trainer.over_budget():

@@ -171,19 +171,24 @@ def elapsed_seconds(run: dict) -> float | None:
     return max(0.0, (end - datetime.fromisoformat(run["started_at"])).total_seconds())
 
 
-def seconds_left(run: dict, epoch_seconds=()) -> float | None:
+def seconds_left(run: dict, epoch_seconds=(), epoch_steps=None) -> float | None:
     """Estimated time to the end of a running run: recent epoch times x steps left (before the first epoch ends,
     the time per step so far). None when the run is not running or nothing is known yet.
 
     Args:
         run: the run record (``status``, ``total_steps``, ``steps_done``, ``total_epochs``, ``started_at``).
         epoch_seconds: the wall seconds of each finished epoch, oldest first (``epoch_metrics()["seconds"]``).
+        epoch_steps: the steps each of those epochs did (``epoch_metrics()["steps"]``), so that an epoch cut short
+            by a stop does not pass for a fast one; None (or unknown): every epoch did ``total_steps / total_epochs``.
     """
     total, done = run.get("total_steps"), run.get("steps_done") or 0
     if not total or run.get("status") != "running":
         return None
     recent = list(epoch_seconds)[-3:]
-    if recent and run.get("total_epochs"):
+    steps = [] if epoch_steps is None else [s for s in list(epoch_steps)[-3:] if s == s and s]  # not NaN, not 0
+    if recent and len(steps) == len(recent):
+        per_step = sum(recent) / sum(steps)
+    elif recent and run.get("total_epochs"):
         per_step = sum(recent) / len(recent) * run["total_epochs"] / total
     elif done:
         per_step = (elapsed_seconds(run) or 0.0) / done

@@ -266,7 +266,8 @@ def progress(run: dict, epochs) -> None:
             st.caption(f"This run ended ({run['status']}) before its first training step.")
         return
     fraction = min(1.0, done / total)
-    left = jobs.seconds_left(run, epochs["seconds"] if "seconds" in epochs else ())
+    left = jobs.seconds_left(run, epochs["seconds"] if "seconds" in epochs else (),
+                             epochs["steps"] if "steps" in epochs else None)
     remaining = f" · about {jobs.duration_text(left)} left" if left is not None else ""
     st.progress(fraction, text=f"Epoch {run.get('epochs_done') or 0} of {run.get('total_epochs')} done · "
                                f"step {done} of {total}{remaining}")

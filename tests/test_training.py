@@ -275,6 +275,8 @@ def test_progress_estimates_for_the_train_page():
                "started_at": "2026-01-01T00:00:00+00:00"}
     assert jobs.seconds_left(running, [30.0, 20.0, 20.0, 20.0]) == pytest.approx(60 * 2.0)  # 2 s/step, 60 left
     assert jobs.seconds_left(running | {"status": "finished"}, [20.0]) is None
+    # an epoch cut short by a stop (2 s for 1 step) does not pass for a fast one: still 2 s per step
+    assert jobs.seconds_left(running, [20.0, 2.0, 20.0], [10, 1, 10]) == pytest.approx(60 * 2.0)
     assert jobs.seconds_left(running | {"steps_done": 0}) is None
     budgeted = running | {"config": {"time_budget_minutes": 1.5}, "train_seconds": 40.0}
     assert jobs.seconds_left(budgeted, [20.0] * 3) == pytest.approx(50.0)  # the budget ends it first
