@@ -119,8 +119,7 @@ class RunRecorder(keras.callbacks.Callback):
                              _float(logs.get("second_loss"))))
         if time.time() - self.last_flush >= FLUSH_SECONDS:
             self.flush(step, self.state.get("train_seconds", 0.0) + time.time() - self.epoch_started)
-            if self.trainer.store.stop_requested(self.trainer.run_id) or \
-                    self.trainer.over_budget(extra_seconds=time.time() - self.epoch_started):
+            if self.stop_wanted(extra_seconds=time.time() - self.epoch_started):
                 self.model.stop_training = True
 
     def flush(self, step: int, train_seconds: float) -> None:
@@ -133,13 +132,17 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         self.flush(self.step, self.state.get("train_seconds", 0.0))  # this epoch included (all of it, or its cut part)
-        logs.setdefault("lr", _current_lr(self.model))  # LearningRateLog's figure: before a plateau cut
         logs["seconds"] = time.time() - self.epoch_started
         logs["steps"] = self.step - epoch * self.steps_per_epoch  # fewer than steps_per_epoch in a cut epoch
         logs["train_seconds"] = self.state.get("train_seconds", 0.0)
         self.trainer.store.log_epoch(self.trainer.run_id, epoch + 1, {k: _float(v) for k, v in logs.items()})
-        if self.trainer.store.stop_requested(self.trainer.run_id) or self.trainer.over_budget():
+        if self.stop_wanted():
             self.model.stop_training = True  # a Stop pressed during validation, or the budget spent: no new epoch
+
+    def stop_wanted(self, extra_seconds: float = 0.0) -> bool:
+        """A Stop was requested, or the time budget is spent (counting ``extra_seconds`` of the current epoch)."""
+        return self.trainer.store.stop_requested(self.trainer.run_id) or \
+            self.trainer.over_budget(extra_seconds=extra_seconds)
 
 
 def _float(value) -> float | None:
@@ -189,11 +192,11 @@ class KeepsCounters:
 
 
 class ResumableEarlyStopping(KeepsCounters, keras.callbacks.EarlyStopping):
-    pass
+    """Keras' EarlyStopping whose patience count survives a resume."""
 
 
 class ResumablePlateau(KeepsCounters, keras.callbacks.ReduceLROnPlateau):
-    pass
+    """Keras' ReduceLROnPlateau whose wait and cooldown survive a resume."""
 
 
 def standard(trainer, validation: mixing.FixedPairs, state: dict, steps_per_epoch: int) -> list:

@@ -412,7 +412,7 @@ def classroom_summary(frame) -> list[dict]:
 def opponent_noun(reference: str, sentence_start: bool = False) -> str:
     """How the end of a game names the opponent (the random guesser is no model); capitalised to start a
     sentence."""
-    noun = "the random guesser" if reference == BASELINE_OPPONENT else "the model"
+    noun = f"the {opponent_label(reference).lower()}"
     return noun[0].upper() + noun[1:] if sentence_start else noun
 
 
