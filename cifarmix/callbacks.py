@@ -1,7 +1,8 @@
 """Keras callbacks of a training run: validation with confusion matrices, checkpoints, the run-store record.
 
-Order matters: :class:`ValidationMetrics` adds ``val_*`` figures to the epoch logs first, so the checkpoint,
-the recorder, early stopping and the plateau schedule that follow all see them.
+Order matters (see :func:`standard`): :class:`ValidationMetrics` adds ``val_*`` figures to the epoch logs first,
+so the callbacks that follow all see them; :class:`Checkpoints` comes last, so an epoch counts as done only once
+its metrics, its learning-rate cut and its schedule counters are all recorded.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class Checkpoints(keras.callbacks.Callback):
         self.trainer.store.update_run(
             self.trainer.run_id, best_val_mean=self.state["best"], best_epoch=self.state["best_epoch"],
             epochs_done=self.state["epoch"], model_path=str(folder / BEST_MODEL),
+            train_seconds=round(self.state["train_seconds"], 1),
         )
 
 
@@ -130,13 +132,17 @@ class RunRecorder(keras.callbacks.Callback):
         self.last_flush = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
+        # Runs before Checkpoints: an epoch's metrics are stored before the store counts the epoch as done, so a
+        # process killed in between loses nothing (the resume redoes that epoch and replaces its metrics).
         logs = dict(logs or {})
-        self.flush(self.step, self.state.get("train_seconds", 0.0))  # this epoch included (all of it, or its cut part)
-        logs["seconds"] = time.time() - self.epoch_started
+        seconds = time.time() - self.epoch_started
+        train_seconds = self.state.get("train_seconds", 0.0) + seconds  # this epoch included (whole, or its cut part)
+        self.flush(self.step, train_seconds)
+        logs["seconds"] = seconds
         logs["steps"] = self.step - epoch * self.steps_per_epoch  # fewer than steps_per_epoch in a cut epoch
-        logs["train_seconds"] = self.state.get("train_seconds", 0.0)
+        logs["train_seconds"] = train_seconds
         self.trainer.store.log_epoch(self.trainer.run_id, epoch + 1, {k: _float(v) for k, v in logs.items()})
-        if self.stop_wanted():
+        if self.stop_wanted(extra_seconds=seconds):
             self.model.stop_training = True  # a Stop pressed during validation, or the budget spent: no new epoch
 
     def stop_wanted(self, extra_seconds: float = 0.0) -> bool:
@@ -201,7 +207,8 @@ class ResumablePlateau(KeepsCounters, keras.callbacks.ReduceLROnPlateau):
 
 def standard(trainer, validation: mixing.FixedPairs, state: dict, steps_per_epoch: int) -> list:
     """The callbacks of every run, in the order they must run: the schedule's callbacks before Checkpoints, so
-    the checkpoint and state of an epoch hold its learning-rate cut and their counters (a resume keeps both)."""
+    the checkpoint and state of an epoch hold its learning-rate cut and their counters (a resume keeps both);
+    RunRecorder before Checkpoints, so an epoch's metrics are stored before the epoch counts as done."""
     config = trainer.config
     hooks = [
         ValidationMetrics(validation, trainer),
@@ -212,4 +219,4 @@ def standard(trainer, validation: mixing.FixedPairs, state: dict, steps_per_epoc
     if config.schedule == "plateau":
         hooks.append(ResumablePlateau(state, "plateau", monitor="val_loss", factor=0.2,
                                       patience=config.plateau_patience, min_lr=1e-6, verbose=1))
-    return hooks + [Checkpoints(trainer, state, steps_per_epoch), RunRecorder(trainer, state, steps_per_epoch)]
+    return hooks + [RunRecorder(trainer, state, steps_per_epoch), Checkpoints(trainer, state, steps_per_epoch)]
