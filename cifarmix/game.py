@@ -364,7 +364,8 @@ def guess_rows(game: Game) -> list[dict]:
 
 
 def record(game: Game, store, player: str) -> int:
-    """Save a finished game once: its guesses (for the classroom table) and its score (for the leaderboard).
+    """Save a finished game once: its guesses (for the classroom table) and its score (for the leaderboard), in
+    one transaction. A save that failed (a full disk) saved nothing and can simply be called again.
 
     Args:
         game: a game in its "over" stage.
@@ -383,9 +384,8 @@ def record(game: Game, store, player: str) -> int:
             name = clean_player_name(player)
         except ValueError:
             name = "anonymous"
-        store.log_guesses(guess_rows(game))
         game.score_id = store.add_score(name, game.human_score, len(game.results), game.opponent,
-                                        game.model_score, game.details())
+                                        game.model_score, game.details(), guesses=guess_rows(game))
     return game.score_id
 
 

@@ -704,8 +704,9 @@ class RunStore:
     # ----------------------------------------------------------------------------------------------------- game
 
     def add_score(self, player: str, score: int, rounds: int, opponent: str, model_score: int,
-                  details: dict | None = None) -> int:
-        """Record a finished game.
+                  details: dict | None = None, guesses: Iterable[dict] = ()) -> int:
+        """Record a finished game, and its guesses with it: both are saved, or (on any error) neither, so a
+        save that failed can be tried again without counting a game's guesses twice.
 
         Args:
             player: the name typed by the player; cleaned by ``clean_player_name``.
@@ -714,18 +715,26 @@ class RunStore:
             opponent: the model played against.
             model_score: the model's points.
             details: anything else worth keeping (JSON-able).
+            guesses: the game's guess rows, as ``log_guesses`` takes them.
 
         Returns:
             The score id.
 
         Raises:
-            ValueError: if the name has no visible character.
+            ValueError: if the name has no visible character, or a guess row is malformed.
         """
+        now = utc_now()
         record = (clean_player_name(player), int(score), int(rounds), str(opponent), int(model_score),
-                  None if details is None else json.dumps(details), utc_now())
-        return self._write(lambda conn: conn.execute(
-            "INSERT INTO scores (player, score, rounds, opponent, model_score, details, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)", record).lastrowid)
+                  None if details is None else json.dumps(details), now)
+        guess_records = [self._guess_record(row, now) for row in guesses]
+
+        def insert(conn: sqlite3.Connection) -> int:
+            self._insert_guesses(conn, guess_records)
+            return conn.execute(
+                "INSERT INTO scores (player, score, rounds, opponent, model_score, details, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", record).lastrowid
+
+        return self._write(insert)
 
     def leaderboard(self, limit: int = 10, opponent: str | None = None) -> list[dict]:
         """The best games, best score first, then the earliest; optionally only against ``opponent``.
@@ -769,9 +778,12 @@ class RunStore:
         now = utc_now()
         records = [self._guess_record(row, now) for row in rows]
         if records:
-            self._write(lambda conn: conn.executemany(
-                "INSERT INTO guesses (head, true_class, human_class, model_class, opponent, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)", records))
+            self._write(lambda conn: self._insert_guesses(conn, records))
+
+    @staticmethod
+    def _insert_guesses(conn: sqlite3.Connection, records: list[tuple]) -> None:
+        conn.executemany("INSERT INTO guesses (head, true_class, human_class, model_class, opponent, created_at)"
+                         " VALUES (?, ?, ?, ?, ?, ?)", records)
 
     @staticmethod
     def _guess_record(row: dict, now: str) -> tuple:

@@ -73,12 +73,19 @@ def advance(g: game.Game) -> None:
         return
     g.advance()
     if g.stage == "over":
-        try:
-            game.record(g, ui.run_store(), st.session_state.get("game_player_kept") or "")
-        except (sqlite3.Error, OSError, ValueError) as error:  # a full disk, a locked store: say so, keep the game
-            st.session_state[ERROR_KEY] = f"Your score could not be saved ({type(error).__name__}: {error})."
+        save(g)
     else:
         start_round()
+
+
+def save(g: game.Game) -> None:
+    """Save the finished game (score and guesses together); a failure is shown with a button to try again."""
+    st.session_state.pop(ERROR_KEY, None)
+    try:
+        game.record(g, ui.run_store(), st.session_state.get("game_player_kept") or "")
+    except (sqlite3.Error, OSError, ValueError) as error:  # a full disk, a locked store: say so, keep the game
+        st.session_state[ERROR_KEY] = (f"Your score could not be saved ({type(error).__name__}: {error}). "
+                                       "Nothing of this game was saved; the game stays here, so you can try again.")
 
 
 def quit_game() -> None:
@@ -272,6 +279,7 @@ def summary(g: game.Game) -> None:
         st.info(f"**A tie, {score}.**", icon="🤝")
     if st.session_state.get(ERROR_KEY):
         st.error(st.session_state[ERROR_KEY], icon="💾")
+        st.button("Try saving again", icon="💾", on_click=save, args=(g,), key="game_save_again")
     elif g.score_id is not None:
         st.caption(rank_text(g.score_id))
     per_class = game.class_summary(g.results)

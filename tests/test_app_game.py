@@ -115,6 +115,35 @@ def test_a_full_game_ends_in_a_summary_and_a_plain_text_leaderboard_entry(tiny_d
     assert at.selectbox(key="game_opponent").value == shipped_model
 
 
+def test_a_score_that_could_not_be_saved_can_be_saved_again_without_counting_its_guesses_twice(
+        tiny_data, no_models, monkeypatch):
+    import sqlite3
+
+    insert_guesses = RunStore._insert_guesses
+
+    def disk_full_after_the_guesses(conn, records):
+        insert_guesses(conn, records)  # the guesses go in, then the disk fills: the whole save must roll back
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(RunStore, "_insert_guesses", staticmethod(disk_full_after_the_guesses))
+    at = start_game(game_page())
+    for _ in range(10):
+        answer_round(at)
+        at.button(key="game_next").click().run()
+    assert current(at).stage == "over" and not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "could not be saved" in errors and "disk is full" in errors and "Nothing of this game was saved" in errors
+    assert RunStore().leaderboard() == [] and RunStore().class_accuracy().empty
+
+    monkeypatch.setattr(RunStore, "_insert_guesses", staticmethod(insert_guesses))  # the disk has room again
+    at.button(key="game_save_again").click().run()
+    assert not at.exception and not [e for e in at.error if "could not be saved" in e.value]
+    [entry] = RunStore().leaderboard()
+    assert entry["score"] == current(at).human_score and entry["id"] == current(at).score_id
+    assert RunStore().class_accuracy()["rounds"].sum() == 20  # each of the 10 rounds' two heads, once
+    assert "Your game is #1 of 1 on the leaderboard below." in [c.value for c in at.caption]
+
+
 def test_when_the_clock_runs_out_the_picks_so_far_count(tiny_data, no_models):
     at = game_page()
     start_game(at, limit=10)

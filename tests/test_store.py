@@ -382,6 +382,15 @@ def test_class_accuracy_without_games_is_empty_with_columns(db):
                                                    "model_accuracy"]
 
 
+def test_a_game_is_saved_with_its_guesses_or_not_at_all(db):
+    good = {"head": "first", "true_class": 1, "human_class": 1, "model_class": 2, "opponent": "m"}
+    with pytest.raises(ValueError, match="missing opponent"):
+        db.add_score("ann", 5, 1, "m", 3, guesses=[good, {k: v for k, v in good.items() if k != "opponent"}])
+    assert db.leaderboard() == [] and db.class_accuracy().empty
+    db.add_score("ann", 5, 1, "m", 3, guesses=[good, {**good, "head": "second", "true_class": 7}])
+    assert len(db.leaderboard()) == 1 and db.class_accuracy()["rounds"].tolist() == [1, 1]
+
+
 def test_log_guesses_rejects_bad_rows(db):
     good = {"head": "first", "true_class": 3, "human_class": 3, "model_class": 2, "opponent": "m"}
     with pytest.raises(ValueError, match="class index 0-9"):
