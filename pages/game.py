@@ -337,6 +337,8 @@ def classroom() -> None:
     else:
         st.markdown(game.classroom_sentence(rows))
     st.plotly_chart(figures.classroom(rows), key="game_classroom", config={"displayModeBar": False})
+    st.caption("Counted: every finished game's answered picks, one per photo in the mix. A photo the player left "
+               "unnamed (or named after the clock ran out) is not counted, and quit games are not saved.")
 
 
 # ----------------------------------------------------------------------------------------------------- page

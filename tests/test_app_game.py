@@ -108,7 +108,8 @@ def test_a_full_game_ends_in_a_summary_and_a_plain_text_leaderboard_entry(tiny_d
     assert board["Opponent"].tolist() == [catalog.resolve(shipped_model, RunStore()).title]  # not the raw reference
     assert not any(name in markdown.value for markdown in at.markdown)
     assert RunStore().class_accuracy()["rounds"].sum() == 20
-    assert len(at.get("plotly_chart")) == 1  # the classroom chart
+    assert len(at.get("plotly_chart")) == 1  # the classroom chart, which says what it counts
+    assert any("A photo the player left unnamed" in c.value and "not counted" in c.value for c in at.caption)
 
     at.button(key="game_again").click().run()
     assert "game" not in at.session_state and at.text_input(key="game_player").value == name
