@@ -282,7 +282,10 @@ def classroom(rows: Sequence[Mapping]) -> go.Figure:
                customdata=[r["model_rounds"] for r in rows],
                hovertemplate="%{x}: %{y:.0%} of %{customdata} answers<extra>Models</extra>"),
     ])
-    figure.update_layout(barmode="group", height=340, yaxis={"range": [0, 1], "tickformat": ".0%", "title": "right"},
+    # Each bar says its figure, so 0% (no bar to see) reads differently from "not played yet" (no label).
+    figure.update_traces(texttemplate="%{y:.0%}", textposition="outside", cliponaxis=False, textfont={"size": 12})
+    figure.update_layout(barmode="group", height=340, yaxis={"range": [0, 1.1], "tickvals": [0, 0.2, 0.4, 0.6, 0.8, 1],
+                                                             "tickformat": ".0%", "title": "right"},
                          margin={"l": 10, "r": 10, "t": 20, "b": 10}, legend={"orientation": "h", "y": 1.12},
                          font={"size": 15})
     return figure

@@ -133,3 +133,10 @@ def test_the_classroom_chart_has_a_bar_pair_per_class_and_leaves_gaps_without_a_
     people, models = figures.classroom(rows).data
     assert list(people.x) == ["🐱 cat", "🚢 ship"] and list(people.y) == [0.75, 1.0]
     assert list(models.y) == [0.5, None] and list(models.customdata) == [2, 0]
+
+
+def test_classroom_bars_say_their_figure_so_a_zero_is_not_mistaken_for_no_games():
+    rows = [{"class_index": 2, "rounds": 2, "human_accuracy": 0.0, "model_rounds": 2, "model_accuracy": 0.0}]
+    figure = figures.classroom(rows)
+    assert all(trace.texttemplate == "%{y:.0%}" and trace.cliponaxis is False for trace in figure.data)
+    assert figure.layout.yaxis.range[1] > 1 and max(figure.layout.yaxis.tickvals) == 1  # room for a 100% label
