@@ -61,14 +61,18 @@ def is_alive(pid: int | None) -> bool:
 
 
 def reap(store: RunStore) -> list[int]:
-    """Mark active runs whose process has died as ``killed`` (resumable). Returns their ids."""
+    """Mark active runs whose process has died as ``killed`` (resumable). Returns their ids.
+
+    The list is a snapshot: a run may end on its own, or be resumed in a new process, between reading it and
+    finding its old process dead. ``RunStore.mark_killed`` checks again in the same transaction as it writes.
+    """
     dead = []
     for run in store.list_runs():
         if run["status"] in ACTIVE and run.get("pid") and not is_alive(run["pid"]):
-            store.set_status(run["id"], "killed",
-                             f"the training process ended unexpectedly after {run.get('epochs_done') or 0} epochs; "
-                             f"resume with: python -m cifarmix train --resume {run['id']}")
-            dead.append(run["id"])
+            if store.mark_killed(run["id"], run["pid"],
+                                 "the training process ended unexpectedly after {epochs_done} epochs; "
+                                 f"resume with: python -m cifarmix train --resume {run['id']}"):
+                dead.append(run["id"])
     return dead
 
 

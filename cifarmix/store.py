@@ -485,6 +485,32 @@ class RunStore:
 
         self._write(update)
 
+    def mark_killed(self, run_id: int, pid: int, message: str) -> bool:
+        """Mark a queued or running run whose process ``pid`` has died as ``killed``, in one transaction that
+        first checks it still is: a run that ended on its own meanwhile (finished, stopped, failed), or that a
+        resume has handed to another process, keeps its status. Call it only after finding ``pid`` dead (a dead
+        process writes nothing more, so nothing can change between the check and the update).
+
+        Args:
+            run_id: the run.
+            pid: the process found dead.
+            message: the run's new message; ``{epochs_done}`` is replaced by the epochs it had completed.
+
+        Returns:
+            Whether the run was marked.
+        """
+        sql = f"UPDATE runs SET {_status_assignments('killed')} WHERE id = :id AND pid = :pid AND status IN ('queued', 'running')"
+
+        def update(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT epochs_done FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+            if row is None:
+                return False
+            text = message.replace("{epochs_done}", str(row["epochs_done"] or 0))
+            return conn.execute(sql, {"status": "killed", "message": text, "now": utc_now(), "id": int(run_id),
+                                      "pid": int(pid)}).rowcount == 1
+
+        return self._write(update)
+
     def request_stop(self, run_id: int) -> None:
         """Ask the run's training process to stop (it polls ``stop_requested``)."""
 

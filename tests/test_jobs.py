@@ -55,3 +55,39 @@ def test_stopping_a_queued_run_without_a_process_ends_it(store):
     jobs.stop(run_id, store)
     run = store.get_run(run_id)
     assert run["status"] == "stopped" and run["stop_requested"]
+
+
+def running_run(store: RunStore, pid: int = 2**22 + 7) -> int:
+    run_id = killed_run(store)
+    store.update_run(run_id, pid=pid)
+    store.set_status(run_id, "running", "training")
+    return run_id
+
+
+def test_reap_marks_a_run_whose_process_died_killed_with_its_epochs(store):
+    run_id = running_run(store)
+    store.update_run(run_id, epochs_done=1)
+    assert jobs.reap(store) == [run_id]
+    run = store.get_run(run_id)
+    assert run["status"] == "killed" and "after 1 epochs" in run["message"] and f"--resume {run_id}" in run["message"]
+
+
+@pytest.mark.parametrize("meanwhile", ["ends on its own", "is resumed in another process"])
+def test_reap_keeps_a_run_that_changed_between_its_snapshot_and_the_liveness_check(store, monkeypatch, meanwhile):
+    run_id = running_run(store)
+    found_dead = []
+
+    def slow_check(pid):  # the trainer writes its last status and exits while the reaper looks
+        found_dead.append(pid)
+        if meanwhile == "ends on its own":
+            store.update_run(run_id, epochs_done=2)
+            store.set_status(run_id, "finished", "finished after 2 epochs")
+        else:
+            store.update_run(run_id, pid=2**22 + 9)
+            store.set_status(run_id, "running", "resuming")
+        return False
+
+    monkeypatch.setattr(jobs, "is_alive", slow_check)
+    assert jobs.reap(store) == [] and found_dead == [2**22 + 7]
+    run = store.get_run(run_id)
+    assert run["status"] == ("finished" if meanwhile == "ends on its own" else "running")
