@@ -3,7 +3,7 @@
 The seeds' tools: label smoothing, early stopping, learning-rate reduction on plateau, a checkpoint of the
 best *mean* validation accuracy. Ours: a warm-up + cosine schedule option, component augmentation, bf16 mixed
 precision, a per-step / per-epoch record with validation confusion matrices in the run store, a stop flag
-polled every few steps, and resume from the last epoch's checkpoint (``last.keras`` + ``state.json``).
+polled every few steps, and resume from the last epoch's checkpoint (``last-eN.keras``, named in ``state.json``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -25,7 +26,7 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw")
 SCHEDULES = ("plateau", "cosine", "constant")
 PRECISIONS = ("float32", "mixed_bfloat16")
 BEST_MODEL = "best.keras"
-LAST_MODEL = "last.keras"
+LAST_MODEL = "last.keras"  # the one last checkpoint of runs saved before checkpoints were named by their epoch
 STATE_FILE = "state.json"
 
 
@@ -237,7 +238,7 @@ class Trainer:
 
         config = self.config
         keras.utils.set_random_seed(config.seed + state["epoch"])
-        last = self.folder / LAST_MODEL
+        last = last_checkpoint(self.folder, state)
         if state["epoch"] and last.exists():
             import cifarmix.layers  # noqa: F401
 
@@ -287,15 +288,33 @@ class Trainer:
         path = self.folder / STATE_FILE
         if path.exists():
             state = json.loads(path.read_text())
-            # Epochs count only with their last.keras (written first); a run stopped within its first epoch has
-            # a state (its time, its best) and no last.keras yet.
-            if state["epoch"] == 0 or (self.folder / LAST_MODEL).exists():
+            # Epochs count only with the checkpoint the state names (written first); a run stopped within its
+            # first epoch has a state (its time, its best) and no checkpoint yet.
+            if state["epoch"] == 0 or last_checkpoint(self.folder, state).exists():
                 return state
         return {"epoch": 0, "best": None, "best_epoch": None, "train_seconds": 0.0, "steps": 0}
 
     def save_state(self, state: dict) -> None:
-        """Write ``state.json`` atomically (after ``last.keras``, so the pair is always consistent)."""
+        """Write ``state.json`` atomically, after the checkpoint it names, then delete the older checkpoints.
+
+        Each epoch's checkpoint has its own name (``last-eN.keras``), so a process killed between writing it and
+        the state leaves the previous pair intact: the resume loads the weights that go with its epoch count.
+        """
         paths.write_json_atomically(self.folder / STATE_FILE, state)
+        current = last_checkpoint(self.folder, state).name
+        for old in [*self.folder.glob("last-e*.keras"), self.folder / LAST_MODEL]:
+            if old.name != current:
+                old.unlink(missing_ok=True)
+
+
+def last_checkpoint_name(epoch: int) -> str:
+    """The file name of the checkpoint taken at the end of ``epoch``."""
+    return f"last-e{epoch}.keras"
+
+
+def last_checkpoint(folder: str | os.PathLike, state: dict) -> Path:
+    """The checkpoint a run's state goes with (``last.keras`` for runs saved before checkpoints had epochs)."""
+    return Path(folder) / state.get("last_model", LAST_MODEL)
 
 
 def train(config: TrainConfig, store: RunStore | None = None, name: str | None = None,

@@ -171,7 +171,7 @@ def test_a_resume_keeps_the_plateau_and_early_stopping_counters(tiny_data, store
     training.resume(run["id"], store)
     after = json.loads(state_file.read_text())
     assert after["plateau"]["wait"] == 0 and after["epoch"] == 3  # the cut happened, and reset the wait
-    last = keras.saving.load_model(paths.run_dir(run["id"]) / training.LAST_MODEL, safe_mode=True)
+    last = keras.saving.load_model(training.last_checkpoint(paths.run_dir(run["id"]), after), safe_mode=True)
     assert float(np.asarray(last.optimizer.learning_rate)) == pytest.approx(2e-4)  # the checkpoint holds the cut
     assert store.epoch_metrics(run["id"])["lr"].iloc[-1] == pytest.approx(1e-3)  # the rate epoch 3 trained with
 
@@ -195,6 +195,41 @@ def test_resume_continues_from_the_last_completed_epoch(tiny_data, store):
     assert epochs["seconds"].sum() <= resumed["train_seconds"] <= epochs["seconds"].sum() + 2.0 * 4
     assert jobs.elapsed_seconds(resumed) == resumed["train_seconds"] < jobs.elapsed_seconds(
         dict(resumed, train_seconds=None))
+
+
+def test_a_kill_between_an_epochs_checkpoint_and_its_state_resumes_from_the_previous_pair(tiny_data, store):
+    config = tiny_config(epochs=1)
+    run = training.train(config, store)
+    folder = paths.run_dir(run["id"])
+    state = json.loads((folder / training.STATE_FILE).read_text())
+    assert state["last_model"] == "last-e1.keras" and sorted(p.name for p in folder.glob("last*.keras")) == [
+        "last-e1.keras"]
+    epoch_one = keras.saving.load_model(folder / "last-e1.keras", safe_mode=True)
+    # The process wrote epoch 2's checkpoint and died before the state: the state still goes with epoch 1's.
+    keras.saving.load_model(folder / "last-e1.keras", safe_mode=True).save(folder / "last-e2.keras")
+    store.update_run(run["id"], config=dict(config.to_dict(), epochs=2))
+    store.set_status(run["id"], "killed", "test")
+    trainer = training.Trainer(store, run["id"])
+    assert trainer.load_state()["epoch"] == 1
+    assert trainer.model(trainer.load_state(), steps=3).optimizer.iterations.numpy() == \
+        epoch_one.optimizer.iterations.numpy() == 3  # epoch 1's weights and optimizer, not a later epoch's
+    resumed = training.resume(run["id"], store)
+    assert resumed["epochs_done"] == 2
+    assert sorted(p.name for p in folder.glob("last*.keras")) == ["last-e2.keras"]  # older ones deleted
+
+
+def test_a_run_saved_before_checkpoints_were_named_by_epoch_still_resumes(tiny_data, store):
+    config = tiny_config(epochs=1)
+    run = training.train(config, store)
+    folder = paths.run_dir(run["id"])
+    state = json.loads((folder / training.STATE_FILE).read_text())
+    (folder / state.pop("last_model")).rename(folder / training.LAST_MODEL)  # the old layout
+    (folder / training.STATE_FILE).write_text(json.dumps(state))
+    store.update_run(run["id"], config=dict(config.to_dict(), epochs=2))
+    store.set_status(run["id"], "killed", "test")
+    resumed = training.resume(run["id"], store)
+    assert resumed["epochs_done"] == 2 and store.epoch_metrics(run["id"])["epoch"].tolist() == [1, 2]
+    assert sorted(p.name for p in folder.glob("last*.keras")) == ["last-e2.keras"]
 
 
 def test_a_finished_run_cannot_be_resumed(tiny_data, store):
