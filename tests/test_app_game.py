@@ -206,20 +206,22 @@ def ui_label(cls: int) -> str:
     return ui.class_label(cls)
 
 
-def test_the_round_clock_starts_once_the_model_is_ready_not_while_it_loads(tiny_data, no_models, monkeypatch):
+def test_the_round_clock_starts_once_the_model_is_ready_not_while_it_loads(tiny_data, shipped_model, monkeypatch):
     from pages import ui
 
     loading_seconds = 4.0
     real_get_model = ui.get_model
+    loads = []
 
     def slow_get_model(reference):
+        loads.append(reference)
         time.sleep(loading_seconds)  # a big model loading on a busy server
         return real_get_model(reference)
 
     monkeypatch.setattr(ui, "get_model", slow_get_model)
     at = game_page()
-    start_game(at, limit=10)
-    assert current(at).stage == "guess"
+    start_game(at, opponent=shipped_model, limit=10)
+    assert current(at).stage == "guess" and loads, "the game never loaded its model: this test would prove nothing"
     on_clock = time.monotonic() - at.session_state["game_round_started"]
     assert on_clock < loading_seconds / 2, "the loading time was taken from the player's 10 s"
 

@@ -53,7 +53,7 @@ def test_game_scores_and_a_real_training_run_write_the_store_at_once_without_los
     trainer = subprocess.Popen(TRAIN_COMMAND, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     stop_file = tmp_path / "stop"
-    context = multiprocessing.get_context("fork")  # the writers only use sqlite: no TensorFlow after the fork
+    context = multiprocessing.get_context("spawn")  # not fork: this test process may hold TensorFlow's threads and locks
     results = context.Queue()
     writers = []
     try:

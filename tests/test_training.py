@@ -62,7 +62,7 @@ def test_an_epoch_counts_as_done_only_once_its_metrics_are_stored(tiny_data, sto
     run = training.train(tiny_config(epochs=2), store)
     assert [done for done, _ in seen] == [1, 2] and all(done in logged for done, logged in seen)
     epochs = store.epoch_metrics(run["id"])
-    assert run["train_seconds"] == pytest.approx(epochs["train_seconds"].iloc[-1], abs=0.5)
+    assert run["train_seconds"] == pytest.approx(epochs["train_seconds"].iloc[-1], abs=2.0)  # + its checkpoint saves
 
 
 def test_a_run_that_cannot_train_is_marked_failed_with_the_reason(tmp_path, store):
