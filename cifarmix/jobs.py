@@ -47,17 +47,39 @@ def _start_lock():
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def is_alive(pid: int | None) -> bool:
-    """True if ``pid`` is a live cifarmix process (not a zombie, not a recycled pid of another program)."""
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name: [0] is the state, [19] the start time."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_started(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), or None if there is no such process. A pid can be
+    reused by a later process; the pair (pid, start time) names one process."""
+    try:
+        return int(_stat_fields(pid)[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_alive(pid: int | None, started: int | None = None) -> bool:
+    """True if ``pid`` is a live process (not a zombie) and the one meant: the one that started at ``started``
+    (see ``process_started``), or, for runs recorded without a start time, a cifarmix process."""
     if not pid:
         return False
     try:
         os.kill(pid, 0)
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        fields = _stat_fields(pid)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if started is None else b""
     except (OSError, IndexError):
         return False
-    return status != "Z" and b"cifarmix" in cmdline
+    if fields[0] == "Z":
+        return False
+    return fields[19] == str(started) if started is not None else b"cifarmix" in cmdline
+
+
+def run_is_alive(run: dict | None) -> bool:
+    """True if the run's recorded training process is alive (by its pid and start time)."""
+    return bool(run) and is_alive(run.get("pid"), run.get("process_started"))
 
 
 def reap(store: RunStore) -> list[int]:
@@ -68,7 +90,7 @@ def reap(store: RunStore) -> list[int]:
     """
     dead = []
     for run in store.list_runs():
-        if run["status"] in ACTIVE and run.get("pid") and not is_alive(run["pid"]):
+        if run["status"] in ACTIVE and run.get("pid") and not run_is_alive(run):
             if store.mark_killed(run["id"], run["pid"],
                                  "the training process ended unexpectedly after {epochs_done} epochs; "
                                  f"resume with: python -m cifarmix train --resume {run['id']}"):
@@ -114,7 +136,7 @@ def resume(run_id: int, store: RunStore | None = None, data_source: str | None =
         run = store.get_run(run_id)
         if run is None or run["status"] in ACTIVE or run["status"] == "finished":
             raise ValueError(f"run {run_id} cannot be resumed (status: {run and run['status']})")
-        store.update_run(run_id, pid=None)  # the old pid is dead: reap() must not call the new start killed
+        store.update_run(run_id, pid=None, process_started=None)  # dead: reap() must not call the new start killed
         store.set_status(run_id, "queued", "resuming")  # re-queueing clears an old stop request
         _spawn(store, run_id, ["--resume", str(run_id)], data_source)
     return run_id
@@ -134,7 +156,7 @@ def _spawn(store: RunStore, run_id: int, arguments: list[str], data_source: str 
         store.set_status(run_id, "failed", f"the training process could not be started: {error}")
         raise
     threading.Thread(target=process.wait, daemon=True).start()  # reap the child when it exits: no zombies
-    store.update_run(run_id, pid=process.pid)
+    store.update_run(run_id, pid=process.pid, process_started=process_started(process.pid))
 
 
 def stop(run_id: int, store: RunStore | None = None) -> None:
@@ -143,7 +165,7 @@ def stop(run_id: int, store: RunStore | None = None) -> None:
     with _start_lock():  # not between a start's queueing and its process's pid being recorded
         store.request_stop(run_id)
         run = store.get_run(run_id)
-        if run and run["status"] == "queued" and not is_alive(run.get("pid")):
+        if run and run["status"] == "queued" and not run_is_alive(run):
             store.set_status(run_id, "stopped", "stopped before it started")
 
 
@@ -151,7 +173,7 @@ def kill(run_id: int, store: RunStore | None = None) -> None:
     """End a run's process at once (SIGTERM to its process group); it can be resumed from its last epoch."""
     store = store or RunStore()
     run = store.get_run(run_id)
-    if run and is_alive(run.get("pid")):
+    if run_is_alive(run):  # never a later process that was given the same pid
         os.killpg(run["pid"], signal.SIGTERM)
 
 

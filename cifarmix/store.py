@@ -49,7 +49,7 @@ RUN_COLUMNS = (
     "id", "name", "arch", "options", "config", "seed", "status", "device",
     "created_at", "started_at", "finished_at", "pid",
     "best_val_mean", "best_epoch", "epochs_done", "total_epochs", "steps_done", "total_steps",
-    "message", "model_path", "stop_requested", "train_seconds",
+    "message", "model_path", "stop_requested", "train_seconds", "process_started",
 )
 UPDATABLE_RUN_COLUMNS = frozenset(RUN_COLUMNS) - {"id"}
 JSON_RUN_COLUMNS = ("options", "config")
@@ -138,10 +138,14 @@ _V1_INITIAL_SCHEMA = (
 # Never edit a released step: append a new one.
 # v2: the seconds a run has spent training, over all its sessions (a resumed run's downtime does not count).
 _V2_TRAIN_SECONDS = ("ALTER TABLE runs ADD COLUMN train_seconds REAL",)
+# v3: when the run's process started (clock ticks since boot, from /proc): with the pid, it tells the run's own
+# process from a later one that got the same pid.
+_V3_PROCESS_STARTED = ("ALTER TABLE runs ADD COLUMN process_started INTEGER",)
 
 MIGRATIONS: list[Sequence[str]] = [
     _V1_INITIAL_SCHEMA,
     _V2_TRAIN_SECONDS,
+    _V3_PROCESS_STARTED,
 ]
 
 

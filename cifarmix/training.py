@@ -188,11 +188,13 @@ class Trainer:
 
     def _train(self) -> dict:
         from cifarmix import callbacks  # keras-heavy; imported when training really starts
+        from cifarmix import jobs  # jobs imports this module
 
         config = self.config
         state = self.load_state()
         # The time in training so far is that of the completed epochs (a killed session's partial epoch is redone).
-        self.store.update_run(self.run_id, pid=os.getpid(), device=device_description(),
+        self.store.update_run(self.run_id, pid=os.getpid(), process_started=jobs.process_started(os.getpid()),
+                              device=device_description(),
                               train_seconds=round(state["train_seconds"], 1))
         self.store.set_status(self.run_id, "running", "resuming" if state["epoch"] else "starting")
         splits = data.load_splits(self.data_source, seed=0)
@@ -337,7 +339,7 @@ def resume(run_id: int, store: RunStore | None = None, data_source: str | None =
     from cifarmix import jobs  # jobs imports this module
 
     pid = run.get("pid")
-    if run["status"] in jobs.ACTIVE and pid not in (None, os.getpid()) and jobs.is_alive(pid):
+    if run["status"] in jobs.ACTIVE and pid not in (None, os.getpid()) and jobs.run_is_alive(run):
         raise ValueError(f"run {run_id} is {run['status']} in process {pid}; two processes must not train one "
                          f"run. Stop it first (the Train page, or kill {pid}), then resume.")
     return Trainer(store, run_id, data_source).run()  # restarting an ended run clears its old stop request

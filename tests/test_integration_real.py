@@ -88,7 +88,7 @@ def test_a_killed_training_process_resumes_from_its_last_checkpoint(real_data):
     deadline = time.time() + 300
     while (store.get_run(run_id)["epochs_done"] or 0) < 1:
         assert time.time() < deadline, jobs.log_tail(run_id)
-        assert jobs.is_alive(store.get_run(run_id)["pid"]), jobs.log_tail(run_id)
+        assert jobs.run_is_alive(store.get_run(run_id)), jobs.log_tail(run_id)
         time.sleep(0.5)
     os.kill(store.get_run(run_id)["pid"], signal.SIGKILL)
     time.sleep(1)

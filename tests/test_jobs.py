@@ -77,7 +77,7 @@ def test_reap_keeps_a_run_that_changed_between_its_snapshot_and_the_liveness_che
     run_id = running_run(store)
     found_dead = []
 
-    def slow_check(pid):  # the trainer writes its last status and exits while the reaper looks
+    def slow_check(pid, started=None):  # the trainer writes its last status and exits while the reaper looks
         found_dead.append(pid)
         if meanwhile == "ends on its own":
             store.update_run(run_id, epochs_done=2)
@@ -91,3 +91,28 @@ def test_reap_keeps_a_run_that_changed_between_its_snapshot_and_the_liveness_che
     assert jobs.reap(store) == [] and found_dead == [2**22 + 7]
     run = store.get_run(run_id)
     assert run["status"] == ("finished" if meanwhile == "ends on its own" else "running")
+
+
+def test_a_later_process_with_the_runs_pid_is_not_taken_for_its_training(store):
+    other = subprocess.Popen(["sleep", "60"])  # alive, with a pid; not the process that trained the run
+    try:
+        started = jobs.process_started(other.pid)
+        assert started is not None and jobs.is_alive(other.pid, started)
+        run_id = running_run(store, pid=other.pid)
+        store.update_run(run_id, process_started=started - 1)  # the run's own process started earlier
+        assert not jobs.run_is_alive(store.get_run(run_id))
+        jobs.kill(run_id, store)  # must not signal the stranger
+        assert other.poll() is None
+        assert jobs.reap(store) == [run_id] and store.get_run(run_id)["status"] == "killed"
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_training_process_records_its_pid_and_start_time(tiny_data, store):
+    import os
+
+    config = training.TrainConfig(arch="allconv", epochs=1, batch_size=8, steps_per_epoch=1, val_pairs=10)
+    run = training.train(config.validate(), store)
+    assert (run["pid"], run["process_started"]) == (os.getpid(), jobs.process_started(os.getpid()))
+    assert jobs.run_is_alive(run)  # this process, though "cifarmix" is not in its command line
