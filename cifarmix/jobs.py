@@ -17,11 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cifarmix import paths
-from cifarmix.store import RunStore
+from cifarmix.store import ACTIVE_STATUSES, RunStore
 from cifarmix.training import TrainConfig
 
 MAX_ENV = "CIFARMIX_MAX_TRAININGS"
-ACTIVE = ("queued", "running")
+ACTIVE = ACTIVE_STATUSES
 LOG_FILE = "train.log"
 
 
@@ -69,12 +69,13 @@ def is_alive(pid: int | None, started: int | None = None) -> bool:
     try:
         os.kill(pid, 0)
         fields = _stat_fields(pid)
+        state, start_time = fields[0], fields[19]
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if started is None else b""
     except (OSError, IndexError):
         return False
-    if fields[0] == "Z":
+    if state == "Z":
         return False
-    return fields[19] == str(started) if started is not None else b"cifarmix" in cmdline
+    return start_time == str(started) if started is not None else b"cifarmix" in cmdline
 
 
 def run_is_alive(run: dict | None) -> bool:
@@ -91,7 +92,7 @@ def reap(store: RunStore) -> list[int]:
     dead = []
     for run in store.list_runs():
         if run["status"] in ACTIVE and run.get("pid") and not run_is_alive(run):
-            if store.mark_killed(run["id"], run["pid"],
+            if store.mark_killed(run["id"], run["pid"], run.get("process_started"),
                                  "the training process ended unexpectedly after {epochs_done} epochs; "
                                  f"resume with: python -m cifarmix train --resume {run['id']}"):
                 dead.append(run["id"])
@@ -173,8 +174,16 @@ def kill(run_id: int, store: RunStore | None = None) -> None:
     """End a run's process at once (SIGTERM to its process group); it can be resumed from its last epoch."""
     store = store or RunStore()
     run = store.get_run(run_id)
-    if run_is_alive(run):  # never a later process that was given the same pid
-        os.killpg(run["pid"], signal.SIGTERM)
+    if not run_is_alive(run):  # never a later process that was given the same pid
+        return
+    pid = run["pid"]
+    try:
+        if os.getpgid(pid) == pid:  # a process this module started leads its own group (its data workers too)
+            os.killpg(pid, signal.SIGTERM)
+        else:  # a training started from Python (a notebook): that process only, not the group it is in
+            os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # it ended by itself meanwhile
 
 
 def log_tail(run_id: int, lines: int = 30) -> str:

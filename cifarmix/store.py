@@ -40,6 +40,7 @@ LOCK_RETRY_SLEEP_S = 0.2
 
 STATUSES = ("queued", "running", "finished", "stopped", "failed", "killed")
 TERMINAL_STATUSES = ("finished", "stopped", "failed", "killed")
+ACTIVE_STATUSES = ("queued", "running")
 HEADS = ("first", "second")
 PLAYER_NAME_MAX = 24
 RUN_NAME_MAX = 40
@@ -489,21 +490,25 @@ class RunStore:
 
         self._write(update)
 
-    def mark_killed(self, run_id: int, pid: int, message: str) -> bool:
-        """Mark a queued or running run whose process ``pid`` has died as ``killed``, in one transaction that
-        first checks it still is: a run that ended on its own meanwhile (finished, stopped, failed), or that a
-        resume has handed to another process, keeps its status. Call it only after finding ``pid`` dead (a dead
-        process writes nothing more, so nothing can change between the check and the update).
+    def mark_killed(self, run_id: int, pid: int, started: int | None, message: str) -> bool:
+        """Mark a queued or running run whose process (``pid``, started at ``started``) has died as ``killed``, in
+        one transaction that first checks it still is: a run that ended on its own meanwhile (finished, stopped,
+        failed), or that a resume has handed to another process (even one given the same pid), keeps its
+        status. Call it only after finding that process dead (a dead process writes nothing more, so nothing can
+        change between the check and the update).
 
         Args:
             run_id: the run.
             pid: the process found dead.
+            started: its start time as the run records it (``process_started``; None for older runs).
             message: the run's new message; ``{epochs_done}`` is replaced by the epochs it had completed.
 
         Returns:
             Whether the run was marked.
         """
-        sql = f"UPDATE runs SET {_status_assignments('killed')} WHERE id = :id AND pid = :pid AND status IN ('queued', 'running')"
+        active = ", ".join(repr(status) for status in ACTIVE_STATUSES)
+        sql = (f"UPDATE runs SET {_status_assignments('killed')} WHERE id = :id AND pid = :pid"
+               f" AND process_started IS :started AND status IN ({active})")
 
         def update(conn: sqlite3.Connection) -> bool:
             row = conn.execute("SELECT epochs_done FROM runs WHERE id = ?", (int(run_id),)).fetchone()
@@ -511,7 +516,7 @@ class RunStore:
                 return False
             text = message.replace("{epochs_done}", str(row["epochs_done"] or 0))
             return conn.execute(sql, {"status": "killed", "message": text, "now": utc_now(), "id": int(run_id),
-                                      "pid": int(pid)}).rowcount == 1
+                                      "pid": int(pid), "started": started}).rowcount == 1
 
         return self._write(update)
 

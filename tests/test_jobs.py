@@ -72,7 +72,8 @@ def test_reap_marks_a_run_whose_process_died_killed_with_its_epochs(store):
     assert run["status"] == "killed" and "after 1 epochs" in run["message"] and f"--resume {run_id}" in run["message"]
 
 
-@pytest.mark.parametrize("meanwhile", ["ends on its own", "is resumed in another process"])
+@pytest.mark.parametrize("meanwhile", ["ends on its own", "is resumed in another process",
+                                       "is resumed in a process given the same pid"])
 def test_reap_keeps_a_run_that_changed_between_its_snapshot_and_the_liveness_check(store, monkeypatch, meanwhile):
     run_id = running_run(store)
     found_dead = []
@@ -82,8 +83,11 @@ def test_reap_keeps_a_run_that_changed_between_its_snapshot_and_the_liveness_che
         if meanwhile == "ends on its own":
             store.update_run(run_id, epochs_done=2)
             store.set_status(run_id, "finished", "finished after 2 epochs")
-        else:
+        elif meanwhile == "is resumed in another process":
             store.update_run(run_id, pid=2**22 + 9)
+            store.set_status(run_id, "running", "resuming")
+        else:
+            store.update_run(run_id, process_started=12345)
             store.set_status(run_id, "running", "resuming")
         return False
 
@@ -116,3 +120,20 @@ def test_a_training_process_records_its_pid_and_start_time(tiny_data, store):
     run = training.train(config.validate(), store)
     assert (run["pid"], run["process_started"]) == (os.getpid(), jobs.process_started(os.getpid()))
     assert jobs.run_is_alive(run)  # this process, though "cifarmix" is not in its command line
+
+
+def test_kill_ends_a_training_started_from_python_without_signalling_its_process_group(store):
+    import sys
+
+    # Not started by jobs, so not the leader of its own process group (it shares this test's group).
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run_id = running_run(store, pid=trainer.pid)
+        store.update_run(run_id, process_started=jobs.process_started(trainer.pid))
+        jobs.kill(run_id, store)  # a killpg here would also end this test process
+        assert trainer.wait(timeout=10) == -15
+        jobs.kill(run_id, store)  # already gone: nothing to do, no error
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
