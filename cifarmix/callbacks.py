@@ -82,12 +82,13 @@ class Checkpoints(keras.callbacks.Callback):
             self.state.update(best=float(score), best_epoch=epoch + 1,
                               best_steps=epoch * self.steps_per_epoch + self.batches)
             models.save_atomically(self.model, folder / BEST_MODEL)
-        self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.time() - self.epoch_started
         whole = self.batches >= self.steps_per_epoch
         counters = self.state.pop(PENDING, {})
         if whole:
             self.state.update(counters, epoch=epoch + 1, last_model=last_checkpoint_name(epoch + 1))
             models.save_atomically(self.model, folder / self.state["last_model"])
+        # the epoch's time, its checkpoint saves included
+        self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.time() - self.epoch_started
         self.trainer.save_state(self.state)  # names the new checkpoint, then deletes the older ones
         self.trainer.store.update_run(
             self.trainer.run_id, best_val_mean=self.state["best"], best_epoch=self.state["best_epoch"],

@@ -184,7 +184,7 @@ def test_resume_continues_from_the_last_completed_epoch(tiny_data, store):
     store.set_status(run["id"], "killed", "test")
     # The epochs' own times (training and validation); the run's time also counts saving their checkpoints.
     in_epochs = store.epoch_metrics(run["id"])["seconds"].sum()
-    assert in_epochs <= store.get_run(run["id"])["train_seconds"] <= in_epochs + 2.0 * 2
+    assert in_epochs - 0.05 <= store.get_run(run["id"])["train_seconds"] <= in_epochs + 2.0 * 2  # (rounded to 0.1 s)
     time.sleep(2.0)  # downtime between the kill and the resume
     resumed = training.resume(run["id"], store)
     assert resumed["status"] == "finished" and resumed["epochs_done"] == 4
@@ -192,7 +192,7 @@ def test_resume_continues_from_the_last_completed_epoch(tiny_data, store):
     assert epochs["epoch"].tolist() == [1, 2, 3, 4]
     assert store.step_metrics(run["id"])["step"].max() == 12
     # The run's duration is its time in training: the four epochs, not the downtime in between.
-    assert epochs["seconds"].sum() <= resumed["train_seconds"] <= epochs["seconds"].sum() + 2.0 * 4
+    assert epochs["seconds"].sum() - 0.05 <= resumed["train_seconds"] <= epochs["seconds"].sum() + 2.0 * 4
     assert jobs.elapsed_seconds(resumed) == resumed["train_seconds"] < jobs.elapsed_seconds(
         dict(resumed, train_seconds=None))
 
@@ -206,7 +206,9 @@ def test_a_kill_between_an_epochs_checkpoint_and_its_state_resumes_from_the_prev
         "last-e1.keras"]
     epoch_one = keras.saving.load_model(folder / "last-e1.keras", safe_mode=True)
     # The process wrote epoch 2's checkpoint and died before the state: the state still goes with epoch 1's.
-    keras.saving.load_model(folder / "last-e1.keras", safe_mode=True).save(folder / "last-e2.keras")
+    later = keras.saving.load_model(folder / "last-e1.keras", safe_mode=True)
+    later.optimizer.iterations.assign(99)  # tells the stray checkpoint from epoch 1's
+    later.save(folder / "last-e2.keras")
     store.update_run(run["id"], config=dict(config.to_dict(), epochs=2))
     store.set_status(run["id"], "killed", "test")
     trainer = training.Trainer(store, run["id"])
