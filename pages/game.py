@@ -26,6 +26,7 @@ STARTED_KEY = "game_round_started"
 LEADERBOARD_SIZE = 10
 MODEL_ANSWER_KEY = "game_model_answer"
 ERROR_KEY = "game_error"
+RETRY_KEY = "game_save_retry"  # the save failed in a way that trying again may mend
 TIME_LIMITS = (0, 10, 20, 30)
 SETUP_KEYS = ("game_player", "game_opponent", "game_time_limit")
 GROUPS = {"first": ("Group A", range(5), "12345"), "second": ("Group B", range(5, 10), "67890")}
@@ -81,11 +82,15 @@ def advance(g: game.Game) -> None:
 def save(g: game.Game) -> None:
     """Save the finished game (score and guesses together); a failure is shown with a button to try again."""
     st.session_state.pop(ERROR_KEY, None)
+    st.session_state.pop(RETRY_KEY, None)
     try:
         game.record(g, ui.run_store(), st.session_state.get("game_player_kept") or "")
-    except (sqlite3.Error, OSError, ValueError) as error:  # a full disk, a locked store: say so, keep the game
+    except (sqlite3.Error, OSError) as error:  # a full disk, a locked store: say so, keep the game
         st.session_state[ERROR_KEY] = (f"Your score could not be saved ({type(error).__name__}: {error}). "
                                        "Nothing of this game was saved; the game stays here, so you can try again.")
+        st.session_state[RETRY_KEY] = True
+    except ValueError as error:  # the game's own record is malformed: trying again would fail the same way
+        st.session_state[ERROR_KEY] = f"Your score could not be saved: {error}"
 
 
 def quit_game() -> None:
@@ -279,7 +284,8 @@ def summary(g: game.Game) -> None:
         st.info(f"**A tie, {score}.**", icon="🤝")
     if st.session_state.get(ERROR_KEY):
         st.error(st.session_state[ERROR_KEY], icon="💾")
-        st.button("Try saving again", icon="💾", on_click=save, args=(g,), key="game_save_again")
+        if st.session_state.get(RETRY_KEY):
+            st.button("Try saving again", icon="💾", on_click=save, args=(g,), key="game_save_again")
     elif g.score_id is not None:
         st.caption(rank_text(g.score_id))
     per_class = game.class_summary(g.results)
@@ -338,7 +344,8 @@ def classroom() -> None:
         st.markdown(game.classroom_sentence(rows))
     st.plotly_chart(figures.classroom(rows), key="game_classroom", config={"displayModeBar": False})
     st.caption("Counted: every finished game's answered picks, one per photo in the mix. A photo the player left "
-               "unnamed (or named after the clock ran out) is not counted, and quit games are not saved.")
+               "unnamed (or named after the clock ran out) is not counted, and quit games are not saved. Games "
+               "against the random guesser count for the people, not for the models.")
 
 
 # ----------------------------------------------------------------------------------------------------- page

@@ -116,27 +116,31 @@ def test_a_full_game_ends_in_a_summary_and_a_plain_text_leaderboard_entry(tiny_d
     assert at.selectbox(key="game_opponent").value == shipped_model
 
 
+def disk_full_after_the_guesses(store: RunStore) -> None:
+    """Make every score insert fail (as a full disk would), after a game's guesses are already inserted."""
+    with store._connection() as conn:
+        conn.execute("CREATE TRIGGER disk_full BEFORE INSERT ON scores BEGIN"
+                     " SELECT RAISE(ABORT, 'database or disk is full'); END")
+
+
+def room_again(store: RunStore) -> None:
+    with store._connection() as conn:
+        conn.execute("DROP TRIGGER disk_full")
+
+
 def test_a_score_that_could_not_be_saved_can_be_saved_again_without_counting_its_guesses_twice(
-        tiny_data, no_models, monkeypatch):
-    import sqlite3
-
-    insert_guesses = RunStore._insert_guesses
-
-    def disk_full_after_the_guesses(conn, records):
-        insert_guesses(conn, records)  # the guesses go in, then the disk fills: the whole save must roll back
-        raise sqlite3.OperationalError("database or disk is full")
-
-    monkeypatch.setattr(RunStore, "_insert_guesses", staticmethod(disk_full_after_the_guesses))
+        tiny_data, no_models):
     at = start_game(game_page())
+    disk_full_after_the_guesses(RunStore())  # the guesses would go in, then the score fails
     for _ in range(10):
         answer_round(at)
         at.button(key="game_next").click().run()
     assert current(at).stage == "over" and not at.exception
     errors = " ".join(e.value for e in at.error)
     assert "could not be saved" in errors and "disk is full" in errors and "Nothing of this game was saved" in errors
-    assert RunStore().leaderboard() == [] and RunStore().class_accuracy().empty
+    assert RunStore().leaderboard() == [] and RunStore().class_accuracy().empty  # the guesses were rolled back
 
-    monkeypatch.setattr(RunStore, "_insert_guesses", staticmethod(insert_guesses))  # the disk has room again
+    room_again(RunStore())
     at.button(key="game_save_again").click().run()
     assert not at.exception and not [e for e in at.error if "could not be saved" in e.value]
     [entry] = RunStore().leaderboard()

@@ -387,6 +387,13 @@ def test_a_game_is_saved_with_its_guesses_or_not_at_all(db):
     with pytest.raises(ValueError, match="missing opponent"):
         db.add_score("ann", 5, 1, "m", 3, guesses=[good, {k: v for k, v in good.items() if k != "opponent"}])
     assert db.leaderboard() == [] and db.class_accuracy().empty
+    with db._connection() as conn:  # the guesses go in, then the score cannot: neither may stay
+        conn.execute("CREATE TRIGGER disk_full BEFORE INSERT ON scores BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    with pytest.raises(sqlite3.Error, match="disk full"):
+        db.add_score("ann", 5, 1, "m", 3, guesses=[good])
+    assert db.leaderboard() == [] and db.class_accuracy().empty
+    with db._connection() as conn:
+        conn.execute("DROP TRIGGER disk_full")
     db.add_score("ann", 5, 1, "m", 3, guesses=[good, {**good, "head": "second", "true_class": 7}])
     assert len(db.leaderboard()) == 1 and db.class_accuracy()["rounds"].tolist() == [1, 1]
 
