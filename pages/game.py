@@ -128,7 +128,10 @@ def setup(y) -> None:
         known = ui.model_titles()
         titles = {reference: ui.model_title(reference, known) for reference in choices}
         columns[1].selectbox("Play against", choices, format_func=titles.get, key="game_opponent",
-                             help="“allconv” plays at the strength of the seed notebook; “champion” is our best.")
+                             help="The shipped models, with their accuracy on the test protocol: the "
+                                  "all-convolutional net plays at the strength of the seed notebook, the residual "
+                                  "net for CPUs is our best. Runs you trained here come after them; the random "
+                                  "guesser shows what chance scores.")
         st.session_state.setdefault("game_time_limit", 0)
         columns[2].segmented_control("Time per round", TIME_LIMITS, required=True,
                                      format_func=lambda s: f"{s} s" if s else "No limit", key="game_time_limit")
@@ -237,21 +240,22 @@ def reveal_stage(g: game.Game, x) -> None:
         st.warning("Too late — a pick made after the time limit does not count.", icon="⏰")
     elif result.timed_out:
         st.info("Time's up! The picks you had made counted.", icon="⏱️")
-    st.subheader(f"You +{result.human_points} · {game.opponent_label(g.opponent)} +{result.model_points}"
-                 + (f" · 🔥 {result.human_streak} perfect rounds in a row!" if result.human_streak > 1 else ""),
-                 anchor=False)
+    title, action = st.columns([7, 3], vertical_alignment="center")  # Next round at the top: no scrolling
+    title.subheader(f"You +{result.human_points} · {game.opponent_label(g.opponent)} +{result.model_points}"
+                    + (f" · 🔥 {result.human_streak} perfect rounds in a row!" if result.human_streak > 1 else ""),
+                    anchor=False)
+    last = g.is_last_round
+    action.button("See the results" if last else "Next round", icon="🏁" if last else "▶️", type="primary",
+                  on_click=advance, args=(g,), shortcut="Right", key="game_next", width="stretch",
+                  help="Keyboard: → (not Enter, so a second Enter after Submit cannot skip this reveal)")
     columns = st.columns(3, gap="medium")
     with columns[0]:
-        ui.show_image(game.round_image(x, r, g.alpha), "the mix you saw", factor=7)
+        ui.show_image(game.round_image(x, r, g.alpha), "the mix you saw", factor=6)
     with columns[1]:
-        ui.show_image(x[r.a_index], f"A: {ui.class_label(r.true_classes[0])}", factor=7)
+        ui.show_image(x[r.a_index], f"A: {ui.class_label(r.true_classes[0])}", factor=6)
     with columns[2]:
-        ui.show_image(x[r.b_index], f"B: {ui.class_label(r.true_classes[1])}", factor=7)
+        ui.show_image(x[r.b_index], f"B: {ui.class_label(r.true_classes[1])}", factor=6)
     st.dataframe(reveal_table(result, g.opponent), hide_index=True)
-    last = g.is_last_round
-    st.button("See the results" if last else "Next round", icon="🏁" if last else "▶️", type="primary",
-              on_click=advance, args=(g,), shortcut="Right", key="game_next",
-              help="Keyboard: → (not Enter, so a second Enter after Submit cannot skip this reveal)")
 
 
 def reveal_table(result: game.RoundResult, opponent: str) -> pd.DataFrame:
@@ -350,9 +354,10 @@ def classroom() -> None:
 
 # ----------------------------------------------------------------------------------------------------- page
 
-header()
-splits = ui.require_data()
 current = st.session_state.get(GAME_KEY)
+if current is None or current.stage == "over":
+    header()  # not during a round: on a projector the picture, the picks and Next round must fit one screen
+splits = ui.require_data()
 if current is None:
     setup(splits.y_test)
     leaderboard()
