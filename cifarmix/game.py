@@ -546,13 +546,21 @@ def gallery_pairs(y_test: np.ndarray, seed: int, count: int, alpha: float = DEFA
     return [random_pair(y_test, rng, alpha=alpha) for _ in range(count)]
 
 
-def gallery_caption(truth: tuple[int, int], guess: tuple[int, int] | None, reveal: bool) -> str:
-    """``🤖 cat + truck`` before the reveal; ``✅ cat + ❌ truck → dog`` after it."""
+GALLERY_SHOWS = ("nothing", "model", "answers")  # what a gallery caption gives away, least first
+
+
+def gallery_caption(truth: tuple[int, int], guess: tuple[int, int] | None, show: str) -> str:
+    """A gallery mix's caption: ``?`` (show nothing: the class guesses first), ``🤖 cat + truck`` (the model's
+    guesses, no answers), or the answers: ``✅ cat + ❌ truck → dog`` (with the model) or ``cat + dog``."""
+    if show not in GALLERY_SHOWS:
+        raise ValueError(f"Expected show among {', '.join(GALLERY_SHOWS)}; got {show!r}.")
     names = CLASS_NAMES
-    if guess is None:
-        return f"{names[truth[0]]} + {names[truth[1]]}" if reveal else "?"
-    if not reveal:
+    if show == "nothing" or (show == "model" and guess is None):
+        return "?"
+    if show == "model":
         return f"🤖 {names[guess[0]]} + {names[guess[1]]}"
+    if guess is None:
+        return f"{names[truth[0]]} + {names[truth[1]]}"
     parts = [f"✅ {names[g]}" if g == t else f"❌ {names[g]} → {names[t]}" for g, t in zip(guess, truth)]
     return " + ".join(parts)
 

@@ -152,10 +152,14 @@ def model_answers(pair: game.Pair, mixed: np.ndarray, y: np.ndarray, model: ui.S
 def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | None) -> None:
     st.subheader("Can you guess the classes?")
     st.session_state.setdefault(GALLERY_SEED_KEY, secrets.randbits(32))
-    columns = st.columns([2, 2, 2, 3], vertical_alignment="center")
+    columns = st.columns([1.8, 3.4, 2], vertical_alignment="bottom")
     count = columns[0].segmented_control("Mixes", GALLERY_SIZES, default=GALLERY_SIZES[0], required=True,
                                          key="mixer_gallery_count")
-    reveal = columns[1].toggle("Show the answers", key="mixer_gallery_reveal")
+    show = columns[1].segmented_control(
+        "Show", game.GALLERY_SHOWS, default="nothing", required=True, key="mixer_gallery_show",
+        format_func={"nothing": "Nothing", "model": "🤖 Model", "answers": "Answers"}.get,
+        help="Nothing: guess first. Model: the model's guesses, without the answers. Answers: the right classes, "
+             "and whether the model got them.")
     columns[2].button("🔀 New gallery", on_click=lambda: st.session_state.update(
         {GALLERY_SEED_KEY: secrets.randbits(32)}))
     pairs = game.gallery_pairs(y, st.session_state[GALLERY_SEED_KEY], count or GALLERY_SIZES[0], alpha)
@@ -163,9 +167,9 @@ def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | 
     answers = model.predict(mixes) if model is not None and len(mixes) else None
     weight = "" if alpha == game.DEFAULT_ALPHA else f" Mixed like the pair above: {alpha:.0%} A + {1 - alpha:.0%} B."
     if model is None:
-        columns[3].caption("No model answers yet: only the answers can be revealed." + weight)
+        st.caption("No trained model yet: only the answers can be shown." + weight)
     else:
-        columns[3].caption(f"🤖 = the guesses of {ui.escape_markdown(model.title)}." + weight)
+        st.caption(f"🤖 = the guesses of {ui.escape_markdown(model.title)}." + weight)
     for start in range(0, len(pairs), GALLERY_COLUMNS):
         row = st.columns(GALLERY_COLUMNS)
         for offset, column in enumerate(row):
@@ -175,7 +179,7 @@ def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | 
             truth = (int(y[pairs[i].a_index]), int(y[pairs[i].b_index]))
             guess = None if answers is None else game.model_answer(answers, i).classes()
             with column:
-                ui.show_image(mixes[i], game.gallery_caption(truth, guess, reveal), factor=4)
+                ui.show_image(mixes[i], game.gallery_caption(truth, guess, show or "nothing"), factor=4)
 
 
 # ----------------------------------------------------------------------------------------------------- page

@@ -260,11 +260,14 @@ def test_a_long_link_value_is_quoted_back_cut_to_forty_characters():
     assert problems == [f"'a={'y' * 40}…' in the link is not a test image number; a random image is shown."]
 
 
-def test_gallery_captions_before_and_after_the_reveal():
-    assert game.gallery_caption((3, 9), None, reveal=False) == "?"
-    assert game.gallery_caption((3, 9), None, reveal=True) == "cat + truck"
-    assert game.gallery_caption((3, 9), (3, 5), reveal=False) == "🤖 cat + dog"
-    assert game.gallery_caption((3, 9), (3, 5), reveal=True) == "✅ cat + ❌ dog → truck"
+def test_gallery_captions_give_away_nothing_the_models_guesses_or_the_answers():
+    assert game.gallery_caption((3, 9), (3, 5), show="nothing") == game.gallery_caption((3, 9), None, "nothing") == "?"
+    assert game.gallery_caption((3, 9), None, show="model") == "?"  # no model: nothing to show yet
+    assert game.gallery_caption((3, 9), (3, 5), show="model") == "🤖 cat + dog"
+    assert game.gallery_caption((3, 9), None, show="answers") == "cat + truck"
+    assert game.gallery_caption((3, 9), (3, 5), show="answers") == "✅ cat + ❌ dog → truck"
+    with pytest.raises(ValueError, match="nothing, model, answers"):
+        game.gallery_caption((3, 9), None, show="all")
 
 
 def test_the_sentences_name_the_classes_each_side_did_better_on():
