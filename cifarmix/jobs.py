@@ -236,6 +236,15 @@ def seconds_left(run: dict, epoch_seconds=(), epoch_steps=None) -> float | None:
     return left
 
 
+def best_epoch_text(run: dict) -> str:
+    """The epoch of a run's best weights: ``"3"``, or ``"3 (cut short)"`` when they come from an epoch a Stop or
+    the time budget ended part-way (validated and kept, but not among the epochs done); ``"-"`` before any."""
+    best, done = run.get("best_epoch"), run.get("epochs_done") or 0
+    if not best:
+        return "-"
+    return f"{best} (cut short)" if best > done else str(best)
+
+
 def duration_text(seconds: float | None) -> str:
     """``"1 h 05 min"``, ``"3 min 07 s"``, ``"42 s"``; ``"-"`` for None."""
     if seconds is None:

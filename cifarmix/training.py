@@ -230,7 +230,11 @@ class Trainer:
             status, why = "finished", "early stopping: validation accuracy stopped improving"
         best = self.folder / BEST_MODEL
         self.store.update_run(self.run_id, model_path=str(best) if best.exists() else None)
-        self.store.set_status(self.run_id, status, f"{why} after {state['epoch']} epochs, "
+        run = self.store.get_run(self.run_id)
+        per_epoch = (run.get("total_steps") or 0) // max(1, self.config.epochs)
+        part = (run.get("steps_done") or 0) - state["epoch"] * per_epoch  # steps of an epoch cut short
+        cut = f" and {part} of {per_epoch} steps of epoch {state['epoch'] + 1}" if per_epoch and part > 0 else ""
+        self.store.set_status(self.run_id, status, f"{why} after {state['epoch']} epochs{cut}, "
                                                    f"{state['train_seconds'] / 60:.1f} min of training")
         return self.store.get_run(self.run_id)
 

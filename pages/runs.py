@@ -110,7 +110,7 @@ def run_summary(run: dict, tested: dict | None) -> None:
     columns = st.columns(4)
     best = run.get("best_val_mean")
     columns[0].metric("Best mean val. accuracy", "-" if best is None else f"{best:.1%}",
-                      help=f"at epoch {run.get('best_epoch')}" if run.get("best_epoch") else None)
+                      help=f"at epoch {jobs.best_epoch_text(run)}" if run.get("best_epoch") else None)
     columns[1].metric("Test protocol", "-" if not tested else f"{tested['mean_accuracy']:.1%}",
                       help=evaluation_text(tested) if tested else "Not evaluated yet: see below.")
     columns[2].metric("Epochs", f"{run.get('epochs_done') or 0} of {run.get('total_epochs') or config.get('epochs')}")
@@ -341,7 +341,7 @@ def side_by_side(runs: list[dict]) -> None:
             "architecture": run["arch"], "status": run["status"], "options": options_text(run.get("options") or {}),
             "epochs": f"{run.get('epochs_done') or 0}/{run.get('total_epochs') or config.get('epochs')}",
             "best val. mean": f"{run['best_val_mean']:.2%}" if run.get("best_val_mean") is not None else "-",
-            "best epoch": str(run.get("best_epoch") or "-"),
+            "best epoch": jobs.best_epoch_text(run),
             "test protocol": evaluation_text(result),
             "test first / second": f"{result['head_first']:.1%} / {result['head_second']:.1%}" if result else "-",
             "time training": jobs.duration_text(jobs.elapsed_seconds(run)),

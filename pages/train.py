@@ -276,7 +276,9 @@ def progress(run: dict, epochs) -> None:
     last = epochs["val_mean_accuracy"].iloc[-1] if "val_mean_accuracy" in epochs and len(epochs) else None
     columns[0].metric("Best mean val. accuracy", "-" if best is None else f"{best:.1%}",
                       help="The mean of both heads' accuracy on the validation mixes; its checkpoint is kept.")
-    columns[1].metric("Best epoch", run.get("best_epoch") or "-")
+    columns[1].metric("Best epoch", jobs.best_epoch_text(run),
+                      help="An epoch cut short by Stop is validated and can hold the best weights; a resume redoes "
+                           "it in full.")
     columns[2].metric("Last epoch's mean accuracy", "-" if last is None else f"{last:.1%}")
     columns[3].metric("Time training", jobs.duration_text(jobs.elapsed_seconds(run)),
                       help="Over all sessions of the run; the time between a kill and its resume does not count.")

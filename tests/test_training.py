@@ -104,10 +104,13 @@ def test_an_epoch_cut_short_by_a_stop_is_redone_in_full_on_resume(tiny_data, sto
     state = json.loads((paths.run_dir(run_id) / training.STATE_FILE).read_text())
     assert state["epoch"] == 1 and state["train_seconds"] > 0
     assert stopped["steps_done"] == 6  # the steps it did, not the whole of epoch 2
+    assert "after 1 epochs and 2 of 4 steps of epoch 2" in stopped["message"]
+    assert jobs.best_epoch_text(stopped) == {1: "1", 2: "2 (cut short)"}[stopped["best_epoch"]]
     assert state["best_steps"] == {1: 4, 2: 6}[state["best_epoch"]]  # what the best weights were trained on
     monkeypatch.setattr(store, "stop_requested", asked)
     resumed = training.resume(run_id, store)
     assert resumed["status"] == "finished" and resumed["epochs_done"] == 3
+    assert "after 3 epochs," in resumed["message"] and "steps of epoch" not in resumed["message"]
     steps = store.step_metrics(run_id)
     assert steps["step"].tolist() == list(range(1, 13))  # epoch 2 redone in full: 4 steps per epoch, 12 in all
     assert resumed["steps_done"] == 12
