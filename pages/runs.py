@@ -3,8 +3,6 @@ accuracy, the test protocol, its mistakes, CSV export, delete); several runs com
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
@@ -46,7 +44,11 @@ def short_label(run: dict) -> str:
 
 
 def options_text(options: dict) -> str:
-    return json.dumps(options) if options else "defaults"
+    """An architecture's options for people: ``widths 32/64/128 · head_width 64`` (or ``defaults``)."""
+    def value(v) -> str:
+        return "/".join(str(item) for item in v) if isinstance(v, (list, tuple)) else str(v)
+
+    return " · ".join(f"{key} {value(v)}" for key, v in options.items()) if options else "defaults"
 
 
 def latest_evaluations() -> dict[int, dict]:
@@ -172,7 +174,7 @@ def test_protocol(run: dict) -> None:
 
 
 def evaluation_form(run: dict) -> None:
-    with st.form(f"evaluate_{run['id']}"):
+    with st.form(f"evaluate_{run['id']}", clear_on_submit=True):  # back to the full protocol after a quick look
         left, middle, right = st.columns(3)
         repeats = left.number_input("Repeats", min_value=1, max_value=evaluation.PROTOCOL_REPEATS,
                                     value=evaluation.PROTOCOL_REPEATS, step=1)
@@ -193,7 +195,8 @@ def evaluation_form(run: dict) -> None:
     except (ValueError, models.ModelError) as error:
         st.error(f"Could not evaluate run #{run['id']}: {ui.escape_markdown(error)}", icon="🚫")
         return
-    st.success(f"Stored: {evaluation.summary_line(result)} ({result['seconds']:.0f} s)", icon="✅")
+    st.success(f"Stored: mean accuracy {evaluation_text(result)} (first head {result['head_first']:.1%}, second "
+               f"{result['head_second']:.1%}), scored in {result['seconds']:.0f} s.", icon="✅")
 
 
 def evaluation_results(results: list[dict]) -> None:
@@ -340,7 +343,7 @@ def side_by_side(runs: list[dict]) -> None:
         table[short_label(run)] = {
             "architecture": run["arch"], "status": run["status"], "options": options_text(run.get("options") or {}),
             "epochs": f"{run.get('epochs_done') or 0}/{run.get('total_epochs') or config.get('epochs')}",
-            "best val. mean": f"{run['best_val_mean']:.2%}" if run.get("best_val_mean") is not None else "-",
+            "best val. mean": f"{run['best_val_mean']:.1%}" if run.get("best_val_mean") is not None else "-",
             "best epoch": jobs.best_epoch_text(run),
             "test protocol": evaluation_text(result),
             "test first / second": f"{result['head_first']:.1%} / {result['head_second']:.1%}" if result else "-",

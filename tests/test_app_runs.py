@@ -124,7 +124,7 @@ def test_evaluating_on_the_test_protocol_stores_the_result(finished_run):
     next(w for w in at.number_input if w.label == "Repeats").set_value(2)
     next(w for w in at.number_input if w.label == "Test pairs per repeat").set_value(100)
     at = no_exceptions(next(b for b in at.button if b.label == "Evaluate on the test protocol").click().run())
-    assert "Stored: mean accuracy" in texts(at.success)
+    assert "Stored: mean accuracy" in texts(at.success) and "% ± " in texts(at.success)  # percentages, as elsewhere
     [stored] = RunStore().evaluations(run_id=finished_run)
     assert (stored["result"]["repeats"], stored["result"]["pairs"]) == (2, 100)
     assert stored["result"]["alpha"] == 0.5  # the protocol's plain average, whatever the run trained on
@@ -202,7 +202,7 @@ def test_compare_overlays_several_runs_and_lists_them_side_by_side(finished_run)
     side = at.dataframe[-1].value  # a dataframe, not st.table: the names stay plain text
     assert list(side.columns) == [f"#{other} “<b>other</b> **x**” resnet-cpu", f"#{finished_run} “tiny” allconv"]
     assert side.loc["architecture"].tolist() == ["resnet-cpu", "allconv"]
-    assert side.loc["best val. mean"].tolist()[0] == "50.00%"
+    assert side.loc["best val. mean"].tolist()[0] == "50.0%"
 
 
 def test_delete_asks_for_confirmation_then_removes_the_run_and_its_files(finished_run):
