@@ -67,7 +67,7 @@ def preset_picker() -> dict:
     choice = st.selectbox(
         "Start from a preset", names, index=0, key="train_preset",
         format_func=lambda name: {"smoke": "smoke — a quick check that training runs (seconds, learns little)",
-                                  "demo": "demo — watch a small net learn (~1.5 min on 2 CPU cores)",
+                                  "demo": "demo — watch a small net learn (1–3 min on 2 CPU cores)",
                                   "allconv": "allconv — the seed notebook's recipe",
                                   "champion": "champion — our best recipe (hours on a CPU)",
                                   CUSTOM: "custom — the plain defaults"}.get(name, name),
@@ -124,7 +124,9 @@ def training_form(arch: str, defaults: dict) -> tuple[training.TrainConfig, str 
         )
         smoothing = middle.number_input("Label smoothing", value=float(defaults["label_smoothing"]), step=0.05,
                                         format="%.2f", key=f"smoothing_{key}")
-        name = right.text_input("Run name (optional)", key=f"name_{key}", max_chars=RUN_NAME_MAX)
+        default_name = None if key == CUSTOM else key  # the preset's name, so the Runs table says what it was
+        name = right.text_input("Run name (optional)", key=f"name_{key}", max_chars=RUN_NAME_MAX,
+                                placeholder=default_name or "")
         augment = st.checkbox("Augment: random flips and shifts of each image before mixing",
                               value=defaults["augment"], key=f"augment_{key}")
         advanced = advanced_fields(defaults, key, arch)
@@ -139,7 +141,7 @@ def training_form(arch: str, defaults: dict) -> tuple[training.TrainConfig, str 
     except ValueError as error:
         st.error(f"Not started: {ui.escape_markdown(error)}", icon="🚫")
         return None
-    return config, name.strip() or None
+    return config, name.strip() or default_name
 
 
 def advanced_fields(defaults: dict, key: str, arch: str):

@@ -96,6 +96,7 @@ def test_start_runs_a_real_training_process_and_puts_its_id_in_the_url(tiny_data
     [run] = store.list_runs()
     assert at.query_params["run"] == str(run["id"])
     assert run["config"]["train_size"] == training.PRESETS["smoke"]["train_size"]
+    assert run["name"] == "smoke"  # no name typed: the preset's
     assert f"Run #{run['id']}" in texts(at.subheader)
     assert any(button.label == "Stop training" for button in at.button)
 
