@@ -171,7 +171,8 @@ def stop(run_id: int, store: RunStore | None = None) -> None:
 
 
 def kill(run_id: int, store: RunStore | None = None) -> None:
-    """End a run's process at once (SIGTERM to its process group); it can be resumed from its last epoch."""
+    """End a run's process at once (SIGTERM to the process group a started run leads, else to the process alone);
+    it can be resumed from its last epoch."""
     store = store or RunStore()
     run = store.get_run(run_id)
     if not run_is_alive(run):  # never a later process that was given the same pid
