@@ -24,13 +24,14 @@ PROTOCOL_ALPHA = 0.5  # the seeds' plain average
 
 def evaluate(model, x_test: np.ndarray, y_test: np.ndarray, repeats: int = PROTOCOL_REPEATS,
              pairs: int = PROTOCOL_PAIRS, seed: int = PROTOCOL_SEED, alpha: float = PROTOCOL_ALPHA,
-             batch_size: int = 500, verbose: int = 0) -> dict:
+             batch_size: int = 500, verbose: int = 0, progress=None) -> dict:
     """Score ``model`` on ``repeats`` x ``pairs`` mixed test pairs fixed by ``seed``.
 
     Args:
         model: a two-head model (``{"first", "second"}`` outputs).
         x_test, y_test: CIFAR-10 test images (uint8 NHWC) and labels 0-9.
         verbose: Keras progress bar (1) or silence (0).
+        progress: called with the fraction of pairs scored (0-1] as scoring goes on (e.g. a page's bar).
 
     Returns:
         a JSON-able dict: ``mean_accuracy``, ``std`` (of the mean accuracy over repeats), ``head_first``,
@@ -43,7 +44,7 @@ def evaluate(model, x_test: np.ndarray, y_test: np.ndarray, repeats: int = PROTO
     groups = mixing.split_groups(x_test, y_test)
     dataset = mixing.FixedPairs(groups, batch_size=batch_size, count=repeats * pairs, seed=seed, alpha=alpha)
     started = time.perf_counter()
-    predicted = models.predict_classes(model, dataset, verbose=verbose)
+    predicted = models.predict_classes(model, dataset, verbose=verbose, progress=progress)
     seconds = time.perf_counter() - started
     return score(dataset.labels(), predicted, repeats, pairs) | {
         "repeats": repeats, "pairs": pairs, "seed": seed, "alpha": alpha, "seconds": round(seconds, 2),
@@ -52,7 +53,7 @@ def evaluate(model, x_test: np.ndarray, y_test: np.ndarray, repeats: int = PROTO
 
 def evaluate_and_store(entry, store, x_test: np.ndarray, y_test: np.ndarray, repeats: int = PROTOCOL_REPEATS,
                        pairs: int = PROTOCOL_PAIRS, seed: int = PROTOCOL_SEED, alpha: float = PROTOCOL_ALPHA,
-                       verbose: int = 0, save: bool = True) -> dict:
+                       verbose: int = 0, save: bool = True, progress=None) -> dict:
     """Load a catalog entry (shipped model, run, file), score it with :func:`evaluate` and keep the result.
 
     The command line and the Runs page both evaluate through here, so a run scored in either place is scored
@@ -66,7 +67,7 @@ def evaluate_and_store(entry, store, x_test: np.ndarray, y_test: np.ndarray, rep
     """
     mixing.check_alpha(alpha)
     result = evaluate(entry.load(), x_test, y_test, repeats=repeats, pairs=pairs, seed=seed, alpha=alpha,
-                      verbose=verbose)
+                      verbose=verbose, progress=progress)
     result["model"] = entry.reference
     if save:
         store.add_evaluation(entry.run_id, entry.reference, result)

@@ -103,7 +103,22 @@ def predict(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> di
     return {head: np.asarray(outputs[head], dtype=np.float32) for head in mixing.HEADS}
 
 
-def predict_classes(model: keras.Model, dataset, verbose: int = 0) -> dict[str, np.ndarray]:
-    """Predicted class (0-4) per head for every item of a batched dataset, in one ``model.predict`` call."""
-    outputs = model.predict(dataset, verbose=verbose)
+class _Progress(keras.callbacks.Callback):
+    """Reports the fraction of a prediction's batches done to ``report`` (e.g. a progress bar)."""
+
+    def __init__(self, report, batches: int):
+        super().__init__()
+        self.report, self.batches = report, max(1, batches)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.report(min(1.0, (batch + 1) / self.batches))
+
+
+def predict_classes(model: keras.Model, dataset, verbose: int = 0, progress=None) -> dict[str, np.ndarray]:
+    """Predicted class (0-4) per head for every item of a batched dataset, in one ``model.predict`` call.
+
+    ``progress``, if given, is called with the fraction done (0-1] after each batch.
+    """
+    hooks = [] if progress is None else [_Progress(progress, len(dataset))]
+    outputs = model.predict(dataset, verbose=verbose, callbacks=hooks)
     return {head: np.asarray(outputs[head]).argmax(axis=1) for head in mixing.HEADS}

@@ -186,15 +186,19 @@ def evaluation_form(run: dict) -> None:
         submitted = st.form_submit_button("Evaluate on the test protocol", icon="🧮")
     if not submitted:
         return
+    text = f"Scoring {repeats} × {pairs:,} test mixes…"
+    bar = st.progress(0.0, text=text)
     try:
-        with st.spinner(f"Scoring {repeats} × {pairs:,} test mixes…"):
-            splits = ui.data_status().splits
-            result = evaluation.evaluate_and_store(catalog.resolve(f"run:{run['id']}", store()), store(),
-                                                   splits.x_test, splits.y_test, repeats=int(repeats),
-                                                   pairs=int(pairs), alpha=float(alpha))
+        splits = ui.data_status().splits
+        result = evaluation.evaluate_and_store(
+            catalog.resolve(f"run:{run['id']}", store()), store(), splits.x_test, splits.y_test,
+            repeats=int(repeats), pairs=int(pairs), alpha=float(alpha),
+            progress=lambda done: bar.progress(done, text=f"{text} {done:.0%}"))
     except (ValueError, models.ModelError) as error:
+        bar.empty()
         st.error(f"Could not evaluate run #{run['id']}: {ui.escape_markdown(error)}", icon="🚫")
         return
+    bar.empty()
     st.success(f"Stored: mean accuracy {evaluation_text(result)} (first head {result['head_first']:.1%}, second "
                f"{result['head_second']:.1%}), scored in {result['seconds']:.0f} s.", icon="✅")
 

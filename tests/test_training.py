@@ -269,8 +269,10 @@ def test_random_baseline_scores_near_chance():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (600, 32, 32, 3), dtype=np.uint8)
     y = np.arange(600) % 10
-    result = evaluation.evaluate(architectures.build("random"), x, y, repeats=3, pairs=2000)
+    done = []
+    result = evaluation.evaluate(architectures.build("random"), x, y, repeats=3, pairs=2000, progress=done.append)
     assert 0.17 < result["mean_accuracy"] < 0.23
+    assert len(done) == 12 and done == sorted(done) and done[-1] == 1.0  # 6,000 pairs in batches of 500
     assert len(result["per_repeat"]) == 3 and np.array(result["confusion_first"]).sum() == 6000
     for key in ("std", "head_first", "head_second", "f1_first", "f1_second", "head_gap"):
         assert key in result
