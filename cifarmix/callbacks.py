@@ -123,8 +123,9 @@ class RunRecorder(keras.callbacks.Callback):
         self.pending.append((step, self.epoch + 1, _float(logs.get("loss")), _float(logs.get("first_loss")),
                              _float(logs.get("second_loss"))))
         if time.time() - self.last_flush >= FLUSH_SECONDS:
-            self.flush(step, self.state.get("train_seconds", 0.0) + time.time() - self.epoch_started)
-            if self.stop_wanted(extra_seconds=time.time() - self.epoch_started):
+            seconds = time.time() - self.epoch_started
+            self.flush(step, self.state.get("train_seconds", 0.0) + seconds)
+            if self.stop_wanted(extra_seconds=seconds):
                 self.model.stop_training = True
 
     def flush(self, step: int, train_seconds: float) -> None:

@@ -215,10 +215,14 @@ class Trainer:
         hooks = callbacks.standard(self, validation, state, steps)
         verbose = 1 if sys.stdout.isatty() else 2  # a live progress bar for people, one line per epoch in logs
         model.fit(dataset, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=hooks, verbose=verbose)
-        return self.finish()
+        return self.finish(steps)
 
-    def finish(self) -> dict:
-        """Mark the run finished or stopped (a stop request keeps its best checkpoint) and say why it ended."""
+    def finish(self, steps: int) -> dict:
+        """Mark the run finished or stopped (a stop request keeps its best checkpoint) and say why it ended.
+
+        Args:
+            steps: the run's steps per epoch (to tell the steps of an epoch cut short).
+        """
         state = self.load_state()
         if self.store.stop_requested(self.run_id):
             status, why = "stopped", "stopped on request"
@@ -230,10 +234,9 @@ class Trainer:
             status, why = "finished", "early stopping: validation accuracy stopped improving"
         best = self.folder / BEST_MODEL
         self.store.update_run(self.run_id, model_path=str(best) if best.exists() else None)
-        run = self.store.get_run(self.run_id)
-        per_epoch = (run.get("total_steps") or 0) // max(1, self.config.epochs)
-        part = (run.get("steps_done") or 0) - state["epoch"] * per_epoch  # steps of an epoch cut short
-        cut = f" and {part} of {per_epoch} steps of epoch {state['epoch'] + 1}" if per_epoch and part > 0 else ""
+        done = self.store.get_run(self.run_id).get("steps_done") or 0
+        part = done - state["epoch"] * steps  # the steps of an epoch cut short, if any
+        cut = f" and {part} of {steps} steps of epoch {state['epoch'] + 1}" if part > 0 else ""
         self.store.set_status(self.run_id, status, f"{why} after {state['epoch']} epochs{cut}, "
                                                    f"{state['train_seconds'] / 60:.1f} min of training")
         return self.store.get_run(self.run_id)

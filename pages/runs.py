@@ -195,10 +195,10 @@ def evaluation_form(run: dict) -> None:
             repeats=int(repeats), pairs=int(pairs), alpha=float(alpha),
             progress=lambda done: bar.progress(done, text=f"{text} {done:.0%}"))
     except (ValueError, models.ModelError) as error:
-        bar.empty()
         st.error(f"Could not evaluate run #{run['id']}: {ui.escape_markdown(error)}", icon="🚫")
         return
-    bar.empty()
+    finally:
+        bar.empty()
     st.success(f"Stored: mean accuracy {evaluation_text(result)} (first head {result['head_first']:.1%}, second "
                f"{result['head_second']:.1%}), scored in {result['seconds']:.0f} s.", icon="✅")
 
