@@ -116,6 +116,16 @@ def test_the_epoch_slider_shows_that_epochs_confusion_matrices(finished_run):
     assert [len(trace["x"]) for trace in bars["data"]] == [5, 5]
 
 
+def test_a_model_that_cannot_be_loaded_gives_a_clear_error_and_stores_nothing(finished_run):
+    broken = paths.run_dir(finished_run) / "broken.keras"  # in this test's own home, not the shared trained one
+    broken.write_bytes(b"not a keras archive")
+    RunStore().update_run(finished_run, model_path=broken)
+    at = open_runs_page(finished_run)
+    at = no_exceptions(next(b for b in at.button if b.label == "Evaluate on the test protocol").click().run())
+    assert f"Could not evaluate run #{finished_run}" in texts(at.error)
+    assert not at.get("progress") and RunStore().evaluations(run_id=finished_run) == []  # the bar is gone too
+
+
 def test_evaluating_on_the_test_protocol_stores_the_result(finished_run):
     run = RunStore().get_run(finished_run)
     RunStore().update_run(finished_run, config=dict(run["config"], alpha=0.3))  # trained on 30/70 mixes
