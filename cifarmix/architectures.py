@@ -308,24 +308,26 @@ BATCHNORM_MOMENTUM = 0.9  # Keras' 0.99 lags badly over the few thousand steps a
 POOLINGS = ("max", "avg")
 
 
-def conv_bn_gelu(x: keras.KerasTensor, filters: int, name: str | None = None) -> keras.KerasTensor:
-    """3x3 'same' convolution (no bias), BatchNorm, GELU."""
+def conv_bn_act(x: keras.KerasTensor, filters: int, activation: str = "gelu",
+                name: str | None = None) -> keras.KerasTensor:
+    """3x3 'same' convolution (no bias), BatchNorm, then ``activation``."""
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
     x = layers.BatchNormalization(momentum=BATCHNORM_MOMENTUM)(x)
-    return activate(x, "gelu")
+    return activate(x, activation)
 
 
-def residual_stage(x: keras.KerasTensor, width: int) -> keras.KerasTensor:
-    """Airbench-style stage: conv -> 2x2 max pool -> BatchNorm -> GELU, then one residual conv block."""
+def residual_stage(x: keras.KerasTensor, width: int, activation: str = "gelu") -> keras.KerasTensor:
+    """Airbench-style stage: conv -> 2x2 max pool -> BatchNorm -> activation, then one residual conv block."""
     x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
     x = layers.MaxPooling2D(2)(x)
-    x = activate(layers.BatchNormalization(momentum=BATCHNORM_MOMENTUM)(x), "gelu")
-    return layers.Add()([x, conv_bn_gelu(x, width)])
+    x = activate(layers.BatchNormalization(momentum=BATCHNORM_MOMENTUM)(x), activation)
+    return layers.Add()([x, conv_bn_act(x, width, activation)])
 
 
-def head_branch(x: keras.KerasTensor, head: str, width: int, pooling: str, dropout: float):
+def head_branch(x: keras.KerasTensor, head: str, width: int, pooling: str, dropout: float,
+                activation: str = "gelu"):
     """A head's own conv block on the shared features, global pooling, dropout and its softmax."""
-    x = conv_bn_gelu(x, width, name=f"{head}_conv")
+    x = conv_bn_act(x, width, activation, name=f"{head}_conv")
     pool = layers.GlobalMaxPooling2D() if pooling == "max" else layers.GlobalAveragePooling2D()
     x = layers.Dropout(dropout)(pool(x))
     return softmax_head(x, head)
@@ -336,17 +338,19 @@ def build_resnet_cpu(
     head_width: int = 128,
     dropout: float = 0.1,
     pooling: str = "max",
+    activation: str = "gelu",
 ) -> keras.Model:
     """Our CPU-friendly net: 3x3 stem (32), three residual stages at ``widths`` (32 -> 16 -> 8 -> 4 pixels),
     then per head a separate conv block (``head_width``), global ``pooling``, dropout and softmax.
+    ``activation`` is GELU (the first champion) or ReLU (about 1.5x the training speed on these CPUs).
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}.")
     pixels = pixel_input()
-    x = conv_bn_gelu(rescale(pixels), STEM_WIDTH)
+    x = conv_bn_act(rescale(pixels), STEM_WIDTH, activation)
     for width in widths:
-        x = residual_stage(x, int(width))
-    outputs = {head: head_branch(x, head, head_width, pooling, dropout) for head in HEADS}
+        x = residual_stage(x, int(width), activation)
+    outputs = {head: head_branch(x, head, head_width, pooling, dropout, activation) for head in HEADS}
     return keras.Model(pixels, outputs, name="resnet_cpu")
 
 
@@ -433,7 +437,8 @@ _ENTRIES = (
         builder=build_resnet_cpu,
         needs_gpu=False,
         source="cifarmix: airbench-style design",
-        default_options={"widths": [64, 256, 256], "head_width": 128, "dropout": 0.1, "pooling": "max"},
+        default_options={"widths": [64, 256, 256], "head_width": 128, "dropout": 0.1, "pooling": "max",
+                         "activation": "gelu"},
     ),
 )
 

@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--time-budget", type=_positive_float, metavar="MINUTES",
                        help="stop cleanly after this many minutes of training (summed over resumes)")
     train.add_argument("--name")
+    train.add_argument("--init-from", metavar="MODEL",
+                       help="start from this model's weights (a shipped model, a run id or a .keras file), with a "
+                       "fresh optimizer and schedule: a warm restart")
     _data_argument(train)
     train.add_argument("--run-id", type=_positive_int, help=argparse.SUPPRESS)  # used by cifarmix.jobs
     train.add_argument("--resume", type=_positive_int, metavar="RUN_ID", help="continue a stopped or killed run")
@@ -180,7 +183,8 @@ def _train_config(args):
                      steps_per_epoch=args.steps_per_epoch, train_size=args.train_size, val_pairs=args.val_pairs,
                      lr=args.lr, optimizer=args.optimizer, schedule=args.schedule,
                      label_smoothing=args.label_smoothing, alpha=args.alpha, augment=args.augment,
-                     precision=args.precision, seed=args.seed, time_budget_minutes=args.time_budget)
+                     precision=args.precision, seed=args.seed, time_budget_minutes=args.time_budget,
+                     init_from=args.init_from)
     if args.options:
         try:
             overrides["options"] = json.loads(args.options)

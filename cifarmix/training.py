@@ -55,6 +55,9 @@ class TrainConfig:
     precision: str = "float32"
     seed: int = 0
     time_budget_minutes: float | None = None  # stop cleanly once this much training time is spent
+    # A warm restart: start from this model's weights (a shipped model's name, a run id or a .keras file) with a
+    # fresh optimizer and schedule; the file's network must have this run's architecture and options.
+    init_from: str | None = None
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError naming the first bad field, what was expected and what was found."""
@@ -253,6 +256,8 @@ class Trainer:
 
             return keras.saving.load_model(last, safe_mode=True, compile=True)
         model = architectures.build(config.arch, **config.options)
+        if config.init_from:
+            copy_weights(config.init_from, model, self.store)
         self.compile(model, steps)
         return model
 
@@ -314,6 +319,23 @@ class Trainer:
         for old in [*self.folder.glob("last-e*.keras"), self.folder / LAST_MODEL]:
             if old.name != current:
                 old.unlink(missing_ok=True)
+
+
+def copy_weights(reference: str, model, store: RunStore) -> None:
+    """Load the weights of the model ``reference`` names into ``model`` (weights only: no optimizer state).
+
+    A shipped model's test-time views wrap the trained network; its weights are the network's. Raises ValueError
+    naming both networks when their layers' shapes differ.
+    """
+    from cifarmix import catalog, views
+
+    source = views.network_of(catalog.resolve(reference, store).load())
+    ours, theirs = model.get_weights(), source.get_weights()
+    if [w.shape for w in ours] != [w.shape for w in theirs]:
+        raise ValueError(f"cannot start from {reference!r}: its network ({source.count_params():,} parameters in "
+                         f"{len(theirs)} arrays) is not this run's architecture ({model.count_params():,} in "
+                         f"{len(ours)}); give a model of the same architecture and options")
+    model.set_weights(theirs)
 
 
 def last_checkpoint_name(epoch: int) -> str:

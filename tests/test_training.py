@@ -374,3 +374,32 @@ def test_the_demo_preset_is_a_slim_net_on_a_subset():
     demo = training.preset("demo")
     assert architectures.param_count(demo.arch, **demo.options) < architectures.param_count("resnet-cpu") / 5
     assert demo.train_size == 10_000 and demo.epochs * demo.steps_per_epoch * demo.batch_size <= 50_000
+
+
+def test_a_warm_restart_starts_from_another_runs_weights_with_a_fresh_optimizer(tiny_data, store):
+    first = training.train(tiny_config(epochs=1), store)
+    trained = models.load_model(first["model_path"]).get_weights()
+    config = tiny_config(epochs=1, init_from=str(first["id"]))
+    trainer = training.Trainer(store, store.create_run(config.arch, config.options, config.to_dict(), 0), None)
+    model = trainer.model(trainer.load_state(), steps=3)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained))
+    assert int(model.optimizer.iterations.numpy()) == 0  # weights only: the schedule starts over
+    run = trainer.run()
+    assert run["status"] == "finished" and run["config"]["init_from"] == str(first["id"])
+
+
+def test_a_warm_restart_from_another_architecture_is_refused_naming_both(tiny_data, store):
+    first = training.train(tiny_config(epochs=1), store)
+    model = architectures.build("resnet-cpu", widths=[8, 8, 8], head_width=8)
+    with pytest.raises(ValueError, match="is not this run's architecture"):
+        training.copy_weights(str(first["id"]), model, store)
+
+
+def test_resnet_cpu_takes_relu_in_place_of_gelu_with_the_same_weights():
+    gelu = architectures.build("resnet-cpu", widths=[8, 8, 8], head_width=8)
+    relu = architectures.build("resnet-cpu", widths=[8, 8, 8], head_width=8, activation="relu")
+    assert [w.shape for w in gelu.get_weights()] == [w.shape for w in relu.get_weights()]
+    kinds = {type(layer).__name__ for layer in relu.layers}
+    assert "ReLU" in kinds and "Activation" not in kinds
+    with pytest.raises(ValueError, match="activation must be one of"):
+        architectures.build("resnet-cpu", widths=[8, 8, 8], activation="swishy")
