@@ -8,6 +8,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the CLI
 
+from cifarmix.quiet import quiet_import_banner  # noqa: E402
+
+with quiet_import_banner():  # TensorFlow's import banner ignores TF_CPP_MIN_LOG_LEVEL since 2.20
+    import tensorflow  # noqa: F401
+
 from cifarmix import layers  # noqa: E402,F401  (registers custom layers)
 
 __version__ = "0.1.0"

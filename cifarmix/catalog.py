@@ -6,6 +6,7 @@ A model reference is a shipped model's name (``champion``), a run id (``12``) or
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class ModelEntry:
     run_id: int | None = None
     card: dict = field(default_factory=dict)
     untrained_arch: str | None = None  # set for a freshly built model of this architecture (no file)
+    problem: str | None = None  # why its card could not be read (the model stays usable without it)
 
     def load(self):
         if self.untrained_arch is not None:
@@ -43,22 +45,62 @@ def untrained(arch: str) -> ModelEntry:
 
 
 def shipped(root: Path | None = None) -> list[ModelEntry]:
-    """Shipped models: ``artifacts/models/<name>/model.keras`` with a ``card.json`` beside it."""
+    """Shipped models: ``artifacts/models/<name>/model.keras`` with a ``card.json`` beside it.
+
+    A missing or malformed card costs only that model's extra facts: it is listed under its folder's name, with
+    the card's problem in ``problem``.
+    """
     root = root or paths.shipped_models_dir()
     entries = []
     for folder in sorted(p for p in root.glob("*") if (p / MODEL_FILE).is_file()):
-        card = _read_card(folder / CARD_FILE)
-        accuracy = card.get("evaluation", {}).get("mean_accuracy")
-        suffix = f" — {accuracy:.1%} on the test protocol" if accuracy else ""
-        entries.append(ModelEntry(folder.name, f"{card.get('title', folder.name)}{suffix}", folder / MODEL_FILE, card=card))
+        card, problem = read_card(folder / CARD_FILE)
+        accuracy = card_accuracy(card)
+        suffix = f" — {accuracy:.1%} on the test protocol" if accuracy is not None else ""
+        title = bounded_text(card.get("title"), TITLE_LIMIT) or folder.name
+        entries.append(ModelEntry(folder.name, f"{title}{suffix}", folder / MODEL_FILE, card=card, problem=problem))
     return entries
 
 
-def _read_card(path: Path) -> dict:
+TITLE_LIMIT = 60  # characters of a card's title shown in lists
+DESCRIPTION_LIMIT = 400
+
+
+def read_card(path: Path) -> tuple[dict, str | None]:
+    """A model card as a dict, and None; or ``{}`` and one sentence saying what is wrong with the file."""
+    if not path.exists():
+        return {}, f"it has no {path.name}"
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+        card = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return {}, f"its {path.name} could not be read ({type(error).__name__})"
+    if not isinstance(card, dict):
+        return {}, f"its {path.name} holds a {type(card).__name__}, not an object"
+    if "evaluation" in card and not isinstance(card["evaluation"], dict):
+        return {key: value for key, value in card.items() if key != "evaluation"}, \
+            f"the evaluation in its {path.name} is not an object"
+    return card, None
+
+
+def card_accuracy(card: dict) -> float | None:
+    """The card's test-protocol mean accuracy, or None when it has none or it is not a number in [0, 1]."""
+    evaluation = card.get("evaluation")
+    value = evaluation.get("mean_accuracy") if isinstance(evaluation, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value) if 0 <= value <= 1 else None
+
+
+def bounded_text(value, limit: int) -> str:
+    """``value`` as one line of plain text of at most ``limit`` characters ('' for anything but a string)."""
+    if not isinstance(value, str):
+        return ""
+    text = " ".join(value.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def card_description(card: dict) -> str:
+    """The card's description as bounded plain text (shown in the sidebar; never rendered as markdown)."""
+    return bounded_text(card.get("description"), DESCRIPTION_LIMIT)
 
 
 def from_runs(store: RunStore) -> list[ModelEntry]:

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 "set-views": cmd_set_views}
     try:
         return handlers[args.command](args) or 0
-    except (CliError, data.DataError, ModelError, ValueError) as error:
+    except (CliError, data.DataError, ModelError, ValueError, paths.HomeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -115,25 +116,68 @@ def _batches_folder(folder: Path) -> Path:
     )
 
 
+MANIFEST = "manifest.json"  # the batch files' sizes, written when an extraction is published
+
+
 def _extract_once(tarball: Path) -> Path:
-    """Extract the official tarball into the cifarmix home once; later calls reuse the folder."""
+    """Extract the official tarball into the cifarmix home once; later calls reuse the folder.
+
+    The batches are read and checked before the extraction is published, and published with a manifest of their
+    sizes; a cache whose files no longer match it (truncated or deleted since) is removed and extracted again.
+    Half-finished extractions left by a killed process are removed first.
+    """
     stat = tarball.stat()
     key = hashlib.sha1(f"{tarball}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     target = paths.data_cache_dir() / f"cifar-10-{key}"
-    if (target / BATCHES_DIR / TEST_BATCH).is_file():
+    _remove_abandoned_extractions()
+    if _cache_is_intact(target):
         return target / BATCHES_DIR
-    staging = Path(tempfile.mkdtemp(prefix="extract-", dir=paths.data_cache_dir()))
+    if target.exists():  # damaged since it was made, or made before caches had a manifest
+        shutil.rmtree(target, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"extract-{os.getpid()}-", dir=paths.data_cache_dir()))
     try:
         _safe_extract(tarball, staging)
-        _batches_folder(staging)  # refuse a tarball without the batches before publishing it
+        _read_batches(_batches_folder(staging))  # refuse a tarball without sound batches before publishing it
+        paths.write_json_atomically(staging / MANIFEST, _sizes(staging / BATCHES_DIR))
         try:
             staging.rename(target)
         except OSError:  # another process published the same extraction first
-            if not (target / BATCHES_DIR / TEST_BATCH).is_file():
+            if not _cache_is_intact(target):
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target / BATCHES_DIR
+
+
+def _sizes(folder: Path) -> dict[str, int]:
+    return {name: (folder / name).stat().st_size for name in (*TRAIN_BATCHES, TEST_BATCH)}
+
+
+def _cache_is_intact(target: Path) -> bool:
+    """True when every batch file of an extraction is there with the size its manifest recorded."""
+    try:
+        expected = json.loads((target / MANIFEST).read_text())
+        return _sizes(target / BATCHES_DIR) == expected
+    except (OSError, ValueError):
+        return False
+
+
+def _remove_abandoned_extractions() -> None:
+    """Delete ``extract-PID-*`` folders whose process is gone (a first run killed while extracting)."""
+    for folder in paths.data_cache_dir().glob("extract-*"):
+        pid = folder.name.split("-")[1]
+        if not pid.isdigit() or not _process_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def _safe_extract(tarball: Path, destination: Path) -> None:
@@ -146,6 +190,9 @@ def _safe_extract(tarball: Path, destination: Path) -> None:
                     f"cifar-10-python.tar.gz. {HOW_TO_FIX}"
                 )
             archive.extractall(destination, members=members, filter="data")
+    except PermissionError:
+        raise DataError(f"{tarball} is not readable by this user; give it read permission (chmod a+r) or point "
+                        f"{paths.DATA_ENV} at a copy you can read.") from None
     except (tarfile.TarError, EOFError, OSError, ValueError) as error:
         raise DataError(
             f"{tarball} could not be read as a tar.gz archive ({type(error).__name__}: {error}); the file is "
@@ -176,6 +223,9 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except FileNotFoundError:
         raise DataError(f"The CIFAR-10 batch {path.name} is missing from {path.parent}. {HOW_TO_FIX}") from None
+    except PermissionError:
+        raise DataError(f"The CIFAR-10 batch {path} is not readable by this user; give it read permission "
+                        f"(chmod a+r) or use a copy you can read.") from None
     except Exception as error:  # corrupt pickle, wrong keys, wrong types
         raise DataError(
             f"The CIFAR-10 batch {path} is corrupt or not in the official format "

@@ -11,11 +11,37 @@ HOME_ENV = "CIFARMIX_HOME"
 DATA_ENV = "CIFARMIX_DATA"
 
 
+class HomeError(OSError):
+    """The cifarmix home folder cannot be created or written."""
+
+
 def home() -> Path:
-    """The cifarmix home folder (``$CIFARMIX_HOME``, default ``~/.cifarmix``), created on first use."""
-    root = Path(os.environ.get(HOME_ENV) or Path.home() / ".cifarmix").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    """The cifarmix home folder (``$CIFARMIX_HOME``, default ``~/.cifarmix``), created on first use.
+
+    Raises:
+        HomeError: naming the folder, what was wrong and how to choose another one.
+    """
+    chosen = os.environ.get(HOME_ENV)
+    root = Path(chosen or Path.home() / ".cifarmix").expanduser()
+    if root in _WRITABLE and root.is_dir():
+        return root
+    step = "could not be created"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        step = "is not writable"
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        where = f"{HOME_ENV}={chosen}" if chosen else f"the default; {HOME_ENV} is not set"
+        reason = f"the folder {step} ({error.strerror or type(error).__name__})"
+        raise HomeError(f"cifarmix cannot keep its files in {root} ({where}): {reason}. Choose a folder you can "
+                        f"write with {HOME_ENV}=/path/to/folder.") from None
+    _WRITABLE.add(root)
     return root
+
+
+_WRITABLE: set[Path] = set()  # home folders this process has created or written (checked once each)
 
 
 def db_path() -> Path:

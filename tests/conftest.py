@@ -23,6 +23,14 @@ def real_data_path() -> Path | None:
     return None
 
 
+def pytest_configure(config):
+    """A throw-away cifarmix home for the whole session, set before any fixture or import reads it: module- and
+    session-scoped fixtures run before the per-test home below, and must not fill the user's ``~/.cifarmix``."""
+    import tempfile
+
+    os.environ["CIFARMIX_HOME"] = tempfile.mkdtemp(prefix="cifarmix-tests-")
+
+
 @pytest.fixture(autouse=True)
 def cifarmix_home(tmp_path, monkeypatch) -> Path:
     """Every test gets its own cifarmix home (run store, run folders, data cache)."""

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import io
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +158,64 @@ def test_cli_data_check_with_bad_path_exits_2_without_traceback(tmp_path, capsys
     assert main(["data", "check", "--data", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: CIFAR-10 was not found") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("home", ["/proc/no-such-folder/cifarmix", "/sys/kernel/cifarmix-test"])
+def test_a_home_that_cannot_be_created_or_written_is_named_with_how_to_choose_another(home, monkeypatch, capsys):
+    from cifarmix import cli, paths
+
+    monkeypatch.setenv("CIFARMIX_HOME", home)
+    with pytest.raises(paths.HomeError, match=f"cannot keep its files in {home}.*CIFARMIX_HOME=/path/to/folder"):
+        paths.home()
+    assert cli.main(["runs"]) == 2
+    assert f"error: cifarmix cannot keep its files in {home}" in capsys.readouterr().err
+
+
+def _cached_batches() -> Path:
+    (folder,) = paths.data_cache_dir().glob("cifar-10-*/cifar-10-batches-py")
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_damaged_data_cache_is_extracted_again(tiny_tarball, damage):
+    expected = data.load_cifar10(tiny_tarball)[0][0]
+    batch = _cached_batches() / "data_batch_3"
+    if damage == "truncate":
+        batch.write_bytes(batch.read_bytes()[:1000])
+    else:
+        batch.unlink()
+    data._load_from_path_cached.cache_clear()
+    (x_train, _), _ = data.load_cifar10(tiny_tarball)
+    assert np.array_equal(x_train, expected)
+    assert len(list(paths.data_cache_dir().iterdir())) == 1
+
+
+def test_a_tarball_with_garbage_batches_is_refused_before_anything_is_cached(tmp_path):
+    bad = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(bad, "w:gz") as archive:
+        for name in (*data.TRAIN_BATCHES, data.TEST_BATCH):
+            payload = b"not a pickle at all" * 10
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    with pytest.raises(data.DataError, match="corrupt or not in the official format"):
+        data.load_cifar10(bad)
+    assert list(paths.data_cache_dir().iterdir()) == []
+
+
+def test_a_half_finished_extraction_of_a_killed_process_is_removed_by_the_next_load(tiny_tarball):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = paths.data_cache_dir() / f"extract-{dead.pid}-abcd"
+    (leftover / "cifar-10-batches-py").mkdir(parents=True)
+    data.load_cifar10(tiny_tarball)
+    assert not leftover.exists()
+
+
+def test_an_unreadable_tarball_is_called_unreadable_not_corrupt(tiny_tarball, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tarfile, "open", refuse)
+    with pytest.raises(data.DataError, match="is not readable by this user"):
+        data.load_cifar10(tiny_tarball)
