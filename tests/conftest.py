@@ -139,3 +139,14 @@ def shipped_model(untrained_model_file, tmp_path, monkeypatch) -> str:
 def no_models(tmp_path, monkeypatch):
     """No shipped models at all (an empty ``CIFARMIX_MODELS_DIR``)."""
     monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "no-models"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say loudly at the end when the browser test did not run (its skip is easy to miss in the summary)."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", []) if "test_browser" in report.nodeid]
+    if skipped:
+        reason = skipped[0].longrepr[2] if isinstance(skipped[0].longrepr, tuple) else str(skipped[0].longrepr)
+        terminalreporter.write_sep("!", "THE BROWSER TEST DID NOT RUN", red=True, bold=True)
+        terminalreporter.write_line(f"  {reason.removeprefix('Skipped: ')}")
+        terminalreporter.write_line("  Install Debian's Chromium and emoji font to run it: "
+                                    "sudo apt-get install chromium fonts-noto-color-emoji")
