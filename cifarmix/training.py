@@ -23,7 +23,7 @@ from cifarmix import architectures, data, mixing, models, paths
 from cifarmix.store import RunStore
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw")
-SCHEDULES = ("plateau", "cosine", "constant")
+SCHEDULES = ("plateau", "cosine", "constant", "budget-cosine")  # budget-cosine: cifarmix.schedules
 PRECISIONS = ("float32", "mixed_bfloat16")
 BEST_MODEL = "best.keras"
 LAST_MODEL = "last.keras"  # the one last checkpoint of runs saved before checkpoints were named by their epoch
@@ -81,6 +81,8 @@ class TrainConfig:
             (self.warmup_epochs >= 0, f"warm-up epochs must be >= 0; got {self.warmup_epochs}"),
             (self.time_budget_minutes is None or self.time_budget_minutes > 0,
              f"the time budget must be a positive number of minutes; got {self.time_budget_minutes}"),
+            (self.schedule != "budget-cosine" or self.time_budget_minutes is not None,
+             "the budget-cosine schedule anneals over the time budget: give a time budget in minutes"),
         ]
         for ok, message in checks:
             if not ok:
@@ -216,6 +218,11 @@ class Trainer:
         )
         validation = mixing.validation_pairs(splits.x_val, splits.y_val, config.val_pairs, config.alpha)
         hooks = callbacks.standard(self, validation, state, steps)
+        if config.schedule == "budget-cosine":
+            from cifarmix.schedules import BudgetCosine
+
+            hooks.insert(0, BudgetCosine(config.lr, int(config.warmup_epochs * steps),
+                                         config.time_budget_minutes * 60, state["train_seconds"]))
         verbose = 1 if sys.stdout.isatty() else 2  # a live progress bar for people, one line per epoch in logs
         model.fit(dataset, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=hooks, verbose=verbose)
         return self.finish(steps)

@@ -403,3 +403,23 @@ def test_resnet_cpu_takes_relu_in_place_of_gelu_with_the_same_weights():
     assert "ReLU" in kinds and "Activation" not in kinds
     with pytest.raises(ValueError, match="activation must be one of"):
         architectures.build("resnet-cpu", widths=[8, 8, 8], activation="swishy")
+
+
+def test_the_budget_cosine_rate_warms_up_then_anneals_over_the_time_budget():
+    from cifarmix.schedules import MIN_FRACTION, budget_cosine_rate
+
+    assert budget_cosine_rate(1.0, 0, 10, 0, 100) == pytest.approx(0.1)
+    assert budget_cosine_rate(1.0, 5, 10, 0, 100) == pytest.approx(0.55)
+    assert budget_cosine_rate(1.0, 10, 10, 0, 100) == pytest.approx(1.0)
+    assert budget_cosine_rate(1.0, 50, 10, 50, 100) == pytest.approx(0.5 + MIN_FRACTION / 2)
+    assert budget_cosine_rate(1.0, 99, 10, 100, 100) == pytest.approx(MIN_FRACTION)
+    assert budget_cosine_rate(1.0, 99, 10, 500, 100) == pytest.approx(MIN_FRACTION)  # past the budget: the floor
+
+
+def test_a_budget_cosine_run_anneals_by_the_end_of_its_budget_and_needs_one(tiny_data, store):
+    with pytest.raises(ValueError, match="give a time budget"):
+        tiny_config(schedule="budget-cosine").validate()
+    run = training.train(tiny_config(schedule="budget-cosine", epochs=200, time_budget_minutes=0.15), store)
+    assert run["status"] == "finished" and "time budget" in run["message"]
+    rates = store.epoch_metrics(run["id"])["lr"].tolist()
+    assert rates[-1] < rates[0] and rates[-1] < 0.3 * 1e-3  # well down the cosine when the budget ran out
