@@ -1,4 +1,4 @@
-"""cifarmix.game: dealing rounds, scoring with streaks, the stage machine, summaries, saving, mixer pairs."""
+"""cifarmix.game: dealing rounds, scoring with streaks, the stage machine, summaries, saving."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from cifarmix import game, mixing
+from cifarmix import game
 from cifarmix.game import Answer
 from cifarmix.store import RunStore
 
@@ -208,66 +208,6 @@ def test_classroom_summary_has_no_winner_where_only_the_random_guesser_played():
                         "opponent": game.BASELINE_OPPONENT}])
     [row] = game.classroom_summary(store.class_accuracy(ignored_models=[game.BASELINE_OPPONENT]))
     assert row["human_accuracy"] == 1.0 and row["model_accuracy"] is None and row["winner"] is None
-
-
-def test_random_pair_respects_requested_classes_and_groups():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        pair = game.random_pair(Y_TEST, rng)
-        assert Y_TEST[pair.a_index] < 5 <= Y_TEST[pair.b_index]
-    pair = game.random_pair(Y_TEST, rng, first=3, second=9, alpha=0.7)
-    assert (Y_TEST[pair.a_index], Y_TEST[pair.b_index], pair.alpha) == (3, 9, 0.7)
-    assert list(game.class_members(Y_TEST, 3)[:3]) == [3, 13, 23]
-
-
-def test_a_pair_round_trips_through_the_url_query():
-    pair = game.Pair(13, 29, 0.35)
-    assert pair.to_query() == {"a": "13", "b": "29", "w": "0.35"}
-    assert game.pair_from_query(pair.to_query(), Y_TEST, np.random.default_rng(0)) == (pair, [])
-    assert game.pair_from_query({}, Y_TEST, np.random.default_rng(0)) == (None, [])
-
-
-@pytest.mark.parametrize("query, bad", [
-    ({"a": "abc", "b": "5", "w": "0.5"}, "a"),
-    ({"a": "5", "b": "5", "w": "0.5"}, "a"),  # image 5 is a dog: not group A
-    ({"a": "3", "b": "4", "w": "0.5"}, "b"),  # image 4 is a deer: not group B
-    ({"a": "3", "b": "99999", "w": "0.5"}, "b"),
-    ({"a": "3", "b": "-1", "w": "0.5"}, "b"),
-    ({"a": "3", "b": "5", "w": "1.5"}, "w"),
-    ({"a": "3", "b": "5", "w": "nan"}, "w"),
-    ({"a": "3", "w": "0.5"}, "b"),
-])
-def test_bad_query_values_fall_back_with_a_message_each(query, bad):
-    pair, problems = game.pair_from_query(query, Y_TEST, np.random.default_rng(0))
-    assert len(problems) == 1 and problems[0].startswith(f"'{bad}")
-    assert Y_TEST[pair.a_index] < 5 <= Y_TEST[pair.b_index] and 0 < pair.alpha < 1
-    if bad != "a":
-        assert pair.a_index == 3
-    if bad == "w":
-        assert pair.alpha == game.DEFAULT_ALPHA
-
-
-@pytest.mark.parametrize("text, used", [("0.01", mixing.ALPHA_MIN), ("0.97", mixing.ALPHA_MAX)])
-def test_a_link_weight_beyond_the_mixers_range_is_moved_to_the_nearest_end(text, used):
-    pair, problems = game.pair_from_query({"a": "3", "b": "5", "w": text}, Y_TEST, np.random.default_rng(0))
-    assert pair.alpha == used and len(problems) == 1 and problems[0].startswith(f"'w={text}'")
-
-
-def test_a_long_link_value_is_quoted_back_cut_to_forty_characters():
-    assert game.shown_link_value("x" * 40) == "x" * 40
-    assert game.shown_link_value("x" * 41) == "x" * 40 + "…"
-    pair, problems = game.pair_from_query({"a": "y" * 500, "b": "5"}, Y_TEST, np.random.default_rng(0))
-    assert problems == [f"'a={'y' * 40}…' in the link is not a test image number; a random image is shown."]
-
-
-def test_gallery_captions_give_away_nothing_the_models_guesses_or_the_answers():
-    assert game.gallery_caption((3, 9), (3, 5), show="nothing") == game.gallery_caption((3, 9), None, "nothing") == "?"
-    assert game.gallery_caption((3, 9), None, show="model") == "?"  # no model: nothing to show yet
-    assert game.gallery_caption((3, 9), (3, 5), show="model") == "🤖 cat + dog"
-    assert game.gallery_caption((3, 9), None, show="answers") == "cat + truck"
-    assert game.gallery_caption((3, 9), (3, 5), show="answers") == "✅ cat + ❌ dog → truck"
-    with pytest.raises(ValueError, match="nothing, model, answers"):
-        game.gallery_caption((3, 9), None, show="all")
 
 
 def test_the_sentences_name_the_classes_each_side_did_better_on():
