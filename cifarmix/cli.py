@@ -233,7 +233,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_runs(args) -> None:
-    from cifarmix import jobs
+    from cifarmix import jobs, runinfo
     from cifarmix.store import RunStore
 
     store = RunStore()
@@ -244,10 +244,8 @@ def cmd_runs(args) -> None:
         return
     print(f"{'id':>4s}  {'name':18s} {'architecture':14s} {'status':9s} {'epochs':>9s}  {'best val':>8s}")
     for run in runs:
-        best = f"{run['best_val_mean']:.4f}" if run.get("best_val_mean") is not None else "-"
-        epochs = f"{run.get('epochs_done') or 0}/{run.get('total_epochs') or '?'}"
         print(f"{run['id']:4d}  {(run.get('name') or '')[:18]:18s} {run['arch']:14s} {run['status']:9s} "
-              f"{epochs:>9s}  {best:>8s}")
+              f"{runinfo.epochs_text(run):>9s}  {runinfo.best_val_text(run):>8s}")
 
 
 def cmd_export(args) -> None:
