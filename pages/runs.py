@@ -159,7 +159,7 @@ def evaluation_form(run: dict) -> None:
         bar.empty()
     st.success(f"Stored: mean accuracy {runinfo.evaluation_text(result)} (first head "
                f"{runinfo.percent_text(result['head_first'])}, second {runinfo.percent_text(result['head_second'])}), "
-               f"scored in {result['seconds']:.0f} s.", icon="✅")
+               f"scored in {runinfo.duration_text(result['seconds'])}.", icon="✅")
 
 
 def evaluation_results(results: list[dict]) -> None:
