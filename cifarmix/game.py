@@ -11,13 +11,19 @@ With a time limit, an answer given more than ``LATE_GRACE_S`` seconds after it c
 
 A game moves through three stages: ``"guess"`` (waiting for the player) -> ``answer()`` -> ``"reveal"`` ->
 ``advance()`` -> the next ``"guess"``, or ``"over"`` after the last round.
+
+A page plays a round through the ``Game`` alone, which keeps the round's state (plain Python, no UI): the model
+answers first (``opponent_answer``), then ``show_round()`` starts the round's clock, each ``pick()`` records a
+class and when it was made, and ``submit()`` (the Submit button, or ``out_of_time()``) scores the picks so far.
+Clock readings are ``time.monotonic()`` seconds; every method that reads the clock takes ``now`` for tests.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -176,6 +182,13 @@ class Game:
         position: index of the current round.
         stage: "guess", "reveal" or "over".
         score_id: the leaderboard row once saved (``record``), so a game is saved once.
+
+    The current round's state (cleared by ``advance``):
+        opponent_answer: the model's answer to it, once computed (the page asks the model before the round is
+            shown, so a slow model does not eat into the player's time); None before.
+        shown_at: the clock reading when it went on screen (see ``show_round``); None before.
+        picks: the player's picks so far (``Answer``; None for a group not picked yet).
+        picked_at: seconds from showing the round to each pick (first, second); None: not picked.
     """
 
     rounds: list[Round]
@@ -187,6 +200,10 @@ class Game:
     position: int = 0
     stage: str = "guess"
     score_id: int | None = None
+    opponent_answer: Answer | None = None
+    shown_at: float | None = None
+    picks: Answer = NO_ANSWER
+    picked_at: tuple[float | None, float | None] = (None, None)
 
     @property
     def current(self) -> Round | None:
@@ -216,6 +233,68 @@ class Game:
     @property
     def is_last_round(self) -> bool:
         return self.position == len(self.rounds) - 1
+
+    # ------------------------------------------------------------------------------------- the current round
+
+    def show_round(self, now: float | None = None) -> float:
+        """Start the current round's clock, once (a later call keeps the first reading): call it when the round is
+        on screen. Returns the clock reading it started at."""
+        if self.shown_at is None:
+            self.shown_at = _clock(now)
+        return self.shown_at
+
+    def seconds_into_round(self, now: float | None = None) -> float:
+        """Seconds since the current round went on screen (0 before it did)."""
+        return 0.0 if self.shown_at is None else _clock(now) - self.shown_at
+
+    @property
+    def deadline(self) -> float | None:
+        """The clock reading at which the round's time runs out; None without a time limit or before it shows."""
+        return None if self.time_limit is None or self.shown_at is None else self.shown_at + self.time_limit
+
+    def out_of_time(self, now: float | None = None) -> bool:
+        """True when the round is being guessed, is on screen, and its time limit has run out."""
+        return self.stage == "guess" and self.deadline is not None and _clock(now) >= self.deadline
+
+    def pick(self, head: str, choice: int, now: float | None = None) -> bool:
+        """The player names ``choice`` (0-4 within the group) for ``head`` ("first" or "second"); a new pick of
+        the same group replaces the old one, and its time. Ignored (False) unless the game waits for a guess: a
+        click that arrives after the round was scored changes nothing.
+
+        Raises:
+            ValueError: an unknown head or a choice outside 0-4.
+        """
+        if head not in mixing.HEADS:
+            raise ValueError(f"Expected head among {', '.join(mixing.HEADS)}; got {head!r}.")
+        if choice not in range(GROUP_SIZE):
+            raise ValueError(f"Expected a choice 0-{GROUP_SIZE - 1} within the group; got {choice!r}.")
+        if self.stage != "guess":
+            return False
+        at = list(self.picked_at)
+        at[mixing.HEADS.index(head)] = self.seconds_into_round(now)
+        self.picks, self.picked_at = replace(self.picks, **{head: int(choice)}), (at[0], at[1])
+        return True
+
+    @property
+    def ready(self) -> bool:
+        """True when the player has picked a class in both groups (the Submit button's condition)."""
+        return self.picks.first is not None and self.picks.second is not None
+
+    def submit(self, now: float | None = None) -> RoundResult | None:
+        """Score the current round with the picks so far and the model's answer (the Submit button, or the clock
+        running out; see :meth:`answer`). Returns None, changing nothing, when the game is not waiting for a guess
+        (a double click, or the clock and the button at once).
+
+        Raises:
+            RuntimeError: the model has not answered the round yet (``opponent_answer``).
+        """
+        if self.stage != "guess":
+            return None
+        if self.opponent_answer is None:
+            raise RuntimeError("the model has not answered this round yet; set opponent_answer before submitting")
+        return self.answer(self.picks, self.opponent_answer, self.seconds_into_round(now), self.picked_at)
+
+    # --------------------------------------------------------------------------------------- scoring, stages
 
     def answer(self, human: Answer, model: Answer, seconds: float,
                picked_at: tuple[float | None, float | None] = (None, None)) -> RoundResult:
@@ -263,6 +342,7 @@ class Game:
         else:
             self.position += 1
             self.stage = "guess"
+        self.opponent_answer, self.shown_at, self.picks, self.picked_at = None, None, NO_ANSWER, (None, None)
 
     def details(self) -> dict:
         """JSON-able record of the game for the leaderboard's ``details`` column."""
@@ -272,6 +352,10 @@ class Game:
                         "model": list(r.model.classes()), "points": [r.human_points, r.model_points],
                         "seconds": round(r.seconds, 2)} for r in self.results],
         }
+
+
+def _clock(now: float | None) -> float:
+    return time.monotonic() if now is None else float(now)
 
 
 def _correct(answer: Answer, game_round: Round) -> tuple[bool, bool]:

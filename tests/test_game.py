@@ -103,6 +103,67 @@ def test_time_limit_marks_timeouts_and_voids_late_answers():
         game.new_game(Y_TEST, seed=0, opponent="m", time_limit=0)
 
 
+def test_the_game_keeps_the_rounds_picks_with_their_times_and_its_clock():
+    g = game.new_game(Y_TEST, seed=0, opponent="m", time_limit=10)
+    r = g.current
+    assert g.seconds_into_round(now=50.0) == 0.0 and g.deadline is None and not g.out_of_time(now=1e9)  # not shown
+    assert g.show_round(now=100.0) == 100.0 and g.show_round(now=104.0) == 100.0  # the clock starts once
+    assert g.deadline == 110.0 and g.seconds_into_round(now=102.5) == 2.5
+    assert g.pick("second", 4, now=101.0) and g.picks == Answer(None, 4) and not g.ready
+    g.pick("second", r.second, now=103.0)  # changed her mind: the new pick and its time replace the old
+    g.pick("first", r.first, now=105.0)
+    assert g.picks == Answer(r.first, r.second) and g.picked_at == (5.0, 3.0) and g.ready
+    assert not g.out_of_time(now=109.9) and g.out_of_time(now=110.0)
+    g.opponent_answer = wrong(r)
+    result = g.submit(now=106.0)
+    assert (result.human, result.model, result.seconds) == (Answer(r.first, r.second), wrong(r), 6.0)
+    assert result.human_points == 20 and not result.timed_out and g.stage == "reveal"
+    assert g.submit(now=107.0) is None and len(g.results) == 1  # a double click scores the round once
+    assert not g.pick("first", 0) and g.picks == Answer(r.first, r.second)  # a click after the scoring: ignored
+    assert not g.out_of_time(now=1e9)  # revealed: the clock no longer runs
+    g.advance()
+    assert (g.picks, g.picked_at, g.shown_at, g.opponent_answer) == (game.NO_ANSWER, (None, None), None, None)
+
+
+def test_the_clock_running_out_scores_the_picks_made_in_time():
+    g = game.new_game(Y_TEST, seed=0, opponent="m", time_limit=10)
+    r = g.current
+    g.opponent_answer = perfect(r)
+    g.show_round(now=0.0)
+    g.pick("first", r.first, now=3.0)
+    g.pick("second", r.second, now=10 + game.LATE_GRACE_S + 1)  # after the limit and its grace
+    assert g.out_of_time(now=40.0)
+    result = g.submit(now=40.0)  # the page came back long after the clock ran out
+    assert result.timed_out and result.late and result.human == Answer(r.first, None) and result.human_points == 10
+
+
+def test_submit_needs_the_models_answer_and_pick_a_group_and_a_class():
+    g = game.new_game(Y_TEST, seed=0, opponent="m")
+    with pytest.raises(RuntimeError, match="has not answered"):
+        g.submit()
+    with pytest.raises(ValueError, match="first, second"):
+        g.pick("third", 0)
+    with pytest.raises(ValueError, match="0-4"):
+        g.pick("first", 5)
+    assert g.stage == "guess" and g.picks == game.NO_ANSWER
+
+
+def test_a_whole_game_played_through_picks_and_submit():
+    g = game.new_game(Y_TEST, seed=2, opponent="m")
+    clock = 0.0
+    while g.stage != "over":
+        r = g.current
+        g.opponent_answer = wrong(r)
+        g.show_round(now=clock)
+        g.pick("first", r.first, now=clock + 1)
+        g.pick("second", r.second, now=clock + 2)
+        g.submit(now=clock + 3)
+        g.advance()
+        clock += 10
+    assert g.human_score == 20 + 25 + 30 + 35 * 7 and g.model_score == 0  # as a perfect game
+    assert [round_["seconds"] for round_ in g.details()["rounds"]] == [3.0] * 10
+
+
 def test_model_answer_is_the_argmax_of_each_head_with_its_probability():
     probs = {"first": np.array([[0.1, 0.6, 0.1, 0.1, 0.1]]), "second": np.array([[0.05, 0.05, 0.1, 0.2, 0.6]])}
     assert game.model_answer(probs) == Answer(1, 4, (0.6, 0.6))
