@@ -141,7 +141,8 @@ def config_text(run: dict) -> str:
     augmented · training images all · seed 0 · device CPU (2 cores)``."""
     config = run.get("config") or {}
     return (f"batch {config.get('batch_size')} · lr {config.get('lr')} ({config.get('optimizer')}, "
-            f"{config.get('schedule')}) · α {config.get('alpha')} · label smoothing {config.get('label_smoothing')} · "
+            f"{config.get('schedule')}) · α {config.get('alpha')} · "
+            f"label smoothing {config.get('label_smoothing')} · "
             f"{'augmented' if config.get('augment') else 'no augmentation'} · training images "
             f"{config.get('train_size') or 'all'} · seed {config.get('seed')} · device {run.get('device') or NONE}")
 

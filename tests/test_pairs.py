@@ -60,7 +60,8 @@ def test_bad_query_values_fall_back_with_a_message_each(query, bad):
 @pytest.mark.parametrize("query, message", [
     ({"a": "abc", "b": "5"}, "'a=abc' in the link is not a test image number; a random image is shown."),
     ({"a": "5", "b": "5"}, "'a=5' in the link is a dog, not of group A (airplane … deer); a random image is shown."),
-    ({"a": "3", "b": "0"}, "'b=0' in the link is an airplane, not of group B (dog … truck); a random image is shown."),
+    ({"a": "3", "b": "0"},
+     "'b=0' in the link is an airplane, not of group B (dog … truck); a random image is shown."),
     ({"a": "3", "b": "400"}, "'b=400' in the link is outside the test set (0–399); a random image is shown."),
     ({"a": "3"}, "'b' is missing from the link; a random image of group B (dog … truck) is shown."),
     ({"a": "3", "b": "5", "w": "x"},
@@ -127,7 +128,7 @@ def test_gallery_pairs_are_fixed_by_their_seed():
 
 
 def test_gallery_captions_give_away_nothing_the_models_guesses_or_the_answers():
-    assert pairs.gallery_caption((3, 9), (3, 5), show="nothing") == pairs.gallery_caption((3, 9), None, "nothing") == "?"
+    assert pairs.gallery_caption((3, 9), (3, 5), "nothing") == pairs.gallery_caption((3, 9), None, "nothing") == "?"
     assert pairs.gallery_caption((3, 9), None, show="model") == "?"  # no model: nothing to show yet
     assert pairs.gallery_caption((3, 9), (3, 5), show="model") == "🤖 cat + dog"
     assert pairs.gallery_caption((3, 9), None, show="answers") == "cat + truck"
