@@ -130,8 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     _data_argument(set_views)
 
     mix = commands.add_parser("mix", help="write a mixed test image as PNG")
-    mix.add_argument("--first", type=int, help="test-set index of the component of classes 0-4")
-    mix.add_argument("--second", type=int, help="test-set index of the component of classes 5-9")
+    mix.add_argument("--first", type=int, help="test-set index of component A, of group A (classes 0-4, airplane … "
+                     "deer); default: a random one")
+    mix.add_argument("--second", type=int, help="test-set index of component B, of group B (classes 5-9, dog … "
+                     "truck); default: a random one")
     mix.add_argument("--alpha", type=_unit_interval, default=0.5)
     mix.add_argument("--seed", type=int, default=0)
     mix.add_argument("--out", default="mix.png")
@@ -231,7 +233,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_runs(args) -> None:
-    from cifarmix import jobs
+    from cifarmix import jobs, runinfo
     from cifarmix.store import RunStore
 
     store = RunStore()
@@ -242,10 +244,8 @@ def cmd_runs(args) -> None:
         return
     print(f"{'id':>4s}  {'name':18s} {'architecture':14s} {'status':9s} {'epochs':>9s}  {'best val':>8s}")
     for run in runs:
-        best = f"{run['best_val_mean']:.4f}" if run.get("best_val_mean") is not None else "-"
-        epochs = f"{run.get('epochs_done') or 0}/{run.get('total_epochs') or '?'}"
         print(f"{run['id']:4d}  {(run.get('name') or '')[:18]:18s} {run['arch']:14s} {run['status']:9s} "
-              f"{epochs:>9s}  {best:>8s}")
+              f"{runinfo.epochs_text(run):>9s}  {runinfo.best_val_text(run):>8s}")
 
 
 def cmd_export(args) -> None:
@@ -278,18 +278,11 @@ def cmd_mix(args) -> None:
     import numpy as np
     from PIL import Image
 
-    from cifarmix import mixing
+    from cifarmix import pairs
 
     (_, _), (x_test, y_test) = data.load_cifar10(args.data)
-    rng = np.random.default_rng(args.seed)
-    first = args.first if args.first is not None else int(rng.choice(np.flatnonzero(y_test < 5)))
-    second = args.second if args.second is not None else int(rng.choice(np.flatnonzero(y_test >= 5)))
-    for index, wanted in ((first, "0-4"), (second, "5-9")):
-        if not 0 <= index < len(y_test):
-            raise CliError(f"test index {index} is outside 0..{len(y_test) - 1}")
-        if (y_test[index] < 5) != (wanted == "0-4"):
-            raise CliError(f"test image {index} is a {data.CLASS_NAMES[y_test[index]]}, not of classes {wanted}")
-    mixed = mixing.mix(x_test[first], x_test[second], args.alpha)
+    pair = pairs.pair_of(y_test, np.random.default_rng(args.seed), args.first, args.second, args.alpha)
+    mixed = pair.image(x_test)
     Image.fromarray(mixed.round().astype(np.uint8)).resize((256, 256), Image.NEAREST).save(args.out)
-    print(f"wrote {os.path.abspath(args.out)}: {data.CLASS_NAMES[y_test[first]]} (#{first}) + "
-          f"{data.CLASS_NAMES[y_test[second]]} (#{second}), alpha {args.alpha}")
+    print(f"wrote {os.path.abspath(args.out)}: {data.CLASS_NAMES[y_test[pair.a_index]]} (#{pair.a_index}) + "
+          f"{data.CLASS_NAMES[y_test[pair.b_index]]} (#{pair.b_index}), alpha {args.alpha}")

@@ -1,4 +1,4 @@
-"""Game rounds and scoring for "guess the two classes", and the pairs the mixer shows. No UI here.
+"""Game rounds and scoring for "guess the two classes". No UI here.
 
 A game is ``ROUNDS`` rounds. Each round mixes one test image of group A (classes 0-4) with one of group B
 (classes 5-9); the player and the model each name one class per group. Rounds are dealt from the test set with
@@ -11,27 +11,32 @@ With a time limit, an answer given more than ``LATE_GRACE_S`` seconds after it c
 
 A game moves through three stages: ``"guess"`` (waiting for the player) -> ``answer()`` -> ``"reveal"`` ->
 ``advance()`` -> the next ``"guess"``, or ``"over"`` after the last round.
+
+A page plays a round through the ``Game`` alone, which keeps the round's state (plain Python, no UI): the model
+answers first (``opponent_answer``), then ``show_round()`` starts the round's clock, each ``pick()`` records a
+class and when it was made, and ``submit()`` (the Submit button, or ``out_of_time()``) scores the picks so far.
+Clock readings are ``time.monotonic()`` seconds; every method that reads the clock takes ``now`` for tests.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from cifarmix import mixing
+from cifarmix import mixing, pairs
 from cifarmix.data import CLASS_NAMES, class_label
+from cifarmix.pairs import DEFAULT_ALPHA, GROUP_SIZE
 
 ROUNDS = 10
 POINTS_PER_CLASS = 10
 STREAK_BONUS = 5
 MAX_STREAK_BONUS = 15
 LATE_GRACE_S = 2.0
-DEFAULT_ALPHA = 0.5
 BASELINE_OPPONENT = "random-baseline"  # the untrained random guesser, offered when no model is trained
-GROUP_SIZE = 5
 
 
 # ------------------------------------------------------------------------------------------------- rounds
@@ -134,7 +139,7 @@ def _pick_images(y: np.ndarray, classes: np.ndarray, rng: np.random.Generator) -
 
 def round_image(x_test: np.ndarray, game_round: Round, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
     """The mixed image of a round: float32 (32, 32, 3) pixels in [0, 255]."""
-    return mixing.mix(x_test[game_round.a_index], x_test[game_round.b_index], alpha)
+    return pairs.Pair(game_round.a_index, game_round.b_index, alpha).image(x_test)
 
 
 def model_answer(probabilities: Mapping[str, np.ndarray], row: int = 0) -> Answer:
@@ -177,6 +182,13 @@ class Game:
         position: index of the current round.
         stage: "guess", "reveal" or "over".
         score_id: the leaderboard row once saved (``record``), so a game is saved once.
+
+    The current round's state (cleared by ``advance``):
+        opponent_answer: the model's answer to it, once computed (the page asks the model before the round is
+            shown, so a slow model does not eat into the player's time); None before.
+        shown_at: the clock reading when it went on screen (see ``show_round``); None before.
+        picks: the player's picks so far (``Answer``; None for a group not picked yet).
+        picked_at: seconds from showing the round to each pick (first, second); None: not picked.
     """
 
     rounds: list[Round]
@@ -188,6 +200,10 @@ class Game:
     position: int = 0
     stage: str = "guess"
     score_id: int | None = None
+    opponent_answer: Answer | None = None
+    shown_at: float | None = None
+    picks: Answer = NO_ANSWER
+    picked_at: tuple[float | None, float | None] = (None, None)
 
     @property
     def current(self) -> Round | None:
@@ -217,6 +233,68 @@ class Game:
     @property
     def is_last_round(self) -> bool:
         return self.position == len(self.rounds) - 1
+
+    # ------------------------------------------------------------------------------------- the current round
+
+    def show_round(self, now: float | None = None) -> float:
+        """Start the current round's clock, once (a later call keeps the first reading): call it when the round is
+        on screen. Returns the clock reading it started at."""
+        if self.shown_at is None:
+            self.shown_at = _clock(now)
+        return self.shown_at
+
+    def seconds_into_round(self, now: float | None = None) -> float:
+        """Seconds since the current round went on screen (0 before it did)."""
+        return 0.0 if self.shown_at is None else _clock(now) - self.shown_at
+
+    @property
+    def deadline(self) -> float | None:
+        """The clock reading at which the round's time runs out; None without a time limit or before it shows."""
+        return None if self.time_limit is None or self.shown_at is None else self.shown_at + self.time_limit
+
+    def out_of_time(self, now: float | None = None) -> bool:
+        """True when the round is being guessed, is on screen, and its time limit has run out."""
+        return self.stage == "guess" and self.deadline is not None and _clock(now) >= self.deadline
+
+    def pick(self, head: str, choice: int, now: float | None = None) -> bool:
+        """The player names ``choice`` (0-4 within the group) for ``head`` ("first" or "second"); a new pick of
+        the same group replaces the old one, and its time. Ignored (False) unless the game waits for a guess: a
+        click that arrives after the round was scored changes nothing.
+
+        Raises:
+            ValueError: an unknown head or a choice outside 0-4.
+        """
+        if head not in mixing.HEADS:
+            raise ValueError(f"Expected head among {', '.join(mixing.HEADS)}; got {head!r}.")
+        if choice not in range(GROUP_SIZE):
+            raise ValueError(f"Expected a choice 0-{GROUP_SIZE - 1} within the group; got {choice!r}.")
+        if self.stage != "guess":
+            return False
+        at = list(self.picked_at)
+        at[mixing.HEADS.index(head)] = self.seconds_into_round(now)
+        self.picks, self.picked_at = replace(self.picks, **{head: int(choice)}), (at[0], at[1])
+        return True
+
+    @property
+    def ready(self) -> bool:
+        """True when the player has picked a class in both groups (the Submit button's condition)."""
+        return self.picks.first is not None and self.picks.second is not None
+
+    def submit(self, now: float | None = None) -> RoundResult | None:
+        """Score the current round with the picks so far and the model's answer (the Submit button, or the clock
+        running out; see :meth:`answer`). Returns None, changing nothing, when the game is not waiting for a guess
+        (a double click, or the clock and the button at once).
+
+        Raises:
+            RuntimeError: the model has not answered the round yet (``opponent_answer``).
+        """
+        if self.stage != "guess":
+            return None
+        if self.opponent_answer is None:
+            raise RuntimeError("the model has not answered this round yet; set opponent_answer before submitting")
+        return self.answer(self.picks, self.opponent_answer, self.seconds_into_round(now), self.picked_at)
+
+    # --------------------------------------------------------------------------------------- scoring, stages
 
     def answer(self, human: Answer, model: Answer, seconds: float,
                picked_at: tuple[float | None, float | None] = (None, None)) -> RoundResult:
@@ -264,6 +342,7 @@ class Game:
         else:
             self.position += 1
             self.stage = "guess"
+        self.opponent_answer, self.shown_at, self.picks, self.picked_at = None, None, NO_ANSWER, (None, None)
 
     def details(self) -> dict:
         """JSON-able record of the game for the leaderboard's ``details`` column."""
@@ -273,6 +352,10 @@ class Game:
                         "model": list(r.model.classes()), "points": [r.human_points, r.model_points],
                         "seconds": round(r.seconds, 2)} for r in self.results],
         }
+
+
+def _clock(now: float | None) -> float:
+    return time.monotonic() if now is None else float(now)
 
 
 def _correct(answer: Answer, game_round: Round) -> tuple[bool, bool]:
@@ -439,134 +522,3 @@ def classroom_sentence(rows: list[dict]) -> str:
     models = [class_label(r["class_index"]) for r in rows if r["winner"] == "model"]
     return (f"**People** beat the models on {', '.join(people) or 'no class yet'}; "
             f"**models** beat people on {', '.join(models) or 'no class yet'}.")
-
-
-# ------------------------------------------------------------------------------------ pairs for the mixer
-
-
-@dataclass(frozen=True)
-class Pair:
-    """A mixed image as the mixer shows it: test indices of both components and the weight of A."""
-
-    a_index: int
-    b_index: int
-    alpha: float = DEFAULT_ALPHA
-
-    def to_query(self) -> dict[str, str]:
-        """URL query parameters that reproduce the pair (``a``, ``b``, ``w``)."""
-        return {"a": str(self.a_index), "b": str(self.b_index), "w": f"{self.alpha:g}"}
-
-
-def random_pair(y_test: np.ndarray, rng: np.random.Generator, first: int | None = None, second: int | None = None,
-                alpha: float = DEFAULT_ALPHA) -> Pair:
-    """A random pair; ``first`` (0-4) / ``second`` (5-9) restrict a component to one CIFAR-10 class."""
-    y_test = np.asarray(y_test).reshape(-1)
-    a_pool = np.flatnonzero(y_test == first) if first is not None else np.flatnonzero(y_test < GROUP_SIZE)
-    b_pool = np.flatnonzero(y_test == second) if second is not None else np.flatnonzero(y_test >= GROUP_SIZE)
-    if len(a_pool) == 0 or len(b_pool) == 0:
-        raise ValueError("the test set has no image of the requested class")
-    return Pair(int(rng.choice(a_pool)), int(rng.choice(b_pool)), mixing.check_alpha(alpha))
-
-
-def class_members(y_test: np.ndarray, cls: int) -> np.ndarray:
-    """Test indices of the images of one CIFAR-10 class, ascending (the mixer's "image n°" counts in it)."""
-    return np.flatnonzero(np.asarray(y_test).reshape(-1) == int(cls))
-
-
-def pair_from_query(query: Mapping[str, str], y_test: np.ndarray, rng: np.random.Generator) -> tuple[Pair | None, list[str]]:
-    """Read a pair from URL query parameters ``a``, ``b`` (test indices) and ``w`` (weight of A).
-
-    Returns:
-        ``(pair, problems)``: ``(None, [])`` when the URL names no pair; otherwise a pair in which every missing
-        or bad value was replaced by a random (or default) one, and one sentence per replaced value.
-    """
-    if not any(key in query for key in ("a", "b", "w")):
-        return None, []
-    y_test = np.asarray(y_test).reshape(-1)
-    problems = []
-    fallback = random_pair(y_test, rng)
-    a = _index_param(query, "a", y_test, range(GROUP_SIZE), "group A (airplane … deer)", problems)
-    b = _index_param(query, "b", y_test, range(GROUP_SIZE, 2 * GROUP_SIZE), "group B (dog … truck)", problems)
-    alpha = _alpha_param(query, problems)
-    return Pair(fallback.a_index if a is None else a, fallback.b_index if b is None else b, alpha), problems
-
-
-def _index_param(query, key, y, classes, group, problems) -> int | None:
-    text = query.get(key)
-    if text is None:
-        problems.append(f"'{key}' is missing from the link; a random image of {group} is shown.")
-        return None
-    try:
-        index = int(str(text).strip())
-    except ValueError:
-        problems.append(f"'{key}={shown_link_value(text)}' in the link is not a test image number; "
-                        "a random image is shown.")
-        return None
-    if not 0 <= index < len(y):
-        problems.append(f"'{key}={index}' in the link is outside the test set (0–{len(y) - 1}); "
-                        "a random image is shown.")
-        return None
-    if int(y[index]) not in classes:
-        name = CLASS_NAMES[int(y[index])]
-        article = "an" if name[0] in "aeiou" else "a"
-        problems.append(f"'{key}={index}' in the link is {article} {name}, not of {group}; "
-                        "a random image is shown.")
-        return None
-    return index
-
-
-def shown_link_value(text, limit: int = 40) -> str:
-    """A link value as quoted back to the user: cut to ``limit`` characters."""
-    text = str(text)
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-def _alpha_param(query, problems) -> float:
-    text = query.get("w")
-    if text is None:
-        return DEFAULT_ALPHA
-    try:
-        alpha = mixing.check_alpha(float(str(text).strip()))
-    except ValueError:
-        problems.append(f"'w={shown_link_value(text)}' in the link is not a mixing weight strictly between 0 and 1; "
-                        f"{DEFAULT_ALPHA} is used.")
-        return DEFAULT_ALPHA
-    if not mixing.ALPHA_MIN <= alpha <= mixing.ALPHA_MAX:
-        nearest = min(max(alpha, mixing.ALPHA_MIN), mixing.ALPHA_MAX)
-        problems.append(f"'w={shown_link_value(text)}' in the link is outside the mixer's range "
-                        f"({mixing.ALPHA_MIN}–{mixing.ALPHA_MAX}); "
-                        f"{nearest} is used.")
-        return nearest
-    return round(alpha, 4)
-
-
-def gallery_pairs(y_test: np.ndarray, seed: int, count: int, alpha: float = DEFAULT_ALPHA) -> list[Pair]:
-    """``count`` random pairs fixed by ``seed`` (the mixer's "can you guess the classes?" grid)."""
-    rng = np.random.default_rng(seed)
-    return [random_pair(y_test, rng, alpha=alpha) for _ in range(count)]
-
-
-GALLERY_SHOWS = ("nothing", "model", "answers")  # what a gallery caption gives away, least first
-
-
-def gallery_caption(truth: tuple[int, int], guess: tuple[int, int] | None, show: str) -> str:
-    """A gallery mix's caption: ``?`` (show nothing: the class guesses first), ``🤖 cat + truck`` (the model's
-    guesses, no answers), or the answers: ``✅ cat + ❌ truck → dog`` (with the model) or ``cat + dog``."""
-    if show not in GALLERY_SHOWS:
-        raise ValueError(f"Expected show among {', '.join(GALLERY_SHOWS)}; got {show!r}.")
-    names = CLASS_NAMES
-    if show == "nothing" or (show == "model" and guess is None):
-        return "?"
-    if show == "model":
-        return f"🤖 {names[guess[0]]} + {names[guess[1]]}"
-    if guess is None:
-        return f"{names[truth[0]]} + {names[truth[1]]}"
-    parts = [f"✅ {names[g]}" if g == t else f"❌ {names[g]} → {names[t]}" for g, t in zip(guess, truth)]
-    return " + ".join(parts)
-
-
-def pair_images(x_test: np.ndarray, pairs: list[Pair]) -> np.ndarray:
-    """The mixed images of ``pairs``: float32 (N, 32, 32, 3), each with its own weight."""
-    if not pairs:
-        return np.zeros((0, 32, 32, 3), dtype=np.float32)
-    return np.stack([mixing.mix(x_test[p.a_index], x_test[p.b_index], p.alpha) for p in pairs])

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 
 from cifarmix import paths
@@ -193,63 +192,3 @@ def log_tail(run_id: int, lines: int = 30) -> str:
     if not path.exists():
         return ""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def elapsed_seconds(run: dict) -> float | None:
-    """The time a run has spent training, over all its sessions (the time between a kill and its resume does
-    not count); None before it starts. Runs recorded before cifarmix kept that figure get their wall time
-    from start to end (or to now while active)."""
-    if run.get("train_seconds") is not None:
-        return float(run["train_seconds"])
-    if not run.get("started_at"):
-        return None
-    end = datetime.fromisoformat(run["finished_at"]) if run.get("finished_at") else datetime.now(timezone.utc)
-    return max(0.0, (end - datetime.fromisoformat(run["started_at"])).total_seconds())
-
-
-def seconds_left(run: dict, epoch_seconds=(), epoch_steps=None) -> float | None:
-    """Estimated time to the end of a running run: recent epoch times x steps left (before the first epoch ends,
-    the time per step so far). None when the run is not running or nothing is known yet.
-
-    Args:
-        run: the run record (``status``, ``total_steps``, ``steps_done``, ``total_epochs``, ``started_at``).
-        epoch_seconds: the wall seconds of each finished epoch, oldest first (``epoch_metrics()["seconds"]``).
-        epoch_steps: the steps each of those epochs did (``epoch_metrics()["steps"]``), so that an epoch cut short
-            by a stop does not pass for a fast one; None (or unknown): every epoch did ``total_steps / total_epochs``.
-    """
-    total, done = run.get("total_steps"), run.get("steps_done") or 0
-    if not total or run.get("status") != "running":
-        return None
-    recent = list(epoch_seconds)[-3:]
-    steps = [] if epoch_steps is None else [s for s in list(epoch_steps)[-3:] if s == s and s]  # not NaN, not 0
-    if recent and len(steps) == len(recent):
-        per_step = sum(recent) / sum(steps)
-    elif recent and run.get("total_epochs"):
-        per_step = sum(recent) / len(recent) * run["total_epochs"] / total
-    elif done:
-        per_step = (elapsed_seconds(run) or 0.0) / done
-    else:
-        return None
-    left = max(0.0, (total - done) * per_step)
-    budget = (run.get("config") or {}).get("time_budget_minutes")
-    if budget:  # the run ends at its time budget if that comes first
-        left = min(left, max(0.0, budget * 60 - (elapsed_seconds(run) or 0.0)))
-    return left
-
-
-def best_epoch_text(run: dict) -> str:
-    """The epoch of a run's best weights: ``"3"``, or ``"3 (cut short)"`` when they come from an epoch a Stop or
-    the time budget ended part-way (validated and kept, but not among the epochs done); ``"-"`` before any."""
-    best, done = run.get("best_epoch"), run.get("epochs_done") or 0
-    if not best:
-        return "-"
-    return f"{best} (cut short)" if best > done else str(best)
-
-
-def duration_text(seconds: float | None) -> str:
-    """``"1 h 05 min"``, ``"3 min 07 s"``, ``"42 s"``; ``"-"`` for None."""
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"

@@ -2,7 +2,8 @@
 
 Each round shows one mixed test image; the player picks one class per group (buttons, or the keys 1-5 and 6-0),
 the model answers the same image, and the reveal shows both photos. Rules and scoring live in
-``cifarmix.game``; this page only draws them and keeps the game in the session.
+``cifarmix.game``; this page only draws them and keeps the game in the session: one key, whose ``Game`` holds
+the round's picks, their times, its clock and the model's answer too.
 """
 
 from __future__ import annotations
@@ -20,11 +21,7 @@ from cifarmix.store import PLAYER_NAME_MAX
 from pages import ui
 
 GAME_KEY = "game"
-PICK_KEYS = {"first": "game_pick_first", "second": "game_pick_second"}
-PICK_TIME_KEYS = {"first": "game_pick_first_at", "second": "game_pick_second_at"}  # seconds into the round
-STARTED_KEY = "game_round_started"
 LEADERBOARD_SIZE = 10
-MODEL_ANSWER_KEY = "game_model_answer"
 ERROR_KEY = "game_error"
 RETRY_KEY = "game_save_retry"  # the save failed in a way that trying again may mend
 TIME_LIMITS = (0, 10, 20, 30)
@@ -35,37 +32,12 @@ GROUPS = {"first": ("Group A", range(5), "12345"), "second": ("Group B", range(5
 # ------------------------------------------------------------------------------------------------ actions
 
 
-def start_round() -> None:
-    for key in (*PICK_KEYS.values(), *PICK_TIME_KEYS.values()):
-        st.session_state[key] = None
-    st.session_state.pop(STARTED_KEY, None)  # the clock starts when the round is on screen (see guess_stage)
-
-
 def start_game(y) -> None:
     keep_setup()  # the setup widgets vanish during the game
     limit = st.session_state.get("game_time_limit") or None
     st.session_state[GAME_KEY] = game.new_game(y, secrets.randbits(32), st.session_state["game_opponent"],
                                                time_limit=limit)
     st.session_state.pop(ERROR_KEY, None)
-    start_round()
-
-
-def pick(head: str, choice: int) -> None:
-    st.session_state[PICK_KEYS[head]] = choice
-    st.session_state[PICK_TIME_KEYS[head]] = seconds_into_round()
-
-
-def seconds_into_round() -> float:
-    return time.monotonic() - st.session_state.get(STARTED_KEY, time.monotonic())
-
-
-def submit(g: game.Game, model_answer: game.Answer) -> None:
-    """Score the round with the picks so far (the Submit button, or the clock running out)."""
-    if g.stage != "guess":
-        return  # a double click, or the clock and the button at once
-    human = game.Answer(st.session_state.get(PICK_KEYS["first"]), st.session_state.get(PICK_KEYS["second"]))
-    g.answer(human, model_answer, seconds_into_round(),
-             picked_at=(st.session_state.get(PICK_TIME_KEYS["first"]), st.session_state.get(PICK_TIME_KEYS["second"])))
 
 
 def advance(g: game.Game) -> None:
@@ -75,8 +47,6 @@ def advance(g: game.Game) -> None:
     g.advance()
     if g.stage == "over":
         save(g)
-    else:
-        start_round()
 
 
 def save(g: game.Game) -> None:
@@ -95,7 +65,6 @@ def save(g: game.Game) -> None:
 
 def quit_game() -> None:
     st.session_state.pop(GAME_KEY, None)
-    st.session_state.pop(MODEL_ANSWER_KEY, None)
 
 
 # ----------------------------------------------------------------------------------------------- sections
@@ -173,11 +142,9 @@ def scoreboard(g: game.Game) -> None:
 
 
 def model_answer_for(g: game.Game, x) -> game.Answer | None:
-    """The opponent's answer to the current round, computed once while the player thinks."""
-    key = (g.seed, g.position)
-    cached = st.session_state.get(MODEL_ANSWER_KEY)
-    if cached and cached[0] == key:
-        return cached[1]
+    """The opponent's answer to the current round, computed once (kept in the game) while the player thinks."""
+    if g.opponent_answer is not None:
+        return g.opponent_answer
     if g.opponent == ui.BASELINE:
         predict = game.random_guesser(g)
     else:
@@ -185,20 +152,18 @@ def model_answer_for(g: game.Game, x) -> game.Answer | None:
         if model is None:
             return None
         predict = model.predict
-    _, answer = game.play_model_round(g, x, predict)
-    st.session_state[MODEL_ANSWER_KEY] = (key, answer)
-    return answer
+    _, g.opponent_answer = game.play_model_round(g, x, predict)
+    return g.opponent_answer
 
 
 def guess_stage(g: game.Game, x) -> None:
-    answer = model_answer_for(g, x)
-    if answer is None:
+    if model_answer_for(g, x) is None:
         st.button("Choose another opponent", on_click=quit_game)
         return
     # Only now, with the model loaded and its answer ready, is the round shown: its clock starts here.
-    started = st.session_state.setdefault(STARTED_KEY, time.monotonic())
-    if g.time_limit and time.monotonic() - started >= g.time_limit:
-        submit(g, answer)  # the clock ran out: the picks made so far count
+    g.show_round()
+    if g.out_of_time():
+        g.submit()  # the clock ran out: the picks made so far count
         st.rerun()
     left, right = st.columns([4, 6], gap="large")
     with left:
@@ -206,22 +171,22 @@ def guess_stage(g: game.Game, x) -> None:
                       factor=11)
     with right:
         if g.time_limit:
-            countdown(started + g.time_limit, g.time_limit)
+            countdown(g.deadline, g.time_limit)
         for column, head in zip(st.columns(2, gap="medium"), GROUPS):
             with column:
-                pick_buttons(head)
-        ready = all(st.session_state.get(key) is not None for key in PICK_KEYS.values())
-        st.button("Submit my answer", icon="✅", type="primary", disabled=not ready, on_click=submit,
-                  args=(g, answer), shortcut="Enter", width="stretch", key="game_submit")
+                pick_buttons(g, head)
+        # a double click, or the clock and the button at once, scores the round once (Game.submit)
+        st.button("Submit my answer", icon="✅", type="primary", disabled=not g.ready, on_click=g.submit,
+                  shortcut="Enter", width="stretch", key="game_submit")
         st.caption("Keyboard: 1–5 pick in group A, 6–0 in group B, Enter submits, → goes to the next round.")
 
 
-def pick_buttons(head: str) -> None:
+def pick_buttons(g: game.Game, head: str) -> None:
     label, classes, keys = GROUPS[head]
     st.markdown(f"**{label}:** which one is in it?")
-    chosen = st.session_state.get(PICK_KEYS[head])
+    chosen = getattr(g.picks, head)
     for cls, key in zip(classes, keys):
-        st.button(ui.class_label(cls), key=f"game_pick_{cls}", on_click=pick, args=(head, cls % 5),
+        st.button(ui.class_label(cls), key=f"game_pick_{cls}", on_click=g.pick, args=(head, cls % 5),
                   type="primary" if chosen == cls % 5 else "secondary", shortcut=key, width="stretch")
 
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from cifarmix import figures, game, mixing
+from cifarmix import figures, game, mixing, pairs
 from pages import ui
 
 PAIR_KEY = "mixer_pair"
@@ -30,17 +30,17 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(secrets.randbits(64))
 
 
-def current_pair(y: np.ndarray) -> game.Pair:
+def current_pair(y: np.ndarray) -> pairs.Pair:
     """The pair of this session; on a session's first visit, the one in the URL (warning about bad values)."""
     if PAIR_KEY not in st.session_state:
-        pair, problems = game.pair_from_query(st.query_params.to_dict(), y, rng())
+        pair, problems = pairs.pair_from_query(st.query_params.to_dict(), y, rng())
         for problem in problems:
             st.warning(ui.escape_markdown(problem), icon="🔗")
-        st.session_state[PAIR_KEY] = pair or game.random_pair(y, rng())
+        st.session_state[PAIR_KEY] = pair or pairs.random_pair(y, rng())
     return st.session_state[PAIR_KEY]
 
 
-def set_pair(pair: game.Pair) -> None:
+def set_pair(pair: pairs.Pair) -> None:
     st.session_state[PAIR_KEY] = pair
 
 
@@ -51,13 +51,13 @@ def index_key(side: str) -> str:
 def on_class(side: str, y: np.ndarray) -> None:
     """A new class for one component (or the 🎲 button): a random image of that class."""
     cls = st.session_state[f"mixer_{side}_class"]
-    index = int(rng().choice(game.class_members(y, cls)))
+    index = int(rng().choice(pairs.class_members(y, cls)))
     set_pair(replace(st.session_state[PAIR_KEY], **{index_key(side): index}))
 
 
 def on_number(side: str, y: np.ndarray) -> None:
     """Image n° k of the component's class."""
-    members = game.class_members(y, st.session_state[f"mixer_{side}_class"])
+    members = pairs.class_members(y, st.session_state[f"mixer_{side}_class"])
     number = min(max(int(st.session_state[f"mixer_{side}_number"]), 1), len(members))
     set_pair(replace(st.session_state[PAIR_KEY], **{index_key(side): int(members[number - 1])}))
 
@@ -67,15 +67,15 @@ def on_alpha() -> None:
 
 
 def on_new_pair(y: np.ndarray) -> None:
-    set_pair(game.random_pair(y, rng(), alpha=st.session_state[PAIR_KEY].alpha))
+    set_pair(pairs.random_pair(y, rng(), alpha=st.session_state[PAIR_KEY].alpha))
 
 
-def sync_widgets(pair: game.Pair, y: np.ndarray) -> None:
+def sync_widgets(pair: pairs.Pair, y: np.ndarray) -> None:
     """Point the widgets at the pair (before they are drawn), whatever changed it: a widget, a button, the URL."""
     for side, index in (("a", pair.a_index), ("b", pair.b_index)):
         cls = int(y[index])
         st.session_state[f"mixer_{side}_class"] = cls
-        st.session_state[f"mixer_{side}_number"] = int(np.searchsorted(game.class_members(y, cls), index)) + 1
+        st.session_state[f"mixer_{side}_number"] = int(np.searchsorted(pairs.class_members(y, cls), index)) + 1
     st.session_state["mixer_alpha"] = pair.alpha
 
 
@@ -87,7 +87,7 @@ def header() -> None:
                    "ship/truck — averaged pixel by pixel. Can you, and the model, still tell what is in the mix?")
 
 
-def pair_view(pair: game.Pair, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def pair_view(pair: pairs.Pair, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Each component with its pickers above it, then the mix with the weight; returns the mix."""
     sync_widgets(pair, y)
     top = st.columns([2, 5], vertical_alignment="center")
@@ -105,7 +105,7 @@ def pair_view(pair: game.Pair, x: np.ndarray, y: np.ndarray) -> np.ndarray:
             st.slider("Weight of A in the mix", mixing.ALPHA_MIN, mixing.ALPHA_MAX, step=mixing.ALPHA_STEP,
                       key="mixer_alpha", on_change=on_alpha,
                       help="0.5 is a plain average (the task's setting); move it to let one photo dominate.")
-        mixed = game.pair_images(x, [pair])[0]
+        mixed = pair.image(x)
         ui.show_image(mixed, f"The mix: {pair.alpha:.0%} A + {1 - pair.alpha:.0%} B")
     return mixed
 
@@ -114,7 +114,7 @@ def component_picker(side: str, y: np.ndarray) -> None:
     label, classes = SIDES[side]
     st.selectbox(f"{label}", list(classes), format_func=ui.class_label, key=f"mixer_{side}_class",
                  on_change=on_class, args=(side, y))
-    count = len(game.class_members(y, st.session_state[f"mixer_{side}_class"]))
+    count = len(pairs.class_members(y, st.session_state[f"mixer_{side}_class"]))
     inner = st.columns([4, 1], vertical_alignment="bottom")
     inner[0].number_input(f"Photo n° (of {count:,})", min_value=1, max_value=count, step=1,
                           key=f"mixer_{side}_number", on_change=on_number, args=(side, y))
@@ -131,7 +131,7 @@ def active_model() -> ui.SharedModel | None:
     return ui.get_model(entry.reference)
 
 
-def model_answers(pair: game.Pair, mixed: np.ndarray, y: np.ndarray, model: ui.SharedModel | None) -> None:
+def model_answers(pair: pairs.Pair, mixed: np.ndarray, y: np.ndarray, model: ui.SharedModel | None) -> None:
     if model is None:
         return
     probs = model.predict(mixed[None])
@@ -156,30 +156,30 @@ def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | 
     count = columns[0].segmented_control("Mixes", GALLERY_SIZES, default=GALLERY_SIZES[0], required=True,
                                          key="mixer_gallery_count")
     show = columns[1].segmented_control(
-        "Show", game.GALLERY_SHOWS, default="nothing", required=True, key="mixer_gallery_show",
+        "Show", pairs.GALLERY_SHOWS, default="nothing", required=True, key="mixer_gallery_show",
         format_func={"nothing": "Nothing", "model": "🤖 Model", "answers": "Answers"}.get,
         help="Nothing: guess first. Model: the model's guesses, without the answers. Answers: the right classes, "
              "and whether the model got them.")
     columns[2].button("🔀 New gallery", on_click=lambda: st.session_state.update(
         {GALLERY_SEED_KEY: secrets.randbits(32)}))
-    pairs = game.gallery_pairs(y, st.session_state[GALLERY_SEED_KEY], count or GALLERY_SIZES[0], alpha)
-    mixes = game.pair_images(x, pairs)
+    shown = pairs.gallery_pairs(y, st.session_state[GALLERY_SEED_KEY], count or GALLERY_SIZES[0], alpha)
+    mixes = pairs.pair_images(x, shown)
     answers = model.predict(mixes) if model is not None and len(mixes) else None
-    weight = "" if alpha == game.DEFAULT_ALPHA else f" Mixed like the pair above: {alpha:.0%} A + {1 - alpha:.0%} B."
+    weight = "" if alpha == pairs.DEFAULT_ALPHA else f" Mixed like the pair above: {alpha:.0%} A + {1 - alpha:.0%} B."
     if model is None:
         st.caption("No trained model yet: only the answers can be shown." + weight)
     else:
         st.caption(f"🤖 = the guesses of {ui.escape_markdown(model.title)}." + weight)
-    for start in range(0, len(pairs), GALLERY_COLUMNS):
+    for start in range(0, len(shown), GALLERY_COLUMNS):
         row = st.columns(GALLERY_COLUMNS)
         for offset, column in enumerate(row):
-            if start + offset >= len(pairs):
+            if start + offset >= len(shown):
                 break
             i = start + offset
-            truth = (int(y[pairs[i].a_index]), int(y[pairs[i].b_index]))
+            truth = (int(y[shown[i].a_index]), int(y[shown[i].b_index]))
             guess = None if answers is None else game.model_answer(answers, i).classes()
             with column:
-                ui.show_image(mixes[i], game.gallery_caption(truth, guess, show or "nothing"), factor=4)
+                ui.show_image(mixes[i], pairs.gallery_caption(truth, guess, show or "nothing"), factor=4)
 
 
 # ----------------------------------------------------------------------------------------------------- page

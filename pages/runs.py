@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cifarmix import catalog, evaluation, figures, jobs, mixing, models
+from cifarmix import catalog, evaluation, figures, jobs, mixing, models, runinfo
 from cifarmix.store import RunStore
 from pages import ui
 
@@ -23,43 +23,6 @@ def store() -> RunStore:
     return ui.run_store()
 
 
-def run_label(run: dict) -> str:
-    name = f" “{run['name']}”" if run.get("name") else ""  # plain text: select boxes do not render markdown
-    best = f" — {run['best_val_mean']:.1%} val" if run.get("best_val_mean") is not None else ""
-    return f"#{run['id']}{name} {run['arch']} ({run['status']}){best}"
-
-
-def evaluation_text(result: dict | None) -> str:
-    if not result:
-        return "-"
-    alpha = result.get("alpha", evaluation.PROTOCOL_ALPHA)
-    weight = "" if alpha == evaluation.PROTOCOL_ALPHA else f" · α {alpha:g}"
-    return f"{result['mean_accuracy']:.1%} ± {result['std']:.1%} · {result['repeats']}×{result['pairs']:,}{weight}"
-
-
-def short_label(run: dict) -> str:
-    """For legends and column heads: ``#3 “name” allconv``."""
-    name = f" “{run['name']}”" if run.get("name") else ""
-    return f"#{run['id']}{name} {run['arch']}"
-
-
-def options_text(options: dict) -> str:
-    """An architecture's options for people: ``widths 32/64/128 · head_width 64`` (or ``defaults``)."""
-    def value(v) -> str:
-        return "/".join(str(item) for item in v) if isinstance(v, (list, tuple)) else str(v)
-
-    return " · ".join(f"{key} {value(v)}" for key, v in options.items()) if options else "defaults"
-
-
-def latest_evaluations() -> dict[int, dict]:
-    """Run id -> the test result that stands for it (its newest full-protocol result, else its newest)."""
-    by_run: dict[int, list[dict]] = {}
-    for row in store().evaluations():  # newest first
-        if row["run_id"] is not None:
-            by_run.setdefault(row["run_id"], []).append(row["result"])
-    return {run_id: evaluation.headline(results) for run_id, results in by_run.items()}
-
-
 # ------------------------------------------------------------------------------------------------ sections
 
 
@@ -69,13 +32,14 @@ def header() -> None:
 
 
 def runs_table(runs: list[dict]) -> None:
-    tested = latest_evaluations()
+    tested = runinfo.latest_evaluations(store())
     rows = [{
         "run": run["id"], "name": run.get("name") or "", "architecture": run["arch"],
-        "options": options_text(run.get("options") or {}), "status": run["status"],
-        "epochs": f"{run.get('epochs_done') or 0}/{run.get('total_epochs') or run['config'].get('epochs', '?')}",
-        "time training": jobs.duration_text(jobs.elapsed_seconds(run)), "best val. mean": run.get("best_val_mean"),
-        "test protocol": evaluation_text(tested.get(run["id"])), "created": ui.format_time(run.get("created_at") or ""),
+        "options": runinfo.options_text(run.get("options")), "status": run["status"],
+        "epochs": runinfo.epochs_text(run), "time training": runinfo.training_time_text(run),
+        "best val. mean": run.get("best_val_mean"),  # a number: the table sorts it and shows it as a percentage
+        "test protocol": runinfo.evaluation_text(tested.get(run["id"])),
+        "created": ui.format_time(run.get("created_at") or ""),
     } for run in runs]
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
         "run": st.column_config.NumberColumn("run", format="#%d", width="small"),
@@ -102,28 +66,22 @@ def pick_run(runs: list[dict]) -> dict:
         st.warning(f"Run {wanted} from the link is not in the run store (deleted?); showing the newest run.",
                    icon="🔗")
     index = ids.index(wanted) if wanted in ids else 0
-    chosen = st.selectbox("Run", ids, index=index, format_func=lambda i: run_label(by_id[i]), key="runs_pick")
+    chosen = st.selectbox("Run", ids, index=index, format_func=lambda i: runinfo.run_label(by_id[i]),
+                          key="runs_pick")
     st.query_params["run"] = str(chosen)
     return by_id[chosen]
 
 
 def run_summary(run: dict, tested: dict | None) -> None:
-    config = run.get("config") or {}
     columns = st.columns(4)
-    best = run.get("best_val_mean")
-    columns[0].metric("Best mean val. accuracy", "-" if best is None else f"{best:.1%}",
-                      help=f"at epoch {jobs.best_epoch_text(run)}" if run.get("best_epoch") else None)
-    columns[1].metric("Test protocol", "-" if not tested else f"{tested['mean_accuracy']:.1%}",
-                      help=evaluation_text(tested) if tested else "Not evaluated yet: see below.")
-    columns[2].metric("Epochs", f"{run.get('epochs_done') or 0} of {run.get('total_epochs') or config.get('epochs')}")
-    columns[3].metric("Time training", jobs.duration_text(jobs.elapsed_seconds(run)))
-    st.caption(
-        f"Status **{run['status']}**{': ' + ui.escape_markdown(run['message']) if run.get('message') else ''} · "
-        f"batch {config.get('batch_size')} · lr {config.get('lr')} ({config.get('optimizer')}, "
-        f"{config.get('schedule')}) · α {config.get('alpha')} · label smoothing {config.get('label_smoothing')} · "
-        f"{'augmented' if config.get('augment') else 'no augmentation'} · training images "
-        f"{config.get('train_size') or 'all'} · seed {config.get('seed')} · device {run.get('device') or '-'}"
-    )
+    columns[0].metric("Best mean val. accuracy", runinfo.best_val_text(run),
+                      help=f"at epoch {runinfo.best_epoch_text(run)}" if run.get("best_epoch") else None)
+    columns[1].metric("Test protocol", runinfo.percent_text(tested["mean_accuracy"] if tested else None),
+                      help=runinfo.evaluation_text(tested) if tested else "Not evaluated yet: see below.")
+    columns[2].metric("Epochs", runinfo.epochs_text(run, " of "))
+    columns[3].metric("Time training", runinfo.training_time_text(run))
+    message = f": {ui.escape_markdown(run['message'])}" if run.get("message") else ""
+    st.caption(f"Status **{run['status']}**{message} · {runinfo.config_text(run)}")
 
 
 def run_curves(run_id: int, epochs: pd.DataFrame) -> None:
@@ -199,8 +157,9 @@ def evaluation_form(run: dict) -> None:
         return
     finally:
         bar.empty()
-    st.success(f"Stored: mean accuracy {evaluation_text(result)} (first head {result['head_first']:.1%}, second "
-               f"{result['head_second']:.1%}), scored in {result['seconds']:.0f} s.", icon="✅")
+    st.success(f"Stored: mean accuracy {runinfo.evaluation_text(result)} (first head "
+               f"{runinfo.percent_text(result['head_first'])}, second {runinfo.percent_text(result['head_second'])}), "
+               f"scored in {runinfo.duration_text(result['seconds'])}.", icon="✅")
 
 
 def evaluation_results(results: list[dict]) -> None:
@@ -218,7 +177,7 @@ def evaluation_results(results: list[dict]) -> None:
     shown = evaluation.headline([row["result"] for row in results])
     st.plotly_chart(figures.per_class_bars(
         {"first": shown["per_class_first"], "second": shown["per_class_second"]},
-        title=f"Accuracy per class on the test protocol ({evaluation_text(shown)})"),
+        title=f"Accuracy per class on the test protocol ({runinfo.evaluation_text(shown)})"),
         key="per_class_test")
 
 
@@ -310,7 +269,7 @@ def delete(run_id: int) -> None:
 def one_run(runs: list[dict]) -> None:
     run = pick_run(runs)
     epochs = store().epoch_metrics(run["id"])
-    run_summary(run, latest_evaluations().get(run["id"]))
+    run_summary(run, runinfo.latest_evaluations(store()).get(run["id"]))
     run_curves(run["id"], epochs)
     confusion_by_epoch(run["id"])
     test_protocol(run)
@@ -324,34 +283,33 @@ def compare_runs(runs: list[dict]) -> None:
     by_id = {run["id"]: run for run in runs}
     with_epochs = [run["id"] for run in runs if run.get("epochs_done")]
     chosen = st.multiselect("Runs to compare", list(by_id), default=with_epochs[:3],
-                            format_func=lambda i: run_label(by_id[i]), key="compare_runs")
+                            format_func=lambda i: runinfo.run_label(by_id[i]), key="compare_runs")
     if len(chosen) < 2:
         st.info("Pick two or more runs to overlay their curves and compare them side by side.", icon="📈")
         return
     metric = st.selectbox("Curve", list(figures.EPOCH_METRICS), format_func=figures.EPOCH_METRICS.get,
                           key="compare_metric")
-    frames = {short_label(by_id[i]): store().epoch_metrics(i) for i in chosen}
+    frames = {runinfo.short_label(by_id[i]): store().epoch_metrics(i) for i in chosen}
     st.plotly_chart(figures.overlay(frames, metric), key="compare_overlay")
-    steps = {short_label(by_id[i]): store().step_metrics(i) for i in chosen}
+    steps = {runinfo.short_label(by_id[i]): store().step_metrics(i) for i in chosen}
     st.plotly_chart(figures.overlay(steps, "loss", x="step", title="Training loss per step, by run"),
                     key="compare_steps")
     side_by_side([by_id[i] for i in chosen])
 
 
 def side_by_side(runs: list[dict]) -> None:
-    tested = latest_evaluations()
+    tested = runinfo.latest_evaluations(store())
     table = {}
     for run in runs:
         config = run.get("config") or {}
         result = tested.get(run["id"])
-        table[short_label(run)] = {
-            "architecture": run["arch"], "status": run["status"], "options": options_text(run.get("options") or {}),
-            "epochs": f"{run.get('epochs_done') or 0}/{run.get('total_epochs') or config.get('epochs')}",
-            "best val. mean": f"{run['best_val_mean']:.1%}" if run.get("best_val_mean") is not None else "-",
-            "best epoch": jobs.best_epoch_text(run),
-            "test protocol": evaluation_text(result),
-            "test first / second": f"{result['head_first']:.1%} / {result['head_second']:.1%}" if result else "-",
-            "time training": jobs.duration_text(jobs.elapsed_seconds(run)),
+        table[runinfo.short_label(run)] = {
+            "architecture": run["arch"], "status": run["status"], "options": runinfo.options_text(run.get("options")),
+            "epochs": runinfo.epochs_text(run), "best val. mean": runinfo.best_val_text(run),
+            "best epoch": runinfo.best_epoch_text(run), "test protocol": runinfo.evaluation_text(result),
+            "test first / second": (f"{runinfo.percent_text(result['head_first'])} / "
+                                    f"{runinfo.percent_text(result['head_second'])}") if result else runinfo.NONE,
+            "time training": runinfo.training_time_text(run),
             "batch size": str(config.get("batch_size")), "learning rate": str(config.get("lr")),
             "optimizer": config.get("optimizer"), "schedule": config.get("schedule"),
             "training images": str(config.get("train_size") or "all"), "augment": str(config.get("augment")),

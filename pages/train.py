@@ -10,7 +10,7 @@ import json
 
 import streamlit as st
 
-from cifarmix import architectures, figures, jobs, training
+from cifarmix import architectures, figures, jobs, runinfo, training
 from cifarmix.store import RUN_NAME_MAX, RunStore
 from pages import ui
 
@@ -249,13 +249,7 @@ def run_header(run: dict) -> None:
     label = f" “{ui.escape_markdown(run['name'])}”" if run.get("name") else ""
     icon = STATUS_ICONS.get(run["status"], "")
     st.subheader(f"Run #{run['id']}{label}: {run['arch']} — {icon} {run['status']}")
-    config = run.get("config") or {}
-    st.caption(
-        f"{config.get('epochs')} epochs · batch {config.get('batch_size')} · lr {config.get('lr')} "
-        f"({config.get('optimizer')}, {config.get('schedule')}) · α {config.get('alpha')} · "
-        f"{'augmented' if config.get('augment') else 'no augmentation'} · seed {config.get('seed')} · "
-        f"device: {run.get('device') or '-'}"
-    )
+    st.caption(f"{(run.get('config') or {}).get('epochs')} epochs · {runinfo.config_text(run)}")
 
 
 def progress(run: dict, epochs) -> None:
@@ -267,22 +261,18 @@ def progress(run: dict, epochs) -> None:
         else:
             st.caption(f"This run ended ({run['status']}) before its first training step.")
         return
-    fraction = min(1.0, done / total)
-    left = jobs.seconds_left(run, epochs["seconds"] if "seconds" in epochs else (),
-                             epochs["steps"] if "steps" in epochs else None)
-    remaining = f" · about {jobs.duration_text(left)} left" if left is not None else ""
-    st.progress(fraction, text=f"Epoch {run.get('epochs_done') or 0} of {run.get('total_epochs')} done · "
-                               f"step {done} of {total}{remaining}")
+    left = runinfo.seconds_left(run, epochs["seconds"] if "seconds" in epochs else (),
+                                epochs["steps"] if "steps" in epochs else None)
+    st.progress(min(1.0, done / total), text=runinfo.progress_text(run, left))
     columns = st.columns(4)
-    best = run.get("best_val_mean")
     last = epochs["val_mean_accuracy"].iloc[-1] if "val_mean_accuracy" in epochs and len(epochs) else None
-    columns[0].metric("Best mean val. accuracy", "-" if best is None else f"{best:.1%}",
+    columns[0].metric("Best mean val. accuracy", runinfo.best_val_text(run),
                       help="The mean of both heads' accuracy on the validation mixes; its checkpoint is kept.")
-    columns[1].metric("Best epoch", jobs.best_epoch_text(run),
+    columns[1].metric("Best epoch", runinfo.best_epoch_text(run),
                       help="An epoch cut short by Stop is validated and can hold the best weights; a resume redoes "
                            "it in full.")
-    columns[2].metric("Last epoch's mean accuracy", "-" if last is None else f"{last:.1%}")
-    columns[3].metric("Time training", jobs.duration_text(jobs.elapsed_seconds(run)),
+    columns[2].metric("Last epoch's mean accuracy", runinfo.percent_text(last))
+    columns[3].metric("Time training", runinfo.training_time_text(run),
                       help="Over all sessions of the run; the time between a kill and its resume does not count.")
 
 

@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cifarmix import catalog, data, game, models, paths
+from cifarmix import catalog, data, game, models, pairs, paths
 from cifarmix.store import RunStore, parse_run_id
 
 BASELINE = game.BASELINE_OPPONENT
@@ -348,7 +348,7 @@ def run_id_from_link() -> int | None:
         return None
     run_id = parse_run_id(text)
     if run_id is None:
-        quoted = escape_markdown(game.shown_link_value(text))
+        quoted = escape_markdown(pairs.shown_link_value(text))
         st.warning(f"'run={quoted}' in the link is not a run number; it is ignored.", icon="🔗")
         del st.query_params["run"]  # warned once: the next rerun does not repeat it
     return run_id

@@ -77,6 +77,16 @@ def test_a_full_round_pick_submit_reveal_next(tiny_data, no_models):
     at.button(key="game_next").click().run()
     assert current(at).stage == "guess" and metric(at, "Round") == "2 / 10"
     assert at.button(key="game_submit").disabled  # the picks were cleared for the new round
+    at.button(key=f"game_pick_{current(at).current.first}").click().run()
+    assert game_state_keys(at) == {"game"}  # the picks, their times, the clock and the model's answer are in it
+
+
+def game_state_keys(at: AppTest) -> set[str]:
+    """The page's own session keys, beside its widgets' and the setup choices it copies aside."""
+    widgets = {"game_submit", "game_next", "game_quit"} | {f"game_pick_{cls}" for cls in range(10)}
+    setup = {"game_player", "game_opponent", "game_time_limit"}
+    setup |= {f"{key}_kept" for key in setup}
+    return {key for key in at.session_state if key.startswith("game")} - widgets - setup
 
 
 def test_a_full_game_ends_in_a_summary_and_a_plain_text_leaderboard_entry(tiny_data, shipped_model):
@@ -155,7 +165,7 @@ def test_when_the_clock_runs_out_the_picks_so_far_count(tiny_data, no_models):
     assert current(at).time_limit == 10
     r = current(at).current
     at.button(key=f"game_pick_{r.first}").click().run()
-    at.session_state["game_round_started"] = time.monotonic() - 10.5
+    current(at).shown_at -= 10.5  # the round's clock (kept in the Game) ran out
     at.run()
     result = current(at).last_result
     assert current(at).stage == "reveal" and result.timed_out and not result.late
@@ -169,7 +179,7 @@ def test_picks_made_in_time_count_even_when_the_page_comes_back_long_after_the_c
     r = current(at).current
     at.button(key=f"game_pick_{r.first}").click().run()
     at.button(key=f"game_pick_{r.second + 5}").click().run()  # both picked at once, well within 10 s
-    at.session_state["game_round_started"] = time.monotonic() - 60  # a phone asleep through the end of the round
+    current(at).shown_at -= 60  # a phone asleep through the end of the round
     at.run()
     result = current(at).last_result
     assert current(at).stage == "reveal" and result.timed_out and not result.late
@@ -226,7 +236,7 @@ def test_the_round_clock_starts_once_the_model_is_ready_not_while_it_loads(tiny_
     at = game_page()
     start_game(at, opponent=shipped_model, limit=10)
     assert current(at).stage == "guess" and loads, "the game never loaded its model: this test would prove nothing"
-    on_clock = time.monotonic() - at.session_state["game_round_started"]
+    on_clock = current(at).seconds_into_round()
     assert on_clock < loading_seconds / 2, "the loading time was taken from the player's 10 s"
 
 

@@ -121,7 +121,9 @@ def test_export_refuses_an_unknown_view_set(capsys):
 
 def test_mix_refuses_a_component_from_the_wrong_group(tiny_data, tmp_path, capsys):
     code, _, err = run(capsys, "mix", "--first", "5", "--out", str(tmp_path / "m.png"))
-    assert code == 2 and "not of classes 0-4" in err
+    assert code == 2 and "test image 5 is a dog, not of group A (airplane … deer)" in err
+    code, _, err = run(capsys, "mix", "--second", "400", "--out", str(tmp_path / "m.png"))
+    assert code == 2 and "test image 400 is outside the test set (0–399)" in err
 
 
 def test_export_ships_a_flip_averaged_model_with_a_card(tiny_data, tmp_path, monkeypatch, capsys):

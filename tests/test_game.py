@@ -1,4 +1,4 @@
-"""cifarmix.game: dealing rounds, scoring with streaks, the stage machine, summaries, saving, mixer pairs."""
+"""cifarmix.game: dealing rounds, scoring with streaks, the stage machine, summaries, saving."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from cifarmix import game, mixing
+from cifarmix import game
 from cifarmix.game import Answer
 from cifarmix.store import RunStore
 
@@ -101,6 +101,67 @@ def test_time_limit_marks_timeouts_and_voids_late_answers():
     assert half.late and half.human_correct == (True, False) and half.human_points == 10
     with pytest.raises(ValueError):
         game.new_game(Y_TEST, seed=0, opponent="m", time_limit=0)
+
+
+def test_the_game_keeps_the_rounds_picks_with_their_times_and_its_clock():
+    g = game.new_game(Y_TEST, seed=0, opponent="m", time_limit=10)
+    r = g.current
+    assert g.seconds_into_round(now=50.0) == 0.0 and g.deadline is None and not g.out_of_time(now=1e9)  # not shown
+    assert g.show_round(now=100.0) == 100.0 and g.show_round(now=104.0) == 100.0  # the clock starts once
+    assert g.deadline == 110.0 and g.seconds_into_round(now=102.5) == 2.5
+    assert g.pick("second", 4, now=101.0) and g.picks == Answer(None, 4) and not g.ready
+    g.pick("second", r.second, now=103.0)  # changed her mind: the new pick and its time replace the old
+    g.pick("first", r.first, now=105.0)
+    assert g.picks == Answer(r.first, r.second) and g.picked_at == (5.0, 3.0) and g.ready
+    assert not g.out_of_time(now=109.9) and g.out_of_time(now=110.0)
+    g.opponent_answer = wrong(r)
+    result = g.submit(now=106.0)
+    assert (result.human, result.model, result.seconds) == (Answer(r.first, r.second), wrong(r), 6.0)
+    assert result.human_points == 20 and not result.timed_out and g.stage == "reveal"
+    assert g.submit(now=107.0) is None and len(g.results) == 1  # a double click scores the round once
+    assert not g.pick("first", 0) and g.picks == Answer(r.first, r.second)  # a click after the scoring: ignored
+    assert not g.out_of_time(now=1e9)  # revealed: the clock no longer runs
+    g.advance()
+    assert (g.picks, g.picked_at, g.shown_at, g.opponent_answer) == (game.NO_ANSWER, (None, None), None, None)
+
+
+def test_the_clock_running_out_scores_the_picks_made_in_time():
+    g = game.new_game(Y_TEST, seed=0, opponent="m", time_limit=10)
+    r = g.current
+    g.opponent_answer = perfect(r)
+    g.show_round(now=0.0)
+    g.pick("first", r.first, now=3.0)
+    g.pick("second", r.second, now=10 + game.LATE_GRACE_S + 1)  # after the limit and its grace
+    assert g.out_of_time(now=40.0)
+    result = g.submit(now=40.0)  # the page came back long after the clock ran out
+    assert result.timed_out and result.late and result.human == Answer(r.first, None) and result.human_points == 10
+
+
+def test_submit_needs_the_models_answer_and_pick_a_group_and_a_class():
+    g = game.new_game(Y_TEST, seed=0, opponent="m")
+    with pytest.raises(RuntimeError, match="has not answered"):
+        g.submit()
+    with pytest.raises(ValueError, match="first, second"):
+        g.pick("third", 0)
+    with pytest.raises(ValueError, match="0-4"):
+        g.pick("first", 5)
+    assert g.stage == "guess" and g.picks == game.NO_ANSWER
+
+
+def test_a_whole_game_played_through_picks_and_submit():
+    g = game.new_game(Y_TEST, seed=2, opponent="m")
+    clock = 0.0
+    while g.stage != "over":
+        r = g.current
+        g.opponent_answer = wrong(r)
+        g.show_round(now=clock)
+        g.pick("first", r.first, now=clock + 1)
+        g.pick("second", r.second, now=clock + 2)
+        g.submit(now=clock + 3)
+        g.advance()
+        clock += 10
+    assert g.human_score == 20 + 25 + 30 + 35 * 7 and g.model_score == 0  # as a perfect game
+    assert [round_["seconds"] for round_ in g.details()["rounds"]] == [3.0] * 10
 
 
 def test_model_answer_is_the_argmax_of_each_head_with_its_probability():
@@ -208,66 +269,6 @@ def test_classroom_summary_has_no_winner_where_only_the_random_guesser_played():
                         "opponent": game.BASELINE_OPPONENT}])
     [row] = game.classroom_summary(store.class_accuracy(ignored_models=[game.BASELINE_OPPONENT]))
     assert row["human_accuracy"] == 1.0 and row["model_accuracy"] is None and row["winner"] is None
-
-
-def test_random_pair_respects_requested_classes_and_groups():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        pair = game.random_pair(Y_TEST, rng)
-        assert Y_TEST[pair.a_index] < 5 <= Y_TEST[pair.b_index]
-    pair = game.random_pair(Y_TEST, rng, first=3, second=9, alpha=0.7)
-    assert (Y_TEST[pair.a_index], Y_TEST[pair.b_index], pair.alpha) == (3, 9, 0.7)
-    assert list(game.class_members(Y_TEST, 3)[:3]) == [3, 13, 23]
-
-
-def test_a_pair_round_trips_through_the_url_query():
-    pair = game.Pair(13, 29, 0.35)
-    assert pair.to_query() == {"a": "13", "b": "29", "w": "0.35"}
-    assert game.pair_from_query(pair.to_query(), Y_TEST, np.random.default_rng(0)) == (pair, [])
-    assert game.pair_from_query({}, Y_TEST, np.random.default_rng(0)) == (None, [])
-
-
-@pytest.mark.parametrize("query, bad", [
-    ({"a": "abc", "b": "5", "w": "0.5"}, "a"),
-    ({"a": "5", "b": "5", "w": "0.5"}, "a"),  # image 5 is a dog: not group A
-    ({"a": "3", "b": "4", "w": "0.5"}, "b"),  # image 4 is a deer: not group B
-    ({"a": "3", "b": "99999", "w": "0.5"}, "b"),
-    ({"a": "3", "b": "-1", "w": "0.5"}, "b"),
-    ({"a": "3", "b": "5", "w": "1.5"}, "w"),
-    ({"a": "3", "b": "5", "w": "nan"}, "w"),
-    ({"a": "3", "w": "0.5"}, "b"),
-])
-def test_bad_query_values_fall_back_with_a_message_each(query, bad):
-    pair, problems = game.pair_from_query(query, Y_TEST, np.random.default_rng(0))
-    assert len(problems) == 1 and problems[0].startswith(f"'{bad}")
-    assert Y_TEST[pair.a_index] < 5 <= Y_TEST[pair.b_index] and 0 < pair.alpha < 1
-    if bad != "a":
-        assert pair.a_index == 3
-    if bad == "w":
-        assert pair.alpha == game.DEFAULT_ALPHA
-
-
-@pytest.mark.parametrize("text, used", [("0.01", mixing.ALPHA_MIN), ("0.97", mixing.ALPHA_MAX)])
-def test_a_link_weight_beyond_the_mixers_range_is_moved_to_the_nearest_end(text, used):
-    pair, problems = game.pair_from_query({"a": "3", "b": "5", "w": text}, Y_TEST, np.random.default_rng(0))
-    assert pair.alpha == used and len(problems) == 1 and problems[0].startswith(f"'w={text}'")
-
-
-def test_a_long_link_value_is_quoted_back_cut_to_forty_characters():
-    assert game.shown_link_value("x" * 40) == "x" * 40
-    assert game.shown_link_value("x" * 41) == "x" * 40 + "…"
-    pair, problems = game.pair_from_query({"a": "y" * 500, "b": "5"}, Y_TEST, np.random.default_rng(0))
-    assert problems == [f"'a={'y' * 40}…' in the link is not a test image number; a random image is shown."]
-
-
-def test_gallery_captions_give_away_nothing_the_models_guesses_or_the_answers():
-    assert game.gallery_caption((3, 9), (3, 5), show="nothing") == game.gallery_caption((3, 9), None, "nothing") == "?"
-    assert game.gallery_caption((3, 9), None, show="model") == "?"  # no model: nothing to show yet
-    assert game.gallery_caption((3, 9), (3, 5), show="model") == "🤖 cat + dog"
-    assert game.gallery_caption((3, 9), None, show="answers") == "cat + truck"
-    assert game.gallery_caption((3, 9), (3, 5), show="answers") == "✅ cat + ❌ dog → truck"
-    with pytest.raises(ValueError, match="nothing, model, answers"):
-        game.gallery_caption((3, 9), None, show="all")
 
 
 def test_the_sentences_name_the_classes_each_side_did_better_on():

@@ -137,9 +137,3 @@ def test_kill_ends_a_training_started_from_python_without_signalling_its_process
         if trainer.poll() is None:
             trainer.kill()
             trainer.wait()
-
-
-def test_the_best_epoch_says_when_it_was_cut_short():
-    assert jobs.best_epoch_text({"best_epoch": None, "epochs_done": 0}) == "-"
-    assert jobs.best_epoch_text({"best_epoch": 2, "epochs_done": 2}) == "2"
-    assert jobs.best_epoch_text({"best_epoch": 3, "epochs_done": 2}) == "3 (cut short)"  # validated after a Stop

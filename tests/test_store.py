@@ -508,7 +508,7 @@ def test_score_rank_places_a_game_as_the_leaderboard_does_even_beyond_its_top_te
 
 
 def test_a_v1_store_gains_train_seconds_and_an_open_v1_connection_keeps_writing(tmp_path, monkeypatch):
-    from cifarmix import jobs
+    from cifarmix import runinfo
 
     path = tmp_path / "db.sqlite3"
     monkeypatch.setattr(store, "MIGRATIONS", store.MIGRATIONS[:1])
@@ -519,7 +519,7 @@ def test_a_v1_store_gains_train_seconds_and_an_open_v1_connection_keeps_writing(
     new = RunStore(path)
     assert new.schema_version() == len(store.MIGRATIONS)
     run = new.get_run(run_id)
-    assert run["train_seconds"] is None and jobs.elapsed_seconds(run) is not None  # wall time as a fallback
+    assert run["train_seconds"] is None and runinfo.elapsed_seconds(run) is not None  # wall time as a fallback
     old.update_run(run_id, steps_done=7)  # the old process goes on writing
     new.update_run(run_id, train_seconds=12.5)
-    assert new.get_run(run_id)["steps_done"] == 7 and jobs.elapsed_seconds(new.get_run(run_id)) == 12.5
+    assert new.get_run(run_id)["steps_done"] == 7 and runinfo.elapsed_seconds(new.get_run(run_id)) == 12.5

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifarmix import architectures, evaluation, jobs, models, paths, training
+from cifarmix import architectures, evaluation, models, paths, runinfo, training
 from cifarmix.store import RunStore
 
 
@@ -105,7 +105,7 @@ def test_an_epoch_cut_short_by_a_stop_is_redone_in_full_on_resume(tiny_data, sto
     assert state["epoch"] == 1 and state["train_seconds"] > 0
     assert stopped["steps_done"] == 6  # the steps it did, not the whole of epoch 2
     assert "after 1 epochs and 2 of 4 steps of epoch 2" in stopped["message"]
-    assert jobs.best_epoch_text(stopped) == {1: "1", 2: "2 (cut short)"}[stopped["best_epoch"]]
+    assert runinfo.best_epoch_text(stopped) == {1: "1", 2: "2 (cut short)"}[stopped["best_epoch"]]
     assert state["best_steps"] == {1: 4, 2: 6}[state["best_epoch"]]  # what the best weights were trained on
     monkeypatch.setattr(store, "stop_requested", asked)
     resumed = training.resume(run_id, store)
@@ -196,7 +196,7 @@ def test_resume_continues_from_the_last_completed_epoch(tiny_data, store):
     assert store.step_metrics(run["id"])["step"].max() == 12
     # The run's duration is its time in training: the four epochs, not the downtime in between.
     assert epochs["seconds"].sum() - 0.05 <= resumed["train_seconds"] <= epochs["seconds"].sum() + 2.0 * 4
-    assert jobs.elapsed_seconds(resumed) == resumed["train_seconds"] < jobs.elapsed_seconds(
+    assert runinfo.elapsed_seconds(resumed) == resumed["train_seconds"] < runinfo.elapsed_seconds(
         dict(resumed, train_seconds=None))
 
 
@@ -327,24 +327,6 @@ def test_mistakes_lists_exactly_the_pairs_where_a_head_is_wrong():
         assert (found["predicted"][head] == predicted[head][wrong[:7]]).all()
     expected = mixing.mix(pairs.groups.a_x[pairs.ia[wrong[:1]]], pairs.groups.b_x[pairs.ib[wrong[:1]]], 0.3)
     assert np.abs(found["images"][0].astype(float) - expected[0]).max() <= 0.5
-
-
-def test_progress_estimates_for_the_train_page():
-    from cifarmix import jobs
-
-    running = {"status": "running", "total_steps": 100, "steps_done": 40, "total_epochs": 10,
-               "started_at": "2026-01-01T00:00:00+00:00"}
-    assert jobs.seconds_left(running, [30.0, 20.0, 20.0, 20.0]) == pytest.approx(60 * 2.0)  # 2 s/step, 60 left
-    assert jobs.seconds_left(running | {"status": "finished"}, [20.0]) is None
-    # an epoch cut short by a stop (2 s for 1 step) does not pass for a fast one: still 2 s per step
-    assert jobs.seconds_left(running, [20.0, 2.0, 20.0], [10, 1, 10]) == pytest.approx(60 * 2.0)
-    assert jobs.seconds_left(running | {"steps_done": 0}) is None
-    budgeted = running | {"config": {"time_budget_minutes": 1.5}, "train_seconds": 40.0}
-    assert jobs.seconds_left(budgeted, [20.0] * 3) == pytest.approx(50.0)  # the budget ends it first
-    finished = {"started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T01:05:00+00:00"}
-    assert jobs.elapsed_seconds(finished) == 3900.0 and jobs.elapsed_seconds({}) is None
-    assert jobs.elapsed_seconds(finished | {"train_seconds": 1200.0}) == 1200.0  # time training, not wall time
-    assert [jobs.duration_text(s) for s in (3900, 187, 42, None)] == ["1 h 05 min", "3 min 07 s", "42 s", "-"]
 
 
 def test_a_run_is_named_the_same_way_however_it_is_typed(tiny_data, store):
