@@ -1,4 +1,5 @@
-"""Command line: ``python -m cifarmix {data check, architectures, train, evaluate, runs, export, set-views, mix}``.
+"""Command line: ``python -m cifarmix {data check, architectures, train, evaluate, runs, export, set-views, mix,
+explain}``.
 
 Every user error (bad arguments, missing data, a file that is not a model) ends with one clear message on
 stderr and exit code 2, never a traceback.
@@ -136,6 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--seed", type=int, default=0)
     mix.add_argument("--out", default="mix.png")
     _data_argument(mix)
+
+    explain = commands.add_parser("explain", help="where each head looks: saliency maps of a test mix (PNG, .npz)")
+    explain.add_argument("model", help="a .keras file, a run id, or a shipped model name")
+    explain.add_argument("--a", type=int, required=True, metavar="TEST_INDEX",
+                         help="test-set index of component A (classes 0-4)")
+    explain.add_argument("--b", type=int, required=True, metavar="TEST_INDEX",
+                         help="test-set index of component B (classes 5-9)")
+    explain.add_argument("--alpha", type=_unit_interval, default=0.5, help="mixing weight of A (default 0.5)")
+    explain.add_argument("--out", required=True, metavar="FILE.png",
+                         help="the picture: the mix, each head's map over it and over its own component")
+    explain.add_argument("--npz", metavar="FILE.npz", help="also save the maps (first, second: 32 x 32) and the mix")
+    _data_argument(explain)
     return parser
 
 
@@ -143,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"data": cmd_data, "architectures": cmd_architectures, "train": cmd_train,
                 "evaluate": cmd_evaluate, "runs": cmd_runs, "mix": cmd_mix, "export": cmd_export,
-                "set-views": cmd_set_views}
+                "set-views": cmd_set_views, "explain": cmd_explain}
     try:
         return handlers[args.command](args) or 0
     except (CliError, data.DataError, ModelError, ValueError) as error:
@@ -293,3 +306,44 @@ def cmd_mix(args) -> None:
     Image.fromarray(mixed.round().astype(np.uint8)).resize((256, 256), Image.NEAREST).save(args.out)
     print(f"wrote {os.path.abspath(args.out)}: {data.CLASS_NAMES[y_test[first]]} (#{first}) + "
           f"{data.CLASS_NAMES[y_test[second]]} (#{second}), alpha {args.alpha}")
+
+
+def _test_component(y_test, index: int, group: str) -> int:
+    """``index`` checked to be a test image of ``group`` ("0-4" or "5-9")."""
+    if not 0 <= index < len(y_test):
+        raise CliError(f"test index {index} is outside 0..{len(y_test) - 1}")
+    if (y_test[index] < 5) != (group == "0-4"):
+        raise CliError(f"test image {index} is a {data.CLASS_NAMES[y_test[index]]}, not of classes {group}")
+    return index
+
+
+def cmd_explain(args) -> None:
+    import time
+
+    from cifarmix import catalog, mixing, saliency
+    from cifarmix.store import RunStore
+
+    (_, _), (x_test, y_test) = data.load_cifar10(args.data)
+    a, b = _test_component(y_test, args.a, "0-4"), _test_component(y_test, args.b, "5-9")
+    entry = catalog.resolve(args.model, RunStore())
+    model = entry.load()
+    mixed = mixing.mix(x_test[a], x_test[b], args.alpha)
+    started = time.perf_counter()
+    found = saliency.explain_with_answers(model, mixed)
+    seconds = time.perf_counter() - started
+    answers = {}
+    for head, offset in (("first", 0), ("second", 5)):
+        cls = found["classes"][head]
+        answers[head] = f"{data.CLASS_NAMES[cls + offset]} {found['probabilities'][head][cls]:.0%}"
+    captions = [f"mix, alpha {args.alpha:g}", f"first: {answers['first']}", f"second: {answers['second']}",
+                f"A #{a}: {data.CLASS_NAMES[y_test[a]]}", f"B #{b}: {data.CLASS_NAMES[y_test[b]]}"]
+    picture = saliency.panel(mixed, found, components=(x_test[a], x_test[b]), captions=captions)
+    try:
+        written = [saliency.write_png(args.out, picture)]
+        if args.npz:
+            written.append(saliency.write_npz(args.npz, mixed, found))
+    except OSError as error:
+        raise CliError(f"could not write {error.filename or args.out}: {error.strerror or error}") from None
+    print(f"{entry.reference}: {data.CLASS_NAMES[y_test[a]]} (#{a}) + {data.CLASS_NAMES[y_test[b]]} (#{b}), "
+          f"alpha {args.alpha:g} -> first head {answers['first']}, second head {answers['second']}")
+    print(f"maps: {saliency.METHOD} ({seconds:.1f} s, the first call compiles); wrote {', '.join(written)}")
