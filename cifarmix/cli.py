@@ -1,4 +1,5 @@
-"""Command line: ``python -m cifarmix {data check, architectures, train, evaluate, runs, export, set-views, mix}``.
+"""Command line: ``python -m cifarmix {data check, architectures, train, evaluate, runs, export, set-views, mix,
+explain}``.
 
 Every user error (bad arguments, missing data, a file that is not a model) ends with one clear message on
 stderr and exit code 2, never a traceback.
@@ -137,7 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--alpha", type=_unit_interval, default=0.5)
     mix.add_argument("--seed", type=int, default=0)
     mix.add_argument("--out", default="mix.png")
+    mix.add_argument("--a-file", metavar="PHOTO", help="your own photo as component A (with --b-file)")
+    mix.add_argument("--b-file", metavar="PHOTO", help="your own photo as component B (with --a-file)")
+    mix.add_argument("--model", help="with photos: the model that names both halves (default: champion)")
+    mix.add_argument("--json", action="store_true", help="with photos: print one JSON object")
     _data_argument(mix)
+
+    explain = commands.add_parser("explain", help="where each head looks: saliency maps of a test mix (PNG, .npz)")
+    explain.add_argument("model", help="a .keras file, a run id, or a shipped model name")
+    explain.add_argument("--a", type=int, required=True, metavar="TEST_INDEX",
+                         help="test-set index of component A (classes 0-4)")
+    explain.add_argument("--b", type=int, required=True, metavar="TEST_INDEX",
+                         help="test-set index of component B (classes 5-9)")
+    explain.add_argument("--alpha", type=_unit_interval, default=0.5, help="mixing weight of A (default 0.5)")
+    explain.add_argument("--out", required=True, metavar="FILE.png",
+                         help="the picture: the mix, each head's map over it and over its own component")
+    explain.add_argument("--npz", metavar="FILE.npz", help="also save the maps (first, second: 32 x 32) and the mix")
+    _data_argument(explain)
     return parser
 
 
@@ -145,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"data": cmd_data, "architectures": cmd_architectures, "train": cmd_train,
                 "evaluate": cmd_evaluate, "runs": cmd_runs, "mix": cmd_mix, "export": cmd_export,
-                "set-views": cmd_set_views}
+                "set-views": cmd_set_views, "explain": cmd_explain}
     try:
         return handlers[args.command](args) or 0
     except (CliError, data.DataError, ModelError, ValueError, paths.HomeError) as error:
@@ -280,9 +297,108 @@ def cmd_mix(args) -> None:
 
     from cifarmix import pairs
 
+    if args.a_file or args.b_file:
+        return _mix_photos(args)
+    if args.model or args.json:
+        raise CliError("--model and --json go with your own photos (--a-file and --b-file)")
     (_, _), (x_test, y_test) = data.load_cifar10(args.data)
     pair = pairs.pair_of(y_test, np.random.default_rng(args.seed), args.first, args.second, args.alpha)
     mixed = pair.image(x_test)
     Image.fromarray(mixed.round().astype(np.uint8)).resize((256, 256), Image.NEAREST).save(args.out)
     print(f"wrote {os.path.abspath(args.out)}: {data.CLASS_NAMES[y_test[pair.a_index]]} (#{pair.a_index}) + "
           f"{data.CLASS_NAMES[y_test[pair.b_index]]} (#{pair.b_index}), alpha {args.alpha}")
+
+
+def cmd_explain(args) -> None:
+    import time
+
+    from cifarmix import catalog, mixing, saliency
+    from cifarmix.store import RunStore
+
+    import numpy as np
+
+    from cifarmix import pairs
+
+    (_, _), (x_test, y_test) = data.load_cifar10(args.data)
+    pair = pairs.pair_of(y_test, np.random.default_rng(0), args.a, args.b, args.alpha)
+    a, b = pair.a_index, pair.b_index
+    entry = catalog.resolve(args.model, RunStore())
+    model = entry.load()
+    mixed = pair.image(x_test)
+    started = time.perf_counter()
+    found = saliency.explain_with_answers(model, mixed)
+    seconds = time.perf_counter() - started
+    answers = {}
+    for head, offset in (("first", 0), ("second", 5)):
+        cls = found["classes"][head]
+        answers[head] = f"{data.CLASS_NAMES[cls + offset]} {found['probabilities'][head][cls]:.0%}"
+    captions = [f"mix, alpha {args.alpha:g}", f"first: {answers['first']}", f"second: {answers['second']}",
+                f"A #{a}: {data.CLASS_NAMES[y_test[a]]}", f"B #{b}: {data.CLASS_NAMES[y_test[b]]}"]
+    picture = saliency.panel(mixed, found, components=(x_test[a], x_test[b]), captions=captions)
+    try:
+        written = [saliency.write_png(args.out, picture)]
+        if args.npz:
+            written.append(saliency.write_npz(args.npz, mixed, found))
+    except OSError as error:
+        raise CliError(f"could not write {error.filename or args.out}: {error.strerror or error}") from None
+    print(f"{entry.reference}: {data.CLASS_NAMES[y_test[a]]} (#{a}) + {data.CLASS_NAMES[y_test[b]]} (#{b}), "
+          f"alpha {args.alpha:g} -> first head {answers['first']}, second head {answers['second']}")
+    print(f"maps: {saliency.METHOD} ({seconds:.1f} s, the first call compiles); wrote {', '.join(written)}")
+
+
+def _read_photo(path: str):
+    """A photo file through :func:`cifarmix.photos.load_photo` (read into memory, at most the size limit)."""
+    from cifarmix import photos
+
+    try:
+        with open(path, "rb") as handle:
+            payload = handle.read(photos.MAX_BYTES + 1)
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        return photos.load_photo(payload)
+    except photos.PhotoError as error:
+        raise CliError(f"{path}: {error}") from None
+
+
+def _mix_photos(args) -> None:
+    """``mix --a-file PHOTO --b-file PHOTO``: mix two of your own photos and let a model name both halves."""
+    import numpy as np
+    from PIL import Image
+
+    from cifarmix import catalog, mixing, models
+    from cifarmix.store import RunStore
+
+    if not (args.a_file and args.b_file):
+        raise CliError("give both --a-file and --b-file (two photos to mix)")
+    if args.first is not None or args.second is not None:
+        raise CliError("--first / --second pick test images; with --a-file and --b-file give only the photos")
+    a, b = _read_photo(args.a_file), _read_photo(args.b_file)
+    entry = catalog.resolve(args.model or "champion", RunStore())
+    model = entry.load()
+    mixed = mixing.mix(a.pixels, b.pixels, args.alpha)
+    try:
+        Image.fromarray(mixed.round().astype(np.uint8)).resize((256, 256), Image.NEAREST).save(args.out, format="PNG")
+    except OSError as error:
+        raise CliError(f"could not write {args.out}: {error.strerror or error}") from None
+    probabilities = models.predict(model, mixed)
+    answers = {}
+    for head, offset in (("first", 0), ("second", 5)):
+        p = probabilities[head][0]
+        answers[head] = {"answer": data.CLASS_NAMES[int(p.argmax()) + offset], "probability": round(float(p.max()), 4),
+                         "probabilities": {data.CLASS_NAMES[i + offset]: round(float(p[i]), 4) for i in range(5)}}
+    photos_info = {side: {"file": path, "format": photo.format, "size": list(photo.source_size),
+                          "notes": list(photo.notes)}
+                   for side, path, photo in (("a", args.a_file, a), ("b", args.b_file, b))}
+    result = {"out": os.path.abspath(args.out), "alpha": args.alpha, "model": entry.reference, **photos_info,
+              **answers}
+    if args.json:
+        print(json.dumps(result))
+        return
+    described = [f"{info['file']}" + (f" ({'; '.join(info['notes'])})" if info["notes"] else "")
+                 for info in (photos_info["a"], photos_info["b"])]
+    print(f"wrote {result['out']}: {described[0]} + {described[1]}, alpha {args.alpha:g}")
+    for head, group in (("first", "classes 0-4"), ("second", "classes 5-9")):
+        ranked = sorted(answers[head]["probabilities"].items(), key=lambda item: -item[1])
+        print(f"{entry.reference} {head} head ({group}): {answers[head]['answer']} "
+              f"{answers[head]['probability']:.0%}  [" + ", ".join(f"{name} {p:.0%}" for name, p in ranked[1:]) + "]")

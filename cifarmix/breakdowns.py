@@ -1,0 +1,148 @@
+"""Two breakdowns of the test protocol: accuracy against the mixing weight, and accuracy per pair of classes.
+
+* :func:`weight_sweep` — how much of an image the model needs: each head's accuracy as the share ``alpha`` of
+  component A goes from 0.05 to 0.95, on the same test pairs at every weight (so the curve's wiggles are the
+  weight's doing, not the pairs'), with a 95% margin of error per point.
+* :func:`pair_breakdown` — which pairs are hardest: mean accuracy (and each head's) per (class of A, class of B)
+  as 5 x 5 tables, from any list of scored pairs (a model's protocol run via :func:`model_pair_breakdown`, or a
+  player's game rounds); :func:`hardest_pair` names the worst cell.
+
+Results are JSON-able (lists, ``None`` for an empty cell), ready to be stored with an evaluation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cifarmix import mixing, models
+from cifarmix.evaluation import PROTOCOL_ALPHA, PROTOCOL_SEED
+
+SWEEP_ALPHAS = tuple(round(0.05 + 0.1 * i, 2) for i in range(10))  # 0.05, 0.15, ..., 0.95
+# A sweep's default size: 10 weights x 500 pairs = 5,000 mixes. The shipped models (6 views each) score about
+# 90 (champion) and 120 (allconv) mixes a second on these two cores when idle (their cards' 100,000-mix
+# evaluations), so a sweep takes 40-55 s; measured with the machine busy (load 7-8): 48 and 24 a second, 1.5-3.5
+# min. The margin of error (95%) per point is then about +-2.6 points of mean accuracy (0.026 at alpha 0.5).
+SWEEP_REPEATS = 1
+SWEEP_PAIRS = 500
+Z95 = 1.96
+
+
+def _margin(per_pair: np.ndarray) -> float:
+    """Half-width of a normal 95% interval for the mean of ``per_pair``."""
+    if len(per_pair) < 2:
+        return float("nan")
+    return float(Z95 * per_pair.std(ddof=1) / np.sqrt(len(per_pair)))
+
+
+def weight_sweep(model, x_test: np.ndarray, y_test: np.ndarray, alphas=SWEEP_ALPHAS, repeats: int = SWEEP_REPEATS,
+                 pairs: int = SWEEP_PAIRS, seed: int = PROTOCOL_SEED, batch_size: int = 500,
+                 progress=None) -> list[dict]:
+    """Each head's accuracy on ``repeats`` x ``pairs`` test mixes at every weight of A in ``alphas``.
+
+    The same pairs (fixed by ``seed``) are mixed at every weight. ``progress``, if given, is called with the
+    fraction of the whole sweep done (0-1] after each batch.
+
+    Returns:
+        one dict per weight, in the order given: ``alpha``, ``head_first``, ``head_second``, ``mean_accuracy``,
+        ``margin`` (95% half-width of ``mean_accuracy``), ``std`` (of the mean accuracy over repeats; 0 for one
+        repeat), ``repeats``, ``pairs``, ``seed``.
+    """
+    alphas = [mixing.check_alpha(alpha) for alpha in alphas]
+    if not alphas:
+        raise ValueError("give at least one mixing weight")
+    if repeats < 1 or pairs < 1:
+        raise ValueError(f"repeats and pairs must be positive; got repeats={repeats}, pairs={pairs}")
+    groups = mixing.split_groups(x_test, y_test)
+    points = []
+    for index, alpha in enumerate(alphas):
+        dataset = mixing.FixedPairs(groups, batch_size=batch_size, count=repeats * pairs, seed=seed, alpha=alpha)
+        report = None if progress is None else (lambda done, i=index: progress((i + done) / len(alphas)))
+        predicted = models.predict_classes(model, dataset, progress=report)
+        truth = dataset.labels()
+        right = {head: predicted[head] == truth[head] for head in mixing.HEADS}
+        per_pair = (right["first"].astype(float) + right["second"]) / 2.0
+        per_repeat = per_pair.reshape(repeats, pairs).mean(axis=1)
+        points.append({
+            "alpha": alpha,
+            "head_first": float(right["first"].mean()),
+            "head_second": float(right["second"].mean()),
+            "mean_accuracy": float(per_pair.mean()),
+            "margin": _margin(per_pair),
+            "std": float(per_repeat.std()),
+            "repeats": repeats, "pairs": pairs, "seed": seed,
+        })
+    return points
+
+
+def _table(values: np.ndarray, counts: np.ndarray) -> list[list[float | None]]:
+    """A 5 x 5 list of lists, ``None`` where no pair was scored."""
+    return [[float(values[a, b]) if counts[a, b] else None for b in range(5)] for a in range(5)]
+
+
+def pair_breakdown(a_classes, b_classes, first_correct, second_correct) -> dict:
+    """Accuracy per (class of A, class of B) from scored pairs.
+
+    Args:
+        a_classes: class of each pair's component A, 0-4.
+        b_classes: class of each pair's component B, 0-4 (CIFAR-10 classes 5-9 minus 5) or 5-9.
+        first_correct, second_correct: whether each head named its half right.
+
+    Returns:
+        ``mean_accuracy``, ``head_first``, ``head_second``: 5 x 5 lists (row = class of A, column = class of B;
+        ``None`` for a pair of classes never met), and ``count``: 5 x 5 pairs scored per cell.
+    """
+    a = np.asarray(a_classes, dtype=int).ravel()
+    b = np.asarray(b_classes, dtype=int).ravel()
+    b = np.where(b >= 5, b - 5, b)
+    first = np.asarray(first_correct, dtype=float).ravel()
+    second = np.asarray(second_correct, dtype=float).ravel()
+    if not len(a) == len(b) == len(first) == len(second):
+        raise ValueError("classes and correctness must have one entry per pair")
+    if len(a) and (a.min() < 0 or a.max() > 4 or b.min() < 0 or b.max() > 4):
+        raise ValueError("class of A must be 0-4 and class of B 0-4 or 5-9")
+    cell = a * 5 + b
+    counts = np.bincount(cell, minlength=25).reshape(5, 5)
+    safe = np.maximum(counts, 1)
+    sums = {name: np.bincount(cell, weights=values, minlength=25).reshape(5, 5)
+            for name, values in (("first", first), ("second", second))}
+    return {
+        "mean_accuracy": _table((sums["first"] + sums["second"]) / (2 * safe), counts),
+        "head_first": _table(sums["first"] / safe, counts),
+        "head_second": _table(sums["second"] / safe, counts),
+        "count": counts.tolist(),
+    }
+
+
+def model_pair_breakdown(model, x_test: np.ndarray, y_test: np.ndarray, repeats: int = 1, pairs: int = 10_000,
+                         seed: int = PROTOCOL_SEED, alpha: float = PROTOCOL_ALPHA, batch_size: int = 500,
+                         progress=None) -> dict:
+    """:func:`pair_breakdown` of ``model`` on ``repeats`` x ``pairs`` test mixes fixed by ``seed`` (the protocol's
+    pairs by default), with the settings added (``repeats``, ``pairs``, ``seed``, ``alpha``)."""
+    if repeats < 1 or pairs < 1:
+        raise ValueError(f"repeats and pairs must be positive; got repeats={repeats}, pairs={pairs}")
+    groups = mixing.split_groups(x_test, y_test)
+    dataset = mixing.FixedPairs(groups, batch_size=batch_size, count=repeats * pairs, seed=seed,
+                                alpha=mixing.check_alpha(alpha))
+    predicted = models.predict_classes(model, dataset, progress=progress)
+    truth = dataset.labels()
+    breakdown = pair_breakdown(truth["first"], truth["second"], predicted["first"] == truth["first"],
+                               predicted["second"] == truth["second"])
+    return breakdown | {"repeats": repeats, "pairs": pairs, "seed": seed, "alpha": alpha}
+
+
+def hardest_pair(breakdown: dict, min_count: int = 1) -> dict | None:
+    """The (class of A, class of B) cell with the lowest mean accuracy among those with at least ``min_count``
+    pairs (ties: the one met most often, then the first in order).
+
+    Returns:
+        ``{"a": 0-4, "b": 5-9 (CIFAR-10 class), "mean_accuracy", "head_first", "head_second", "count"}``, or
+        None when no cell has enough pairs.
+    """
+    cells = [(breakdown["mean_accuracy"][a][b], -breakdown["count"][a][b], a, b)
+             for a in range(5) for b in range(5)
+             if breakdown["count"][a][b] >= max(1, min_count) and breakdown["mean_accuracy"][a][b] is not None]
+    if not cells:
+        return None
+    accuracy, negative_count, a, b = min(cells)
+    return {"a": a, "b": b + 5, "mean_accuracy": accuracy, "head_first": breakdown["head_first"][a][b],
+            "head_second": breakdown["head_second"][a][b], "count": -negative_count}
