@@ -750,7 +750,8 @@ class RunStore:
             opponent: the model played against.
             model_score: the model's points.
             details: anything else worth keeping (JSON-able).
-            guesses: the game's guess rows, as ``log_guesses`` takes them.
+            guesses: the game's guess rows, one per head guessed: dicts with head ("first"/"second"),
+                true_class, human_class, model_class (CIFAR-10 indices 0-9) and opponent (the model's name).
 
         Returns:
             The score id.
@@ -802,18 +803,6 @@ class RunStore:
             return better + 1, conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
 
         return self._read(query)
-
-    def log_guesses(self, rows: Iterable[dict]) -> None:
-        """Record game rounds, one row per head guessed.
-
-        Args:
-            rows: dicts with head ("first"/"second"), true_class, human_class, model_class (CIFAR-10 indices
-                0-9) and opponent (the model's name).
-        """
-        now = utc_now()
-        records = [self._guess_record(row, now) for row in rows]
-        if records:
-            self._write(lambda conn: self._insert_guesses(conn, records))
 
     @staticmethod
     def _insert_guesses(conn: sqlite3.Connection, records: list[tuple]) -> None:

@@ -38,6 +38,11 @@ def tables(path) -> set[str]:
         return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
+def save_guesses(db: RunStore, rows: list[dict]) -> int:
+    """Save a one-round game with these guess rows (guesses are saved only with their game)."""
+    return db.add_score("ann", 0, 1, "m", 0, guesses=rows)
+
+
 def row_count(path, table: str, run_id: int) -> int:
     with sqlite3.connect(path) as conn:
         column = "id" if table == "runs" else "run_id"
@@ -351,11 +356,11 @@ def test_leaderboard_is_best_score_first_then_earliest(db):
 
 
 def test_class_accuracy_aggregates_guesses_per_true_class(db):
-    db.log_guesses([
+    save_guesses(db, [
         {"head": "first", "true_class": 3, "human_class": 3, "model_class": 2, "opponent": "m"},
         {"head": "second", "true_class": 7, "human_class": 7, "model_class": 7, "opponent": "m"},
     ])
-    db.log_guesses([{"head": "first", "true_class": 3, "human_class": 1, "model_class": 3, "opponent": "m"}])
+    save_guesses(db, [{"head": "first", "true_class": 3, "human_class": 1, "model_class": 3, "opponent": "m"}])
     frame = db.class_accuracy()
     assert list(frame.columns) == ["class_index", "rounds", "human_accuracy", "model_rounds", "model_accuracy"]
     assert frame.to_dict("records") == [
@@ -365,7 +370,7 @@ def test_class_accuracy_aggregates_guesses_per_true_class(db):
 
 
 def test_class_accuracy_leaves_the_random_guesser_out_of_the_models_but_keeps_the_peoples_answers(db):
-    db.log_guesses([
+    save_guesses(db, [
         {"head": "first", "true_class": 3, "human_class": 3, "model_class": 3, "opponent": "champion"},
         {"head": "first", "true_class": 3, "human_class": 3, "model_class": 1, "opponent": "random-baseline"},
         {"head": "first", "true_class": 4, "human_class": 0, "model_class": 2, "opponent": "random-baseline"},
@@ -398,15 +403,15 @@ def test_a_game_is_saved_with_its_guesses_or_not_at_all(db):
     assert len(db.leaderboard()) == 1 and db.class_accuracy()["rounds"].tolist() == [1, 1]
 
 
-def test_log_guesses_rejects_bad_rows(db):
+def test_a_game_with_a_malformed_guess_is_refused(db):
     good = {"head": "first", "true_class": 3, "human_class": 3, "model_class": 2, "opponent": "m"}
     with pytest.raises(ValueError, match="class index 0-9"):
-        db.log_guesses([{**good, "human_class": 10}])
+        save_guesses(db, [{**good, "human_class": 10}])
     with pytest.raises(ValueError, match="missing opponent"):
-        db.log_guesses([{k: v for k, v in good.items() if k != "opponent"}])
+        save_guesses(db, [{k: v for k, v in good.items() if k != "opponent"}])
     with pytest.raises(ValueError, match="head"):
-        db.log_guesses([{**good, "head": "both"}])
-    assert db.class_accuracy().empty
+        save_guesses(db, [{**good, "head": "both"}])
+    assert db.class_accuracy().empty and db.leaderboard() == []
 
 
 # ------------------------------------------------------------------------------------------------- concurrency
