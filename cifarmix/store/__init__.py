@@ -20,7 +20,6 @@ import json
 import shutil
 import sqlite3
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -31,20 +30,34 @@ import numpy as np
 import pandas as pd
 
 from cifarmix import paths
+from cifarmix.store.values import (
+    ACTIVE_STATUSES,
+    HEADS,
+    PLAYER_NAME_MAX,
+    RUN_ID_MAX_DIGITS,
+    RUN_NAME_MAX,
+    STATUSES,
+    TERMINAL_STATUSES,
+    clean_player_name,
+    clean_run_name,
+    parse_run_id,
+    validate_class,
+    validate_head,
+    validate_status,
+)
+
+__all__ = [
+    "ACTIVE_STATUSES", "BUSY_TIMEOUT_S", "HEADS", "JSON_RUN_COLUMNS", "LOCK_RETRIES", "LOCK_RETRY_SLEEP_S",
+    "MIGRATIONS", "PLAYER_NAME_MAX", "RUN_COLUMNS", "RUN_ID_MAX_DIGITS", "RUN_NAME_MAX", "STATUSES", "STEP_COLUMNS",
+    "TERMINAL_STATUSES", "UPDATABLE_RUN_COLUMNS", "RunStore", "SchemaTooNewError", "UnknownRunError",
+    "clean_player_name", "clean_run_name", "parse_run_id", "utc_now",
+]
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 30.0
 LOCK_RETRIES = 5
 LOCK_RETRY_SLEEP_S = 0.2
-
-STATUSES = ("queued", "running", "finished", "stopped", "failed", "killed")
-TERMINAL_STATUSES = ("finished", "stopped", "failed", "killed")
-ACTIVE_STATUSES = ("queued", "running")
-HEADS = ("first", "second")
-PLAYER_NAME_MAX = 24
-RUN_NAME_MAX = 40
-RUN_ID_MAX_DIGITS = 18  # SQLite integers are 64-bit: longer numbers cannot be run ids
 
 RUN_COLUMNS = (
     "id", "name", "arch", "options", "config", "seed", "status", "device",
@@ -163,54 +176,6 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _printable(text: str) -> str:
-    """``text`` without control and other non-printable characters (Unicode category C)."""
-    return "".join(ch for ch in text if not unicodedata.category(ch).startswith("C"))
-
-
-def clean_player_name(name: str) -> str:
-    """A player name fit for the leaderboard.
-
-    Control and other non-printable characters are removed, surrounding whitespace is stripped and the result
-    is cut to ``PLAYER_NAME_MAX`` characters.
-
-    Raises:
-        ValueError: if nothing printable is left.
-    """
-    if not isinstance(name, str):
-        raise ValueError(f"Expected the player name as text, found {type(name).__name__}; type a name.")
-    cleaned = _printable(name).strip()[:PLAYER_NAME_MAX].rstrip()
-    if not cleaned:
-        raise ValueError(f"Expected a player name with at least one visible character, found {name!r}; type a name.")
-    return cleaned
-
-
-def clean_run_name(name: str | None) -> str | None:
-    """A run's name fit for tables and legends: printable, stripped, None when empty.
-
-    Raises:
-        ValueError: if it is longer than ``RUN_NAME_MAX`` characters.
-    """
-    if name is None:
-        return None
-    cleaned = _printable(str(name)).strip()
-    if len(cleaned) > RUN_NAME_MAX:
-        raise ValueError(f"the run name is {len(cleaned)} characters long; give one of at most {RUN_NAME_MAX}")
-    return cleaned or None
-
-
-def parse_run_id(text: Any) -> int | None:
-    """A run id typed by a user or read from a link (``"12"``), or None when the text is not one.
-
-    Only ASCII digits count (``"²"`` and ``"١٢"`` are digits to Python, not run ids), at most
-    ``RUN_ID_MAX_DIGITS`` of them, so the number always fits in a SQLite integer.
-    """
-    text = str(text).strip()
-    if not (text.isascii() and text.isdigit() and len(text) <= RUN_ID_MAX_DIGITS):
-        return None
-    return int(text)
-
-
 def _is_lock_error(error: sqlite3.OperationalError) -> bool:
     message = str(error).lower()
     return "locked" in message or "busy" in message
@@ -230,22 +195,6 @@ def _retry_when_locked(operation: Callable[[], T]) -> T:
 
 def _unknown_run(run_id: int) -> UnknownRunError:
     return UnknownRunError(f"Expected an existing run id; found no run {run_id}. See list_runs() for ids.")
-
-
-def _validate_status(status: str) -> None:
-    if status not in STATUSES:
-        raise ValueError(f"Expected a run status among {', '.join(STATUSES)}; found {status!r}.")
-
-
-def _validate_head(head: str) -> None:
-    if head not in HEADS:
-        raise ValueError(f"Expected head 'first' or 'second'; found {head!r}.")
-
-
-def _validate_class(field: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= 9:
-        raise ValueError(f"Expected {field} to be a CIFAR-10 class index 0-9; found {value!r}.")
-    return int(value)
 
 
 def _status_assignments(status: str) -> str:
@@ -412,7 +361,7 @@ class RunStore:
         Returns:
             The new run id.
         """
-        _validate_status(status)
+        validate_status(status)
         name = clean_run_name(name)  # ValueError for a name longer than RUN_NAME_MAX: nothing is written
         now = utc_now()
         started_at = now if status == "running" else None
@@ -433,7 +382,7 @@ class RunStore:
         if status is None:
             query, params = "SELECT * FROM runs ORDER BY id DESC", ()
         else:
-            _validate_status(status)
+            validate_status(status)
             query, params = "SELECT * FROM runs WHERE status = ? ORDER BY id DESC", (status,)
         rows = self._read(lambda conn: conn.execute(query, params).fetchall())
         return [_run_from_row(row) for row in rows]
@@ -459,7 +408,7 @@ class RunStore:
         if not fields:
             return
         if "status" in fields:
-            _validate_status(fields["status"])
+            validate_status(fields["status"])
         if "name" in fields:
             fields = {**fields, "name": clean_run_name(fields["name"])}
         values = {key: json.dumps(value) if key in JSON_RUN_COLUMNS else value for key, value in fields.items()}
@@ -480,7 +429,7 @@ class RunStore:
         (finished, stopped, failed, killed) set ``finished_at``; ``queued`` clears ``finished_at``. Queuing a run
         again, or starting one that had ended, clears an old stop request so a resumed run does not stop at once.
         """
-        _validate_status(status)
+        validate_status(status)
         sql = f"UPDATE runs SET {_status_assignments(status)} WHERE id = :id"
         params = {"status": status, "message": message, "now": utc_now(), "id": int(run_id)}
 
@@ -657,7 +606,7 @@ class RunStore:
             matrix: square integer counts, rows = true class, columns = predicted class (5 x 5 here).
             split: which data it was measured on, e.g. ``"val"``.
         """
-        _validate_head(head)
+        validate_head(head)
         counts = np.asarray(matrix)
         if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or not np.issubdtype(counts.dtype, np.integer):
             raise ValueError(
@@ -676,7 +625,7 @@ class RunStore:
     def confusion(self, run_id: int, epoch: int | None = None, head: str = "first",
                   split: str = "val") -> np.ndarray | None:
         """One head's confusion matrix (int64), for ``epoch`` or the latest epoch if None; None if absent."""
-        _validate_head(head)
+        validate_head(head)
         if epoch is None:
             query = ("SELECT matrix FROM confusion_matrices WHERE run_id = ? AND split = ? AND head = ?"
                      " ORDER BY epoch DESC LIMIT 1")
@@ -815,8 +764,8 @@ class RunStore:
         if missing:
             raise ValueError(f"Expected a guess row with head, true_class, human_class, model_class, opponent; "
                              f"missing {', '.join(missing)} in {row!r}.")
-        _validate_head(row["head"])
-        classes = [_validate_class(field, row[field]) for field in ("true_class", "human_class", "model_class")]
+        validate_head(row["head"])
+        classes = [validate_class(field, row[field]) for field in ("true_class", "human_class", "model_class")]
         return (row["head"], *classes, str(row["opponent"]), now)
 
     def class_accuracy(self, ignored_models: Iterable[str] = ()) -> pd.DataFrame:
