@@ -11,6 +11,7 @@ import pytest
 
 from cifarmix import paths, store
 from cifarmix.store import RunStore, UnknownRunError
+from cifarmix.store import db as store_db
 
 EPOCH_METRICS = {"loss": 1.2, "first_loss": 0.6, "second_loss": 0.6, "first_accuracy": 0.5,
                  "second_accuracy": 0.4, "val_loss": 1.3, "val_first_accuracy": 0.45,
@@ -60,7 +61,7 @@ def test_migrations_create_every_table_in_an_empty_file_in_wal_mode(tmp_path):
     path = tmp_path / "new.sqlite3"
     path.touch()
     db = RunStore(path)
-    assert db.schema_version() == len(store.MIGRATIONS)
+    assert db.schema_version() == len(store_db.MIGRATIONS)
     assert {"runs", "step_metrics", "epoch_metrics", "confusion_matrices", "evaluations", "scores",
             "guesses"} <= tables(path)
     with sqlite3.connect(path) as conn:
@@ -71,7 +72,7 @@ def test_reopening_a_migrated_store_is_idempotent_and_keeps_data(tmp_path):
     path = tmp_path / "db.sqlite3"
     run = RunStore(path).create_run("a", {}, {}, seed=1)
     again = RunStore(path)
-    assert again.schema_version() == len(store.MIGRATIONS)
+    assert again.schema_version() == len(store_db.MIGRATIONS)
     assert again.get_run(run)["arch"] == "a"
 
 
@@ -79,10 +80,10 @@ def test_new_migration_step_is_applied_once_to_an_existing_store(tmp_path, monke
     path = tmp_path / "db.sqlite3"
     RunStore(path).add_score("ann", 3, 5, "m", 2)
     extra_step = ("ALTER TABLE scores ADD COLUMN country TEXT", "UPDATE scores SET country = 'NZ'")
-    monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, extra_step])
+    monkeypatch.setattr(store_db, "MIGRATIONS", [*store_db.MIGRATIONS, extra_step])
     upgraded = RunStore(path)
     RunStore(path)  # a second open must not re-run the ALTER (it would fail on the duplicate column)
-    assert upgraded.schema_version() == len(store.MIGRATIONS)
+    assert upgraded.schema_version() == len(store_db.MIGRATIONS)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT country FROM scores").fetchall() == [("NZ",)]
 
@@ -91,13 +92,13 @@ def test_store_from_a_newer_cifarmix_is_refused(tmp_path):
     path = tmp_path / "db.sqlite3"
     RunStore(path)
     with sqlite3.connect(path) as conn:
-        conn.execute(f"PRAGMA user_version = {len(store.MIGRATIONS) + 1}")
+        conn.execute(f"PRAGMA user_version = {len(store_db.MIGRATIONS) + 1}")
     with pytest.raises(store.SchemaTooNewError, match="Upgrade cifarmix"):
         RunStore(path)
 
 
 # The file an older cifarmix wrote, step by step as it released them: written out here, not taken from
-# store.MIGRATIONS, so an edit to a released step (which old files never got) fails the upgrade test below.
+# the store's MIGRATIONS, so an edit to a released step (which old files never got) fails the upgrade test below.
 OLD_SCHEMA_STEPS = {
     1: """
         CREATE TABLE runs (
@@ -244,7 +245,7 @@ def test_an_old_store_file_opens_upgraded_to_the_current_schema_with_its_rows_in
     before = every_row(path)
 
     db = RunStore(path)
-    assert db.schema_version() == len(store.MIGRATIONS) > version
+    assert db.schema_version() == len(store_db.MIGRATIONS) > version
     assert schema(path) == schema(RunStore(tmp_path / "new.sqlite3").path)  # the same as a new file's
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -698,13 +699,13 @@ def test_a_v1_store_gains_train_seconds_and_an_open_v1_connection_keeps_writing(
     from cifarmix import jobs
 
     path = tmp_path / "db.sqlite3"
-    monkeypatch.setattr(store, "MIGRATIONS", store.MIGRATIONS[:1])
+    monkeypatch.setattr(store_db, "MIGRATIONS", store_db.MIGRATIONS[:1])
     monkeypatch.setattr(store, "RUN_COLUMNS", tuple(c for c in store.RUN_COLUMNS if c != "train_seconds"))
     old = RunStore(path)  # a training process started before the upgrade
     run_id = old.create_run("allconv", {}, {}, 0, status="running")
     monkeypatch.undo()
     new = RunStore(path)
-    assert new.schema_version() == len(store.MIGRATIONS)
+    assert new.schema_version() == len(store_db.MIGRATIONS)
     run = new.get_run(run_id)
     assert run["train_seconds"] is None and jobs.elapsed_seconds(run) is not None  # wall time as a fallback
     old.update_run(run_id, steps_done=7)  # the old process goes on writing
