@@ -3,6 +3,7 @@
 - ``db``: connections, the schema and its migrations;
 - ``runs``: the runs;
 - ``metrics``: step and epoch metrics, confusion matrices;
+- ``evaluations``: test-protocol results;
 - ``values``: the statuses, heads, names and ids it accepts.
 """
 
@@ -23,6 +24,7 @@ from cifarmix.store.db import (
     SchemaTooNewError,
     utc_now,
 )
+from cifarmix.store.evaluations import Evaluations
 from cifarmix.store.metrics import STEP_COLUMNS, Metrics
 from cifarmix.store.runs import (
     JSON_RUN_COLUMNS,
@@ -30,7 +32,6 @@ from cifarmix.store.runs import (
     UPDATABLE_RUN_COLUMNS,
     Runs,
     UnknownRunError,
-    require_run,
 )
 from cifarmix.store.values import (
     ACTIVE_STATUSES,
@@ -59,54 +60,13 @@ def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class RunStore(Runs, Metrics):
+class RunStore(Runs, Metrics, Evaluations):
     """The SQLite run store. Safe to share between threads; every process may open its own.
 
     Args:
         path: the database file; default ``paths.db_path()`` (under ``$CIFARMIX_HOME``). Its folder is
             created, the file is switched to WAL mode and migrated to the current schema.
     """
-
-    # ---------------------------------------------------------------------------------------------- evaluations
-
-    def add_evaluation(self, run_id: int | None, model_ref: str, result: dict) -> int:
-        """Record a test-protocol result.
-
-        Args:
-            run_id: the run whose model was evaluated, or None for a shipped / external model.
-            model_ref: what was evaluated (a model path or a shipped model's name).
-            result: JSON-able results, e.g. ``{"mean_accuracy": 0.62, ...}``.
-
-        Returns:
-            The evaluation id.
-        """
-        record = (None if run_id is None else int(run_id), str(model_ref), json.dumps(result), utc_now())
-
-        def insert(conn: sqlite3.Connection) -> int:
-            if run_id is not None:
-                require_run(conn, run_id)
-            return conn.execute("INSERT INTO evaluations (run_id, model_ref, result, created_at)"
-                                " VALUES (?, ?, ?, ?)", record).lastrowid
-
-        return self._write(insert)
-
-    def evaluations(self, run_id: int | None = None, model_ref: str | None = None) -> list[dict]:
-        """Evaluations, newest first, optionally filtered by run and/or model.
-
-        Returns:
-            Dicts with id, run_id, model_ref, result (decoded dict), created_at.
-        """
-        conditions, params = [], []
-        if run_id is not None:
-            conditions.append("run_id = ?")
-            params.append(int(run_id))
-        if model_ref is not None:
-            conditions.append("model_ref = ?")
-            params.append(str(model_ref))
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        rows = self._read(lambda conn: conn.execute(
-            f"SELECT * FROM evaluations {where} ORDER BY id DESC", params).fetchall())
-        return [{**dict(row), "result": json.loads(row["result"])} for row in rows]
 
     # ----------------------------------------------------------------------------------------------------- game
 
