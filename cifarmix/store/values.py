@@ -69,16 +69,19 @@ def parse_run_id(text: Any) -> int | None:
 
 
 def validate_status(status: str) -> None:
+    """Raise ValueError unless ``status`` is one of ``STATUSES``."""
     if status not in STATUSES:
         raise ValueError(f"Expected a run status among {', '.join(STATUSES)}; found {status!r}.")
 
 
 def validate_head(head: str) -> None:
+    """Raise ValueError unless ``head`` is one of ``HEADS``."""
     if head not in HEADS:
         raise ValueError(f"Expected head 'first' or 'second'; found {head!r}.")
 
 
 def validate_class(field: str, value: Any) -> int:
+    """``value`` as an int if it is a CIFAR-10 class index 0-9 (not a bool); ValueError naming ``field`` if not."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= 9:
         raise ValueError(f"Expected {field} to be a CIFAR-10 class index 0-9; found {value!r}.")
     return int(value)
