@@ -433,8 +433,8 @@ def verdict(human_score: int, model_score: int) -> str:
 
 
 def guess_rows(game: Game) -> list[dict]:
-    """One row per head and round, as ``RunStore.log_guesses`` takes them. A head the player left unanswered
-    (or answered too late) is left out: it says nothing about which classes people recognise."""
+    """One row per head and round, as ``RunStore.add_score(guesses=...)`` takes them. A head the player left
+    unanswered (or answered too late) is left out: it says nothing about which classes people recognise."""
     rows = []
     for result in game.results:
         for head, truth, human, model in zip(mixing.HEADS, result.round.true_classes, result.human.classes(),

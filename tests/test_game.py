@@ -253,7 +253,7 @@ def test_scores_from_many_simultaneous_players_are_all_kept():
 
 def test_classroom_summary_names_classes_and_who_does_better():
     store = RunStore()
-    store.log_guesses([
+    store.add_score("ann", 0, 1, "m", 0, guesses=[
         {"head": "first", "true_class": 3, "human_class": 3, "model_class": 5 - 5, "opponent": "m"},
         {"head": "second", "true_class": 9, "human_class": 8, "model_class": 9, "opponent": "m"},
         {"head": "first", "true_class": 0, "human_class": 0, "model_class": 0, "opponent": "m"},
@@ -265,8 +265,8 @@ def test_classroom_summary_names_classes_and_who_does_better():
 
 def test_classroom_summary_has_no_winner_where_only_the_random_guesser_played():
     store = RunStore()
-    store.log_guesses([{"head": "first", "true_class": 2, "human_class": 2, "model_class": 2,
-                        "opponent": game.BASELINE_OPPONENT}])
+    store.add_score("ann", 0, 1, "m", 0, guesses=[{"head": "first", "true_class": 2, "human_class": 2,
+                                                   "model_class": 2, "opponent": game.BASELINE_OPPONENT}])
     [row] = game.classroom_summary(store.class_accuracy(ignored_models=[game.BASELINE_OPPONENT]))
     assert row["human_accuracy"] == 1.0 and row["model_accuracy"] is None and row["winner"] is None
 

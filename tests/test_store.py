@@ -11,6 +11,7 @@ import pytest
 
 from cifarmix import paths, store
 from cifarmix.store import RunStore, UnknownRunError
+from cifarmix.store import db as store_db
 
 EPOCH_METRICS = {"loss": 1.2, "first_loss": 0.6, "second_loss": 0.6, "first_accuracy": 0.5,
                  "second_accuracy": 0.4, "val_loss": 1.3, "val_first_accuracy": 0.45,
@@ -38,6 +39,11 @@ def tables(path) -> set[str]:
         return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
+def save_guesses(db: RunStore, rows: list[dict]) -> int:
+    """Save a one-round game with these guess rows (guesses are saved only with their game)."""
+    return db.add_score("ann", 0, 1, "m", 0, guesses=rows)
+
+
 def row_count(path, table: str, run_id: int) -> int:
     with sqlite3.connect(path) as conn:
         column = "id" if table == "runs" else "run_id"
@@ -55,7 +61,7 @@ def test_migrations_create_every_table_in_an_empty_file_in_wal_mode(tmp_path):
     path = tmp_path / "new.sqlite3"
     path.touch()
     db = RunStore(path)
-    assert db.schema_version() == len(store.MIGRATIONS)
+    assert db.schema_version() == len(store_db.MIGRATIONS)
     assert {"runs", "step_metrics", "epoch_metrics", "confusion_matrices", "evaluations", "scores",
             "guesses"} <= tables(path)
     with sqlite3.connect(path) as conn:
@@ -66,7 +72,7 @@ def test_reopening_a_migrated_store_is_idempotent_and_keeps_data(tmp_path):
     path = tmp_path / "db.sqlite3"
     run = RunStore(path).create_run("a", {}, {}, seed=1)
     again = RunStore(path)
-    assert again.schema_version() == len(store.MIGRATIONS)
+    assert again.schema_version() == len(store_db.MIGRATIONS)
     assert again.get_run(run)["arch"] == "a"
 
 
@@ -74,10 +80,10 @@ def test_new_migration_step_is_applied_once_to_an_existing_store(tmp_path, monke
     path = tmp_path / "db.sqlite3"
     RunStore(path).add_score("ann", 3, 5, "m", 2)
     extra_step = ("ALTER TABLE scores ADD COLUMN country TEXT", "UPDATE scores SET country = 'NZ'")
-    monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, extra_step])
+    monkeypatch.setattr(store_db, "MIGRATIONS", [*store_db.MIGRATIONS, extra_step])
     upgraded = RunStore(path)
     RunStore(path)  # a second open must not re-run the ALTER (it would fail on the duplicate column)
-    assert upgraded.schema_version() == len(store.MIGRATIONS)
+    assert upgraded.schema_version() == len(store_db.MIGRATIONS)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT country FROM scores").fetchall() == [("NZ",)]
 
@@ -86,9 +92,191 @@ def test_store_from_a_newer_cifarmix_is_refused(tmp_path):
     path = tmp_path / "db.sqlite3"
     RunStore(path)
     with sqlite3.connect(path) as conn:
-        conn.execute(f"PRAGMA user_version = {len(store.MIGRATIONS) + 1}")
+        conn.execute(f"PRAGMA user_version = {len(store_db.MIGRATIONS) + 1}")
     with pytest.raises(store.SchemaTooNewError, match="Upgrade cifarmix"):
         RunStore(path)
+
+
+# The file an older cifarmix wrote, step by step as it released them: written out here, not taken from
+# the store's MIGRATIONS, so an edit to a released step (which old files never got) fails the upgrade test below.
+OLD_SCHEMA_STEPS = {
+    1: """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT,
+            arch TEXT NOT NULL,
+            options TEXT NOT NULL DEFAULT '{}',
+            config TEXT NOT NULL DEFAULT '{}',
+            seed INTEGER,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'finished', 'stopped', 'failed', 'killed')),
+            device TEXT NOT NULL DEFAULT 'cpu',
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            pid INTEGER,
+            best_val_mean REAL,
+            best_epoch INTEGER,
+            epochs_done INTEGER NOT NULL DEFAULT 0,
+            total_epochs INTEGER,
+            steps_done INTEGER NOT NULL DEFAULT 0,
+            total_steps INTEGER,
+            message TEXT,
+            model_path TEXT,
+            stop_requested INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX runs_by_status ON runs (status);
+        CREATE TABLE step_metrics (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            epoch INTEGER NOT NULL,
+            loss REAL,
+            loss_first REAL,
+            loss_second REAL,
+            PRIMARY KEY (run_id, step)
+        ) WITHOUT ROWID;
+        CREATE TABLE epoch_metrics (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            epoch INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            value REAL,
+            PRIMARY KEY (run_id, epoch, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE confusion_matrices (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            split TEXT NOT NULL,
+            head TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            matrix TEXT NOT NULL,
+            PRIMARY KEY (run_id, split, head, epoch)
+        ) WITHOUT ROWID;
+        CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER REFERENCES runs (id) ON DELETE CASCADE,
+            model_ref TEXT NOT NULL,
+            result TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX evaluations_by_run ON evaluations (run_id);
+        CREATE TABLE scores (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            player TEXT NOT NULL,
+            score INTEGER NOT NULL,
+            rounds INTEGER NOT NULL,
+            opponent TEXT NOT NULL,
+            model_score INTEGER NOT NULL,
+            details TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX scores_by_rank ON scores (score DESC, created_at, id);
+        CREATE TABLE guesses (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            head TEXT NOT NULL,
+            true_class INTEGER NOT NULL,
+            human_class INTEGER NOT NULL,
+            model_class INTEGER NOT NULL,
+            opponent TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        PRAGMA user_version = 1;
+    """,
+    2: "ALTER TABLE runs ADD COLUMN train_seconds REAL; PRAGMA user_version = 2;",
+}
+OLD_ROWS = """
+    INSERT INTO runs (id, name, arch, options, config, seed, status, device, created_at, started_at, finished_at,
+                      pid, best_val_mean, best_epoch, epochs_done, total_epochs, steps_done, total_steps, message,
+                      model_path, stop_requested)
+    VALUES (4, 'night run', 'allconv', '{"epochs": 2}', '{"width": 32}', 7, 'finished', 'cpu',
+            '2025-01-31T12:00:00.000+00:00', '2025-01-31T12:00:01.000+00:00', '2025-01-31T13:00:00.000+00:00',
+            321, 0.61, 1, 2, 2, 20, 20, NULL, '/home/runs/run-4/best.keras', 0),
+           (5, NULL, 'seed_cnn', '{}', '{}', 8, 'killed', 'cpu', '2025-02-01T09:00:00.000+00:00',
+            '2025-02-01T09:00:01.000+00:00', '2025-02-01T09:30:00.000+00:00', 322, NULL, NULL, 0, 5, 3, 50,
+            'killed after 0 epochs', NULL, 1);
+    INSERT INTO step_metrics VALUES (4, 1, 0, 1.0, 0.5, 0.5), (4, 2, 0, 0.8, 0.45, 0.35), (5, 1, 0, 2.0, 1.0, 1.0);
+    INSERT INTO epoch_metrics VALUES (4, 0, 'loss', 1.2), (4, 0, 'val_mean_accuracy', 0.4), (4, 1, 'loss', 1.0),
+                                     (4, 1, 'val_mean_accuracy', 0.61);
+    INSERT INTO confusion_matrices VALUES
+        (4, 'val', 'first', 1, '[[3, 1, 0, 0, 0], [0, 4, 0, 0, 0], [0, 0, 4, 0, 0], [0, 0, 0, 4, 0], [0, 0, 0, 0, 4]]');
+    INSERT INTO evaluations (run_id, model_ref, result, created_at)
+    VALUES (4, 'run-4/best.keras', '{"mean_accuracy": 0.6}', '2025-01-31T13:05:00.000+00:00'),
+           (NULL, 'shipped/champion', '{"mean_accuracy": 0.79}', '2025-01-31T13:06:00.000+00:00');
+    INSERT INTO scores (player, score, rounds, opponent, model_score, details, created_at)
+    VALUES ('ann', 7, 10, 'run:4', 5, '{"streak": 3}', '2025-01-31T14:00:00.000+00:00'),
+           ('bob', 9, 10, 'shipped/champion', 8, NULL, '2025-01-31T14:10:00.000+00:00');
+    INSERT INTO guesses (head, true_class, human_class, model_class, opponent, created_at)
+    VALUES ('first', 3, 3, 2, 'run:4', '2025-01-31T14:00:00.000+00:00'),
+           ('second', 7, 1, 7, 'run:4', '2025-01-31T14:00:00.000+00:00');
+"""
+
+
+def old_store(path, version: int) -> None:
+    """Write a store file as the cifarmix of schema ``version`` left it, with rows in every table."""
+    with sqlite3.connect(path) as conn:
+        for step in range(1, version + 1):
+            conn.executescript(OLD_SCHEMA_STEPS[step])
+        conn.executescript(OLD_ROWS)
+        if version >= 2:
+            conn.execute("UPDATE runs SET train_seconds = 3540.5 WHERE id = 4")
+    conn.close()
+
+
+def every_row(path) -> dict[str, list[dict]]:
+    with sqlite3.connect(path) as conn:
+        conn.row_factory = sqlite3.Row
+        names = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        rows = {name: [dict(row) for row in conn.execute(f"SELECT * FROM {name} ORDER BY 1, 2")] for name in names}
+    conn.close()
+    return rows
+
+
+def schema(path) -> dict[str, str]:
+    """Every table's and index's CREATE statement, whitespace made uniform."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+    conn.close()
+    return {name: " ".join(sql.replace("(", " ( ").replace(")", " ) ").replace(",", " , ").split())
+            for name, sql in rows}
+
+
+@pytest.mark.parametrize("version", sorted(OLD_SCHEMA_STEPS))
+def test_an_old_store_file_opens_upgraded_to_the_current_schema_with_its_rows_intact(tmp_path, version):
+    path = tmp_path / "old.sqlite3"
+    old_store(path, version)
+    before = every_row(path)
+
+    db = RunStore(path)
+    assert db.schema_version() == len(store_db.MIGRATIONS) > version
+    assert schema(path) == schema(RunStore(tmp_path / "new.sqlite3").path)  # the same as a new file's
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    after = every_row(path)
+    assert after.keys() == before.keys()
+    for table, rows in before.items():  # every row kept, every value as it was; the added columns empty
+        assert len(after[table]) == len(rows) > 0, table
+        assert [{key: row[key] for key in old} for row, old in zip(after[table], rows)] == rows, table
+        added = {key for row in after[table] for key in row} - {key for row in rows for key in row}
+        assert all(row[key] is None for row in after[table] for key in added), table
+    assert {key for row in after["runs"] for key in row} == set(store.RUN_COLUMNS)
+
+    run = db.get_run(4)  # and the store reads them as it reads its own
+    assert (run["name"], run["options"], run["status"], run["best_val_mean"], run["stop_requested"]) == (
+        "night run", {"epochs": 2}, "finished", 0.61, False)
+    assert run["train_seconds"] == (3540.5 if version >= 2 else None) and run["process_started"] is None
+    assert db.stop_requested(5) is True and [r["id"] for r in db.list_runs(status="killed")] == [5]
+    assert db.step_metrics(4)["loss_second"].tolist() == [0.5, 0.35]
+    assert db.epoch_metrics(4)["val_mean_accuracy"].tolist() == [0.4, 0.61]
+    assert db.confusion(4)[0].tolist() == [3, 1, 0, 0, 0] and db.confusion_epochs(4) == [1]
+    assert [e["model_ref"] for e in db.evaluations()] == ["shipped/champion", "run-4/best.keras"]
+    assert [(g["player"], g["details"]) for g in db.leaderboard()] == [("bob", None), ("ann", {"streak": 3})]
+    assert db.class_accuracy()["human_accuracy"].tolist() == [1.0, 0.0]
+
+    db.update_run(4, process_started=123456, train_seconds=3600.0)  # and it writes on in the new columns
+    assert db.get_run(4)["process_started"] == 123456
+    assert db.create_run("allconv", {}, {}, seed=1) == 6
+    db.add_score("cy", 1, 1, "m", 0, guesses=[{"head": "first", "true_class": 0, "human_class": 0,
+                                                "model_class": 0, "opponent": "m"}])
+    assert len(db.leaderboard()) == 3 and db.class_accuracy()["rounds"].sum() == 3
 
 
 # -------------------------------------------------------------------------------------------------------- runs
@@ -351,11 +539,11 @@ def test_leaderboard_is_best_score_first_then_earliest(db):
 
 
 def test_class_accuracy_aggregates_guesses_per_true_class(db):
-    db.log_guesses([
+    save_guesses(db, [
         {"head": "first", "true_class": 3, "human_class": 3, "model_class": 2, "opponent": "m"},
         {"head": "second", "true_class": 7, "human_class": 7, "model_class": 7, "opponent": "m"},
     ])
-    db.log_guesses([{"head": "first", "true_class": 3, "human_class": 1, "model_class": 3, "opponent": "m"}])
+    save_guesses(db, [{"head": "first", "true_class": 3, "human_class": 1, "model_class": 3, "opponent": "m"}])
     frame = db.class_accuracy()
     assert list(frame.columns) == ["class_index", "rounds", "human_accuracy", "model_rounds", "model_accuracy"]
     assert frame.to_dict("records") == [
@@ -365,7 +553,7 @@ def test_class_accuracy_aggregates_guesses_per_true_class(db):
 
 
 def test_class_accuracy_leaves_the_random_guesser_out_of_the_models_but_keeps_the_peoples_answers(db):
-    db.log_guesses([
+    save_guesses(db, [
         {"head": "first", "true_class": 3, "human_class": 3, "model_class": 3, "opponent": "champion"},
         {"head": "first", "true_class": 3, "human_class": 3, "model_class": 1, "opponent": "random-baseline"},
         {"head": "first", "true_class": 4, "human_class": 0, "model_class": 2, "opponent": "random-baseline"},
@@ -398,15 +586,15 @@ def test_a_game_is_saved_with_its_guesses_or_not_at_all(db):
     assert len(db.leaderboard()) == 1 and db.class_accuracy()["rounds"].tolist() == [1, 1]
 
 
-def test_log_guesses_rejects_bad_rows(db):
+def test_a_game_with_a_malformed_guess_is_refused(db):
     good = {"head": "first", "true_class": 3, "human_class": 3, "model_class": 2, "opponent": "m"}
     with pytest.raises(ValueError, match="class index 0-9"):
-        db.log_guesses([{**good, "human_class": 10}])
+        save_guesses(db, [{**good, "human_class": 10}])
     with pytest.raises(ValueError, match="missing opponent"):
-        db.log_guesses([{k: v for k, v in good.items() if k != "opponent"}])
+        save_guesses(db, [{k: v for k, v in good.items() if k != "opponent"}])
     with pytest.raises(ValueError, match="head"):
-        db.log_guesses([{**good, "head": "both"}])
-    assert db.class_accuracy().empty
+        save_guesses(db, [{**good, "head": "both"}])
+    assert db.class_accuracy().empty and db.leaderboard() == []
 
 
 # ------------------------------------------------------------------------------------------------- concurrency
@@ -511,13 +699,13 @@ def test_a_v1_store_gains_train_seconds_and_an_open_v1_connection_keeps_writing(
     from cifarmix import runinfo
 
     path = tmp_path / "db.sqlite3"
-    monkeypatch.setattr(store, "MIGRATIONS", store.MIGRATIONS[:1])
+    monkeypatch.setattr(store_db, "MIGRATIONS", store_db.MIGRATIONS[:1])
     monkeypatch.setattr(store, "RUN_COLUMNS", tuple(c for c in store.RUN_COLUMNS if c != "train_seconds"))
     old = RunStore(path)  # a training process started before the upgrade
     run_id = old.create_run("allconv", {}, {}, 0, status="running")
     monkeypatch.undo()
     new = RunStore(path)
-    assert new.schema_version() == len(store.MIGRATIONS)
+    assert new.schema_version() == len(store_db.MIGRATIONS)
     run = new.get_run(run_id)
     assert run["train_seconds"] is None and runinfo.elapsed_seconds(run) is not None  # wall time as a fallback
     old.update_run(run_id, steps_done=7)  # the old process goes on writing

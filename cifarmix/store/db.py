@@ -1,0 +1,267 @@
+"""The store's SQLite file: its connections, its schema and the migrations that build and change it.
+
+Writers are training processes and the game; readers are the app's pages. Several processes and threads use the
+same file at once, so:
+
+- the database is in WAL mode (readers never block the writer, the writer never blocks readers);
+- every operation opens its own short-lived connection (no connection is shared between threads or processes);
+- every write is one ``BEGIN IMMEDIATE`` transaction, so it takes the write lock up front instead of failing on a
+  lock upgrade, waits up to ``BUSY_TIMEOUT_S`` for it, and is retried a few times if SQLite still says
+  "database is locked";
+- the schema is created and changed only by the numbered steps in ``MIGRATIONS``, applied in order, with the
+  applied count kept in ``PRAGMA user_version``.
+
+Every connection is opened here: the table modules (runs, metrics, evaluations, scores) only pass an operation
+on a connection to ``Database._read`` or ``Database._write``.
+
+Timestamps are UTC ISO-8601 strings such as ``2025-01-31T12:00:00.123+00:00`` (they sort as text).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Self, TypeVar
+
+from cifarmix import paths
+from cifarmix.store.values import STATUSES
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 30.0
+LOCK_RETRIES = 5
+LOCK_RETRY_SLEEP_S = 0.2
+
+_V1_INITIAL_SCHEMA = (
+    f"""CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT,
+        arch TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '{{}}',
+        config TEXT NOT NULL DEFAULT '{{}}',
+        seed INTEGER,
+        status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
+        device TEXT NOT NULL DEFAULT 'cpu',
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        pid INTEGER,
+        best_val_mean REAL,
+        best_epoch INTEGER,
+        epochs_done INTEGER NOT NULL DEFAULT 0,
+        total_epochs INTEGER,
+        steps_done INTEGER NOT NULL DEFAULT 0,
+        total_steps INTEGER,
+        message TEXT,
+        model_path TEXT,
+        stop_requested INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX runs_by_status ON runs (status)",
+    """CREATE TABLE step_metrics (
+        run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        loss REAL,
+        loss_first REAL,
+        loss_second REAL,
+        PRIMARY KEY (run_id, step)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE epoch_metrics (
+        run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        value REAL,
+        PRIMARY KEY (run_id, epoch, key)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE confusion_matrices (
+        run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        split TEXT NOT NULL,
+        head TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        matrix TEXT NOT NULL,
+        PRIMARY KEY (run_id, split, head, epoch)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE evaluations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER REFERENCES runs (id) ON DELETE CASCADE,
+        model_ref TEXT NOT NULL,
+        result TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX evaluations_by_run ON evaluations (run_id)",
+    """CREATE TABLE scores (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        player TEXT NOT NULL,
+        score INTEGER NOT NULL,
+        rounds INTEGER NOT NULL,
+        opponent TEXT NOT NULL,
+        model_score INTEGER NOT NULL,
+        details TEXT,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX scores_by_rank ON scores (score DESC, created_at, id)",
+    """CREATE TABLE guesses (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        head TEXT NOT NULL,
+        true_class INTEGER NOT NULL,
+        human_class INTEGER NOT NULL,
+        model_class INTEGER NOT NULL,
+        opponent TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+)
+
+# Schema steps, applied in order; step i (0-based) takes the database from user_version i to i + 1.
+# Never edit a released step: append a new one.
+# v2: the seconds a run has spent training, over all its sessions (a resumed run's downtime does not count).
+_V2_TRAIN_SECONDS = ("ALTER TABLE runs ADD COLUMN train_seconds REAL",)
+# v3: when the run's process started (clock ticks since boot, from /proc): with the pid, it tells the run's own
+# process from a later one that got the same pid.
+_V3_PROCESS_STARTED = ("ALTER TABLE runs ADD COLUMN process_started INTEGER",)
+
+MIGRATIONS: list[Sequence[str]] = [
+    _V1_INITIAL_SCHEMA,
+    _V2_TRAIN_SECONDS,
+    _V3_PROCESS_STARTED,
+]
+
+
+class SchemaTooNewError(RuntimeError):
+    """Raised when the database was written by a newer cifarmix than this one."""
+
+
+def utc_now() -> str:
+    """The current time as a UTC ISO-8601 string with milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _is_lock_error(error: sqlite3.OperationalError) -> bool:
+    message = str(error).lower()
+    return "locked" in message or "busy" in message
+
+
+def _retry_when_locked(operation: Callable[[], T]) -> T:
+    """Run ``operation``, retrying with growing pauses while SQLite reports the database as locked."""
+    for attempt in range(LOCK_RETRIES):
+        try:
+            return operation()
+        except sqlite3.OperationalError as error:
+            if not _is_lock_error(error) or attempt == LOCK_RETRIES - 1:
+                raise
+            time.sleep(LOCK_RETRY_SLEEP_S * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+class Database:
+    """One store file: short-lived connections, one transaction per operation, the schema kept current.
+
+    Args:
+        path: the database file; default ``paths.db_path()`` (under ``$CIFARMIX_HOME``). Its folder is
+            created, the file is switched to WAL mode and migrated to the current schema.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else paths.db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _retry_when_locked(self._enable_wal)
+        _retry_when_locked(self._migrate)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release: connections live only for one operation. Kept for symmetry and ``with``."""
+
+    # ------------------------------------------------------------------------------------------ connections
+
+    def _connect(self) -> sqlite3.Connection:
+        """A new autocommit connection with the busy timeout and foreign keys on."""
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    @contextmanager
+    def _connection(self):
+        conn = self._connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation(conn)`` in one ``BEGIN IMMEDIATE`` transaction, retried while the file is locked."""
+
+        def attempt() -> T:
+            with self._connection() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = operation(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+
+        return _retry_when_locked(attempt)
+
+    def _read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation(conn)`` in one read transaction (one consistent snapshot)."""
+
+        def attempt() -> T:
+            with self._connection() as conn:
+                conn.execute("BEGIN")
+                try:
+                    return operation(conn)
+                finally:
+                    conn.execute("ROLLBACK")
+
+        return _retry_when_locked(attempt)
+
+    # ------------------------------------------------------------------------------------- schema and WAL
+
+    def _enable_wal(self) -> None:
+        with self._connection() as conn:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise RuntimeError(
+                f"Expected SQLite to switch {self.path} to WAL mode; it stayed in {mode!r}. "
+                "Put CIFARMIX_HOME on a local disk (WAL does not work on network file systems)."
+            )
+
+    def _migrate(self) -> None:
+        """Apply the pending steps of ``MIGRATIONS``, all in one transaction, so concurrent openers agree."""
+
+        def apply_pending(conn: sqlite3.Connection) -> None:
+            version = self._schema_version(conn)
+            if version > len(MIGRATIONS):
+                raise SchemaTooNewError(
+                    f"Expected a run store at schema version {len(MIGRATIONS)} or older; {self.path} is at "
+                    f"version {version}. Upgrade cifarmix or point CIFARMIX_HOME at another folder."
+                )
+            for step in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[step]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {step + 1}")
+
+        self._write(apply_pending)
+
+    @staticmethod
+    def _schema_version(conn: sqlite3.Connection) -> int:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def schema_version(self) -> int:
+        """The number of migration steps applied to this database."""
+        return self._read(self._schema_version)

@@ -1,0 +1,251 @@
+"""Runs: one row per training run, from queued to finished (or stopped, failed, killed), with its progress,
+its best result, the process that trains it (pid and start time) and the flag that asks it to stop.
+
+A run's other rows (its metrics, confusion matrices and evaluations) name it by id: ``require_run`` is how their
+modules check that it exists, inside their own transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from cifarmix import paths
+from cifarmix.store.db import Database, utc_now
+from cifarmix.store.values import ACTIVE_STATUSES, TERMINAL_STATUSES, clean_run_name, validate_status
+
+RUN_COLUMNS = (
+    "id", "name", "arch", "options", "config", "seed", "status", "device",
+    "created_at", "started_at", "finished_at", "pid",
+    "best_val_mean", "best_epoch", "epochs_done", "total_epochs", "steps_done", "total_steps",
+    "message", "model_path", "stop_requested", "train_seconds", "process_started",
+)
+UPDATABLE_RUN_COLUMNS = frozenset(RUN_COLUMNS) - {"id"}
+JSON_RUN_COLUMNS = ("options", "config")
+
+
+class UnknownRunError(LookupError):
+    """Raised when an operation names a run id that is not in the store."""
+
+
+def _unknown_run(run_id: int) -> UnknownRunError:
+    return UnknownRunError(f"Expected an existing run id; found no run {run_id}. See list_runs() for ids.")
+
+
+def _status_assignments(status: str) -> str:
+    """The SET clause of ``set_status``: status, message, timestamps and the stop flag for ``status``."""
+    terminal = ", ".join(repr(s) for s in TERMINAL_STATUSES)
+    if status == "running":
+        timestamps = "started_at = COALESCE(started_at, :now), finished_at = NULL"
+        stop_flag = f"stop_requested = CASE WHEN status IN ({terminal}) THEN 0 ELSE stop_requested END"
+    elif status == "queued":
+        timestamps, stop_flag = "finished_at = NULL", "stop_requested = 0"
+    else:
+        timestamps, stop_flag = "finished_at = :now", "stop_requested = stop_requested"
+    return f"{stop_flag}, status = :status, message = :message, {timestamps}"
+
+
+def require_run(conn: sqlite3.Connection, run_id: int) -> None:
+    """Raise ``UnknownRunError`` unless run ``run_id`` exists (call it inside the transaction that writes)."""
+    if conn.execute("SELECT 1 FROM runs WHERE id = ?", (int(run_id),)).fetchone() is None:
+        raise _unknown_run(run_id)
+
+
+def _run_from_row(row: sqlite3.Row) -> dict:
+    run = dict(row)
+    for column in JSON_RUN_COLUMNS:
+        run[column] = json.loads(run[column])
+    run["stop_requested"] = bool(run["stop_requested"])
+    return run
+
+
+class Runs(Database):
+    """The runs table: create, read, update a run, move it through its statuses, stop it, delete it."""
+
+    def create_run(
+        self,
+        arch: str,
+        options: dict,
+        config: dict,
+        seed: int,
+        name: str | None = None,
+        device: str = "cpu",
+        status: str = "queued",
+    ) -> int:
+        """Record a new run.
+
+        Args:
+            arch: architecture name from the registry.
+            options: how the run was launched (JSON-able).
+            config: the architecture / training configuration (JSON-able).
+            seed: the run's random seed.
+            name: a label for people; optional.
+            device: ``"cpu"``, ``"gpu"``...
+            status: the initial status, one of ``STATUSES``.
+
+        Returns:
+            The new run id.
+        """
+        validate_status(status)
+        name = clean_run_name(name)  # ValueError for a name longer than RUN_NAME_MAX: nothing is written
+        now = utc_now()
+        started_at = now if status == "running" else None
+        finished_at = now if status in TERMINAL_STATUSES else None
+        row = (name, arch, json.dumps(options), json.dumps(config), int(seed), status, device, now,
+               started_at, finished_at)
+        return self._write(lambda conn: conn.execute(
+            "INSERT INTO runs (name, arch, options, config, seed, status, device, created_at, started_at,"
+            " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row).lastrowid)
+
+    def get_run(self, run_id: int) -> dict | None:
+        """One run as a dict (keys ``RUN_COLUMNS``; options and config decoded), or None if there is none."""
+        row = self._read(lambda conn: conn.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone())
+        return None if row is None else _run_from_row(row)
+
+    def list_runs(self, status: str | None = None) -> list[dict]:
+        """All runs, newest first, optionally only those with ``status``; each as ``get_run`` returns it."""
+        if status is None:
+            query, params = "SELECT * FROM runs ORDER BY id DESC", ()
+        else:
+            validate_status(status)
+            query, params = "SELECT * FROM runs WHERE status = ? ORDER BY id DESC", (status,)
+        rows = self._read(lambda conn: conn.execute(query, params).fetchall())
+        return [_run_from_row(row) for row in rows]
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        """Set some columns of a run, e.g. ``update_run(7, epochs_done=3, best_val_mean=0.61)``.
+
+        Args:
+            run_id: the run.
+            **fields: column -> value, columns from ``RUN_COLUMNS`` except ``id``; ``options`` and ``config``
+                take dicts, ``status`` must be one of ``STATUSES`` (prefer ``set_status``, which also keeps the
+                timestamps right).
+
+        Raises:
+            ValueError: for an unknown column or status, or a name longer than ``RUN_NAME_MAX``.
+                UnknownRunError: for an unknown run.
+        """
+        unknown = sorted(set(fields) - UPDATABLE_RUN_COLUMNS)
+        if unknown:
+            raise ValueError(
+                f"Expected run columns among {', '.join(sorted(UPDATABLE_RUN_COLUMNS))}; found {', '.join(unknown)}."
+            )
+        if not fields:
+            return
+        if "status" in fields:
+            validate_status(fields["status"])
+        if "name" in fields:
+            fields = {**fields, "name": clean_run_name(fields["name"])}
+        values = {key: json.dumps(value) if key in JSON_RUN_COLUMNS else value for key, value in fields.items()}
+        if "model_path" in values and values["model_path"] is not None:
+            values["model_path"] = str(values["model_path"])
+        assignments = ", ".join(f"{column} = ?" for column in values)
+
+        def update(conn: sqlite3.Connection) -> None:
+            require_run(conn, run_id)
+            conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), int(run_id)))
+
+        self._write(update)
+
+    def set_status(self, run_id: int, status: str, message: str | None = None) -> None:
+        """Move a run to ``status`` and set its message (None clears it).
+
+        ``running`` sets ``started_at`` on the first start and clears ``finished_at``; the terminal statuses
+        (finished, stopped, failed, killed) set ``finished_at``; ``queued`` clears ``finished_at``. Queuing a run
+        again, or starting one that had ended, clears an old stop request so a resumed run does not stop at once.
+        """
+        validate_status(status)
+        sql = f"UPDATE runs SET {_status_assignments(status)} WHERE id = :id"
+        params = {"status": status, "message": message, "now": utc_now(), "id": int(run_id)}
+
+        def update(conn: sqlite3.Connection) -> None:
+            require_run(conn, run_id)
+            conn.execute(sql, params)
+
+        self._write(update)
+
+    def mark_killed(self, run_id: int, pid: int, started: int | None, message: str) -> bool:
+        """Mark a queued or running run whose process (``pid``, started at ``started``) has died as ``killed``, in
+        one transaction that first checks it still is: a run that ended on its own meanwhile (finished, stopped,
+        failed), or that a resume has handed to another process (even one given the same pid), keeps its
+        status. Call it only after finding that process dead (a dead process writes nothing more, so nothing can
+        change between the check and the update).
+
+        Args:
+            run_id: the run.
+            pid: the process found dead.
+            started: its start time as the run records it (``process_started``; None for older runs).
+            message: the run's new message; ``{epochs_done}`` is replaced by the epochs it had completed.
+
+        Returns:
+            Whether the run was marked.
+        """
+        active = ", ".join(repr(status) for status in ACTIVE_STATUSES)
+        sql = (f"UPDATE runs SET {_status_assignments('killed')} WHERE id = :id AND pid = :pid"
+               f" AND process_started IS :started AND status IN ({active})")
+
+        def update(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT epochs_done FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+            if row is None:
+                return False
+            text = message.replace("{epochs_done}", str(row["epochs_done"] or 0))
+            return conn.execute(sql, {"status": "killed", "message": text, "now": utc_now(), "id": int(run_id),
+                                      "pid": int(pid), "started": started}).rowcount == 1
+
+        return self._write(update)
+
+    def request_stop(self, run_id: int) -> None:
+        """Ask the run's training process to stop (it polls ``stop_requested``)."""
+
+        def flag(conn: sqlite3.Connection) -> None:
+            require_run(conn, run_id)
+            conn.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (int(run_id),))
+
+        self._write(flag)
+
+    def stop_requested(self, run_id: int) -> bool:
+        """Whether someone asked this run to stop. An unknown (e.g. deleted) run counts as asked to stop."""
+        row = self._read(lambda conn: conn.execute(
+            "SELECT stop_requested FROM runs WHERE id = ?", (int(run_id),)).fetchone())
+        return True if row is None else bool(row[0])
+
+    def run_folder(self, run_id: int) -> Path:
+        """The run's folder (``paths.run_dir``), checked to lie strictly inside ``paths.runs_dir()``.
+
+        Raises:
+            ValueError: if the folder resolves outside the runs folder (refusing to touch it).
+        """
+        root = paths.runs_dir().resolve()
+        folder = Path(paths.run_dir(int(run_id))).resolve()
+        if folder == root or not folder.is_relative_to(root):
+            raise ValueError(
+                f"Expected run {run_id}'s folder inside {root}; found {folder}. Refusing to touch it: "
+                "check CIFARMIX_HOME and cifarmix.paths.run_dir."
+            )
+        return folder
+
+    def delete_run(self, run_id: int) -> None:
+        """Delete a run: its rows in every table (metrics, confusion matrices, evaluations) and its folder.
+
+        Stop the run's process first; a training process whose run was deleted gets UnknownRunError on its
+        next write and True from ``stop_requested``.
+
+        Raises:
+            ValueError: if the run folder lies outside the runs folder (nothing is deleted then).
+            UnknownRunError: if there is no such run.
+        """
+        if self.get_run(run_id) is None:
+            raise _unknown_run(run_id)
+        folder = self.run_folder(run_id)
+
+        def delete(conn: sqlite3.Connection) -> None:
+            require_run(conn, run_id)
+            for table in ("step_metrics", "epoch_metrics", "confusion_matrices", "evaluations"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (int(run_id),))
+            conn.execute("DELETE FROM runs WHERE id = ?", (int(run_id),))
+
+        self._write(delete)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,127 @@
+"""Scores: the guessing game's finished games (the leaderboard) and the guesses made in them (the classroom's
+per-class table of people against models). A game and its guesses are saved in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from cifarmix.store.db import Database, utc_now
+from cifarmix.store.values import clean_player_name, validate_class, validate_head
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class Scores(Database):
+    """The scores and guesses tables."""
+
+    def add_score(self, player: str, score: int, rounds: int, opponent: str, model_score: int,
+                  details: dict | None = None, guesses: Iterable[dict] = ()) -> int:
+        """Record a finished game, and its guesses with it: both are saved, or (on any error) neither, so a
+        save that failed can be tried again without counting a game's guesses twice.
+
+        Args:
+            player: the name typed by the player; cleaned by ``clean_player_name``.
+            score: the player's points.
+            rounds: rounds played.
+            opponent: the model played against.
+            model_score: the model's points.
+            details: anything else worth keeping (JSON-able).
+            guesses: the game's guess rows, one per head guessed: dicts with head ("first"/"second"),
+                true_class, human_class, model_class (CIFAR-10 indices 0-9) and opponent (the model's name).
+
+        Returns:
+            The score id.
+
+        Raises:
+            ValueError: if the name has no visible character, or a guess row is malformed.
+        """
+        now = utc_now()
+        record = (clean_player_name(player), int(score), int(rounds), str(opponent), int(model_score),
+                  None if details is None else json.dumps(details), now)
+        guess_records = [self._guess_record(row, now) for row in guesses]
+
+        def insert(conn: sqlite3.Connection) -> int:
+            self._insert_guesses(conn, guess_records)
+            return conn.execute(
+                "INSERT INTO scores (player, score, rounds, opponent, model_score, details, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", record).lastrowid
+
+        return self._write(insert)
+
+    def leaderboard(self, limit: int = 10, opponent: str | None = None) -> list[dict]:
+        """The best games, best score first, then the earliest; optionally only against ``opponent``.
+
+        Returns:
+            Dicts with id, player, score, rounds, opponent, model_score, details (decoded or None), created_at.
+        """
+        where, params = ("WHERE opponent = ?", [opponent]) if opponent is not None else ("", [])
+        rows = self._read(lambda conn: conn.execute(
+            f"SELECT * FROM scores {where} ORDER BY score DESC, created_at, id LIMIT ?",
+            [*params, int(limit)]).fetchall())
+        return [{**dict(row), "details": _json_or_none(row["details"])} for row in rows]
+
+    def score_rank(self, score_id: int) -> tuple[int, int]:
+        """Where a game stands on the leaderboard: ``(rank, number of games)``; rank 1 is the best.
+
+        Ties are ordered as ``leaderboard`` orders them (the earlier game first).
+
+        Raises:
+            LookupError: if there is no such score.
+        """
+        def query(conn):
+            row = conn.execute("SELECT score, created_at, id FROM scores WHERE id = ?", (int(score_id),)).fetchone()
+            if row is None:
+                raise LookupError(f"there is no game #{score_id} on the leaderboard")
+            better = conn.execute(
+                "SELECT COUNT(*) FROM scores WHERE score > ? OR (score = ? AND (created_at < ?"
+                " OR (created_at = ? AND id < ?)))",
+                (row["score"], row["score"], row["created_at"], row["created_at"], row["id"])).fetchone()[0]
+            return better + 1, conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+
+        return self._read(query)
+
+    @staticmethod
+    def _insert_guesses(conn: sqlite3.Connection, records: list[tuple]) -> None:
+        conn.executemany("INSERT INTO guesses (head, true_class, human_class, model_class, opponent, created_at)"
+                         " VALUES (?, ?, ?, ?, ?, ?)", records)
+
+    @staticmethod
+    def _guess_record(row: dict, now: str) -> tuple:
+        missing = sorted({"head", "true_class", "human_class", "model_class", "opponent"} - set(row))
+        if missing:
+            raise ValueError(f"Expected a guess row with head, true_class, human_class, model_class, opponent; "
+                             f"missing {', '.join(missing)} in {row!r}.")
+        validate_head(row["head"])
+        classes = [validate_class(field, row[field]) for field in ("true_class", "human_class", "model_class")]
+        return (row["head"], *classes, str(row["opponent"]), now)
+
+    def class_accuracy(self, ignored_models: Iterable[str] = ()) -> pd.DataFrame:
+        """Human and model accuracy per true CIFAR-10 class over all games, for classes guessed at least once.
+
+        Args:
+            ignored_models: opponents whose answers do not count for the models (the random guesser: it is
+                no model, and averaging its 20% in would flatter the people). The people's answers in those
+                games still count for the people.
+
+        Returns:
+            Columns class_index, rounds, human_accuracy, model_rounds, model_accuracy (fractions 0-1; NaN
+            where no counted model has answered yet), sorted by class_index.
+        """
+        ignored = [str(name) for name in ignored_models]
+        counted = f"opponent NOT IN ({', '.join('?' * len(ignored))})" if ignored else "1"
+        rows = self._read(lambda conn: conn.execute(
+            f"SELECT true_class, COUNT(*), AVG(human_class = true_class), SUM({counted}),"
+            f" AVG(CASE WHEN {counted} THEN model_class = true_class END)"
+            " FROM guesses GROUP BY true_class ORDER BY true_class", ignored * 2).fetchall())
+        frame = pd.DataFrame([tuple(row) for row in rows],
+                             columns=["class_index", "rounds", "human_accuracy", "model_rounds", "model_accuracy"])
+        return frame.astype({"class_index": "int64", "rounds": "int64", "model_rounds": "int64",
+                             "human_accuracy": "float64", "model_accuracy": "float64"})

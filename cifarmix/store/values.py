@@ -1,0 +1,87 @@
+"""The values the run store takes from its callers, checked or cleaned before any SQL sees them: run statuses,
+heads, class indices, run and player names, and run ids typed by people.
+
+This module imports nothing of the store, so every other store module (the schema included) can use it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+import numpy as np
+
+STATUSES = ("queued", "running", "finished", "stopped", "failed", "killed")
+TERMINAL_STATUSES = ("finished", "stopped", "failed", "killed")
+ACTIVE_STATUSES = ("queued", "running")
+HEADS = ("first", "second")
+PLAYER_NAME_MAX = 24
+RUN_NAME_MAX = 40
+RUN_ID_MAX_DIGITS = 18  # SQLite integers are 64-bit: longer numbers cannot be run ids
+
+
+def _printable(text: str) -> str:
+    """``text`` without control and other non-printable characters (Unicode category C)."""
+    return "".join(ch for ch in text if not unicodedata.category(ch).startswith("C"))
+
+
+def clean_player_name(name: str) -> str:
+    """A player name fit for the leaderboard.
+
+    Control and other non-printable characters are removed, surrounding whitespace is stripped and the result
+    is cut to ``PLAYER_NAME_MAX`` characters.
+
+    Raises:
+        ValueError: if nothing printable is left.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"Expected the player name as text, found {type(name).__name__}; type a name.")
+    cleaned = _printable(name).strip()[:PLAYER_NAME_MAX].rstrip()
+    if not cleaned:
+        raise ValueError(f"Expected a player name with at least one visible character, found {name!r}; type a name.")
+    return cleaned
+
+
+def clean_run_name(name: str | None) -> str | None:
+    """A run's name fit for tables and legends: printable, stripped, None when empty.
+
+    Raises:
+        ValueError: if it is longer than ``RUN_NAME_MAX`` characters.
+    """
+    if name is None:
+        return None
+    cleaned = _printable(str(name)).strip()
+    if len(cleaned) > RUN_NAME_MAX:
+        raise ValueError(f"the run name is {len(cleaned)} characters long; give one of at most {RUN_NAME_MAX}")
+    return cleaned or None
+
+
+def parse_run_id(text: Any) -> int | None:
+    """A run id typed by a user or read from a link (``"12"``), or None when the text is not one.
+
+    Only ASCII digits count (``"²"`` and ``"١٢"`` are digits to Python, not run ids), at most
+    ``RUN_ID_MAX_DIGITS`` of them, so the number always fits in a SQLite integer.
+    """
+    text = str(text).strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= RUN_ID_MAX_DIGITS):
+        return None
+    return int(text)
+
+
+def validate_status(status: str) -> None:
+    """Raise ValueError unless ``status`` is one of ``STATUSES``."""
+    if status not in STATUSES:
+        raise ValueError(f"Expected a run status among {', '.join(STATUSES)}; found {status!r}.")
+
+
+def validate_head(head: str) -> None:
+    """Raise ValueError unless ``head`` is one of ``HEADS``."""
+    if head not in HEADS:
+        raise ValueError(f"Expected head 'first' or 'second'; found {head!r}.")
+
+
+def validate_class(field: str, value: Any) -> int:
+    """``value`` as an int if it is a CIFAR-10 class index 0-9 (not a bool); ValueError naming ``field`` if not."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= 9:
+        raise ValueError(f"Expected {field} to be a CIFAR-10 class index 0-9; found {value!r}.")
+    return int(value)
