@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix
 
 from cifarmix import mixing, models
+from cifarmix.heads import HEADS
 
 FLUSH_SECONDS = 2.0
 
@@ -31,7 +32,7 @@ class ValidationMetrics(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         outputs = self.model.predict(self.validation, verbose=0)
         losses = []
-        for head in mixing.HEADS:
+        for head in HEADS:
             probabilities = np.asarray(outputs[head], dtype=np.float64)
             truth = self.labels[head]
             predicted = probabilities.argmax(axis=1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-HEADS = ("first", "second")
+from cifarmix.heads import HEADS  # also read as mixing.HEADS (game.py)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from cifarmix import paths
+from cifarmix.heads import HEADS
 
 T = TypeVar("T")
 
@@ -41,7 +42,6 @@ LOCK_RETRY_SLEEP_S = 0.2
 STATUSES = ("queued", "running", "finished", "stopped", "failed", "killed")
 TERMINAL_STATUSES = ("finished", "stopped", "failed", "killed")
 ACTIVE_STATUSES = ("queued", "running")
-HEADS = ("first", "second")
 PLAYER_NAME_MAX = 24
 RUN_NAME_MAX = 40
 RUN_ID_MAX_DIGITS = 18  # SQLite integers are 64-bit: longer numbers cannot be run ids

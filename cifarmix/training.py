@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cifarmix import architectures, data, mixing, models, paths
+from cifarmix.heads import HEADS
 from cifarmix.store import RunStore
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw")
@@ -268,8 +269,8 @@ class Trainer:
         config = self.config
         names = models.output_names(model)
         losses = {name: keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) for name in names}
-        weights = {name: (1.0 if name in mixing.HEADS else 0.3) for name in names}
-        metrics = {name: ["accuracy"] for name in mixing.HEADS}
+        weights = {name: (1.0 if name in HEADS else 0.3) for name in names}
+        metrics = {name: ["accuracy"] for name in HEADS}
         model.compile(optimizer=self.optimizer(steps), loss=losses, loss_weights=weights, metrics=metrics)
 
     def optimizer(self, steps: int):

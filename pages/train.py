@@ -11,6 +11,7 @@ import json
 import streamlit as st
 
 from cifarmix import architectures, figures, jobs, training
+from cifarmix.heads import HEADS
 from cifarmix.store import RUN_NAME_MAX, RunStore
 from pages import ui
 
@@ -347,7 +348,7 @@ def latest_confusions(run_id: int) -> None:
     st.markdown(f"**Validation confusion matrices** (epoch {epochs[-1]})" if epochs
                 else "**Validation confusion matrices**")
     columns = st.columns(2)
-    for column, head in zip(columns, figures.HEADS):
+    for column, head in zip(columns, HEADS):
         column.plotly_chart(figures.confusion(store().confusion(run_id, head=head), head), key=f"cm_{head}_{run_id}")
 
 
