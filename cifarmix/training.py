@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cifarmix import architectures, data, mixing, models, paths
+from cifarmix import architectures, data, mixing, models, paths, processes
 from cifarmix.heads import HEADS
-from cifarmix.store import RunStore
+from cifarmix.store import ACTIVE_STATUSES, RunStore
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw")
 SCHEDULES = ("plateau", "cosine", "constant")
@@ -192,12 +192,11 @@ class Trainer:
 
     def _train(self) -> dict:
         from cifarmix import callbacks  # keras-heavy; imported when training really starts
-        from cifarmix import jobs  # jobs imports this module
 
         config = self.config
         state = self.load_state()
         # The time in training so far is that of the completed epochs (a killed session's partial epoch is redone).
-        self.store.update_run(self.run_id, pid=os.getpid(), process_started=jobs.process_started(os.getpid()),
+        self.store.update_run(self.run_id, pid=os.getpid(), process_started=processes.start_time(os.getpid()),
                               device=device_description(),
                               train_seconds=round(state["train_seconds"], 1))
         self.store.set_status(self.run_id, "running", "resuming" if state["epoch"] else "starting")
@@ -366,10 +365,9 @@ def resume(run_id: int, store: RunStore | None = None, data_source: str | None =
         raise ValueError(f"run {run_id} does not exist; `python -m cifarmix runs` lists the runs")
     if run["status"] == "finished":
         raise ValueError(f"run {run_id} already finished all {run['total_epochs']} epochs; nothing to resume")
-    from cifarmix import jobs  # jobs imports this module
-
     pid = run.get("pid")
-    if run["status"] in jobs.ACTIVE and pid not in (None, os.getpid()) and jobs.run_is_alive(run):
+    if run["status"] in ACTIVE_STATUSES and pid not in (None, os.getpid()) and \
+            processes.is_alive(pid, run.get("process_started")):
         raise ValueError(f"run {run_id} is {run['status']} in process {pid}; two processes must not train one "
                          f"run. Stop it first (the Train page, or kill {pid}), then resume.")
     return Trainer(store, run_id, data_source).run()  # restarting an ended run clears its old stop request
