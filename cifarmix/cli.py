@@ -177,7 +177,7 @@ def cmd_architectures(args) -> None:
 
 
 def _train_config(args):
-    from cifarmix import training
+    from cifarmix import config
 
     overrides = dict(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                      steps_per_epoch=args.steps_per_epoch, train_size=args.train_size, val_pairs=args.val_pairs,
@@ -186,15 +186,12 @@ def _train_config(args):
                      precision=args.precision, seed=args.seed, time_budget_minutes=args.time_budget,
                      init_from=args.init_from)
     if args.options:
-        try:
-            overrides["options"] = json.loads(args.options)
-        except json.JSONDecodeError as error:
-            raise CliError(f"--options must be a JSON object: {error}") from None
+        overrides["options"] = config.parse_options(args.options, what="--options")
     if args.preset:
-        return training.preset(args.preset, **overrides)
+        return config.preset(args.preset, **overrides)
     if not args.arch:
         raise CliError("give --arch NAME (see `python -m cifarmix architectures`) or --preset NAME")
-    return training.TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
+    return config.TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
 
 
 def cmd_train(args) -> None:

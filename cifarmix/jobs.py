@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from cifarmix import paths, processes
 from cifarmix.store import ACTIVE_STATUSES, RunStore
-from cifarmix.training import TrainConfig
+from cifarmix.config import TrainConfig
 
 MAX_ENV = "CIFARMIX_MAX_TRAININGS"
 ACTIVE = ACTIVE_STATUSES

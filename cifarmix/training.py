@@ -8,123 +8,24 @@ polled every few steps, and resume from the last epoch's checkpoint (``last-eN.k
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 import platform
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from cifarmix import architectures, data, mixing, models, paths, processes
+from cifarmix.config import TrainConfig, preset  # noqa: F401  (bench/ scripts call training.preset)
 from cifarmix.heads import HEADS
 from cifarmix.store import ACTIVE_STATUSES, RunStore
 
-OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw")
-SCHEDULES = ("plateau", "cosine", "constant")
-PRECISIONS = ("float32", "mixed_bfloat16")
 BEST_MODEL = "best.keras"
 LAST_MODEL = "last.keras"  # the one last checkpoint of runs saved before checkpoints were named by their epoch
 STATE_FILE = "state.json"
 
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (stored with the run, so it can be resumed or repeated)."""
-
-    arch: str = "allconv"
-    options: dict = field(default_factory=dict)
-    epochs: int = 10
-    batch_size: int = 64
-    steps_per_epoch: int | None = None  # None: one pass worth of pairs over the training components
-    train_size: int | None = None  # None: every training image (45,000); else a class-balanced subset
-    val_pairs: int = 5000
-    lr: float = 1e-3
-    optimizer: str = "rmsprop"
-    schedule: str = "plateau"
-    warmup_epochs: float = 0.0
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.1
-    alpha: float = 0.5
-    augment: bool = False
-    translate: int = 2
-    early_stop_patience: int = 10
-    plateau_patience: int = 5
-    precision: str = "float32"
-    seed: int = 0
-    time_budget_minutes: float | None = None  # stop cleanly once this much training time is spent
-    # A warm restart: start from this model's weights (a shipped model's name, a run id or a .keras file) with a
-    # fresh optimizer and schedule; the file's network must have this run's architecture and options.
-    init_from: str | None = None
-
-    def validate(self) -> "TrainConfig":
-        """Raise ValueError naming the first bad field, what was expected and what was found."""
-        architectures.get(self.arch)
-        checks = [
-            (self.epochs >= 1, f"epochs must be a positive integer; got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be a positive integer; got {self.batch_size}"),
-            (self.steps_per_epoch is None or self.steps_per_epoch >= 1,
-             f"steps per epoch must be positive; got {self.steps_per_epoch}"),
-            (self.train_size is None or self.train_size >= 20,
-             f"training subset size must be at least 20 images; got {self.train_size}"),
-            (self.val_pairs >= 10, f"validation pairs must be at least 10; got {self.val_pairs}"),
-            (math.isfinite(self.lr) and 0 < self.lr < 10, f"learning rate must lie in (0, 10); got {self.lr}"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}; got {self.schedule!r}"),
-            (0 <= self.label_smoothing < 1, f"label smoothing must lie in [0, 1); got {self.label_smoothing}"),
-            (0 < self.alpha < 1, f"mixing weight must lie strictly between 0 and 1; got {self.alpha}"),
-            (0 <= self.translate <= 8, f"translation must lie in 0..8 pixels; got {self.translate}"),
-            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}; got {self.precision!r}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0; got {self.weight_decay}"),
-            (self.warmup_epochs >= 0, f"warm-up epochs must be >= 0; got {self.warmup_epochs}"),
-            (self.time_budget_minutes is None or self.time_budget_minutes > 0,
-             f"the time budget must be a positive number of minutes; got {self.time_budget_minutes}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        architectures.check_options(self.arch, self.options)
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
-
-
 DATA_WORKERS = 1  # threads preparing batches while the model trains (Keras PyDataset workers)
-
-PRESETS: dict[str, dict] = {
-    # The seed notebook's recipe for ACCNRR: RMSprop, label smoothing 0.1, plateau LR, batch 64.
-    "allconv": dict(arch="allconv", epochs=60, batch_size=64, lr=1e-3, optimizer="rmsprop", schedule="plateau",
-                    label_smoothing=0.1, precision="mixed_bfloat16", val_pairs=5000, time_budget_minutes=90),
-    # Our champion: a CPU-efficient residual net, fresh augmented pairs, warm-up + cosine, bf16.
-    "champion": dict(arch="resnet-cpu", epochs=40, batch_size=256, steps_per_epoch=176, lr=2e-3,
-                     optimizer="adamw", weight_decay=0.05, schedule="cosine", warmup_epochs=2,
-                     label_smoothing=0.1, augment=True, translate=2, precision="mixed_bfloat16",
-                     early_stop_patience=1000, val_pairs=5000, time_budget_minutes=180),
-    # A classroom demo: a slim residual net on 10,000 images whose accuracy climbs visibly within minutes.
-    "demo": dict(arch="resnet-cpu", options={"widths": [32, 64, 128], "head_width": 64}, epochs=8,
-                 batch_size=128, steps_per_epoch=40, train_size=10000, lr=3e-3, optimizer="adamw",
-                 weight_decay=0.05, schedule="cosine", warmup_epochs=1, label_smoothing=0.1, augment=True,
-                 translate=2, precision="mixed_bfloat16", early_stop_patience=1000, val_pairs=1000),
-    # A tiny run for tests: a few hundred images, two short epochs (seconds; learns next to nothing).
-    "smoke": dict(arch="allconv", epochs=2, batch_size=32, steps_per_epoch=4, train_size=400, val_pairs=64),
-}
-
-
-def preset(name: str, **overrides) -> TrainConfig:
-    """A TrainConfig from a named preset, with explicit overrides (None values ignored)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    values = dict(PRESETS[name]) | {key: value for key, value in overrides.items() if value is not None}
-    return TrainConfig.from_dict(values)
 
 
 def device_description() -> str:

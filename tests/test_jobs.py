@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from cifarmix import jobs, processes, training
+from cifarmix.config import TrainConfig
 from cifarmix.store import RunStore
 
 
@@ -16,7 +17,7 @@ def store():
 
 
 def killed_run(store: RunStore) -> int:
-    config = training.TrainConfig(arch="allconv", epochs=2).validate()
+    config = TrainConfig(arch="allconv", epochs=2).validate()
     run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed)
     store.update_run(run_id, pid=2**22 + 7)  # a pid no process has
     store.set_status(run_id, "killed", "the process died")
@@ -41,7 +42,7 @@ def test_a_process_that_cannot_be_started_fails_its_run_and_frees_the_slot(store
         raise OSError(24, "Too many open files")
 
     monkeypatch.setattr(subprocess, "Popen", no_process)
-    config = training.TrainConfig(arch="allconv", epochs=1).validate()
+    config = TrainConfig(arch="allconv", epochs=1).validate()
     with pytest.raises(OSError):
         jobs.start(config, store)
     [run] = store.list_runs()
@@ -50,7 +51,7 @@ def test_a_process_that_cannot_be_started_fails_its_run_and_frees_the_slot(store
 
 
 def test_stopping_a_queued_run_without_a_process_ends_it(store):
-    config = training.TrainConfig(arch="allconv", epochs=1).validate()
+    config = TrainConfig(arch="allconv", epochs=1).validate()
     run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed)
     jobs.stop(run_id, store)
     run = store.get_run(run_id)
@@ -116,7 +117,7 @@ def test_a_later_process_with_the_runs_pid_is_not_taken_for_its_training(store):
 def test_a_training_process_records_its_pid_and_start_time(tiny_data, store):
     import os
 
-    config = training.TrainConfig(arch="allconv", epochs=1, batch_size=8, steps_per_epoch=1, val_pairs=10)
+    config = TrainConfig(arch="allconv", epochs=1, batch_size=8, steps_per_epoch=1, val_pairs=10)
     run = training.train(config.validate(), store)
     assert (run["pid"], run["process_started"]) == (os.getpid(), processes.start_time(os.getpid()))
     assert jobs.run_is_alive(run)  # this process, though "cifarmix" is not in its command line

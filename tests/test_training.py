@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from cifarmix import architectures, evaluation, jobs, models, paths, training
+from cifarmix.config import PRESET_DESCRIPTIONS, PRESETS, TrainConfig, parse_options, preset
 from cifarmix.store import RunStore
 
 
-def tiny_config(**overrides) -> training.TrainConfig:
+def tiny_config(**overrides) -> TrainConfig:
     values = dict(arch="allconv", epochs=2, batch_size=16, steps_per_epoch=3, val_pairs=40, lr=1e-3)
-    return training.TrainConfig.from_dict(values | overrides).validate()
+    return TrainConfig.from_dict(values | overrides).validate()
 
 
 @pytest.fixture
@@ -253,7 +254,7 @@ def test_a_finished_run_cannot_be_resumed(tiny_data, store):
 ])
 def test_invalid_configurations_are_refused_with_a_reason(field, value, message):
     with pytest.raises(ValueError, match=message):
-        training.TrainConfig.from_dict({field: value}).validate()
+        TrainConfig.from_dict({field: value}).validate()
 
 
 def test_models_are_saved_atomically(tmp_path):
@@ -364,14 +365,27 @@ def test_mistake_captions_mark_each_head():
     assert evaluation.mistake_caption(found, 0) == "🐦 bird → deer ✗ · 🚚 truck ✓"
 
 
-@pytest.mark.parametrize("name", sorted(training.PRESETS))
+@pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_is_a_valid_configuration(name):
-    config = training.preset(name).validate()
+    config = preset(name).validate()
     assert config.arch in architectures.names()
 
 
+def test_every_preset_has_a_description_in_the_order_the_app_offers_them():
+    assert sorted(PRESET_DESCRIPTIONS) == sorted(PRESETS)
+    assert list(PRESET_DESCRIPTIONS)[:2] == ["smoke", "demo"]  # the quick check first, then the classroom demo
+
+
+def test_typed_options_must_be_a_json_object():
+    assert parse_options("") == {} and parse_options(None) == {} and parse_options('{"a": [1]}') == {"a": [1]}
+    with pytest.raises(ValueError, match=r"architecture options must be a JSON object \(Expecting"):
+        parse_options("{a")
+    with pytest.raises(ValueError, match="--options must be a JSON object like {}; got 3"):
+        parse_options("3", what="--options")
+
+
 def test_the_demo_preset_is_a_slim_net_on_a_subset():
-    demo = training.preset("demo")
+    demo = preset("demo")
     assert architectures.param_count(demo.arch, **demo.options) < architectures.param_count("resnet-cpu") / 5
     assert demo.train_size == 10_000 and demo.epochs * demo.steps_per_epoch * demo.batch_size <= 50_000
 
