@@ -19,8 +19,8 @@ import keras
 from cifarmix import architectures, evaluation, models, paths
 from cifarmix.catalog import CARD_FILE, MODEL_FILE
 from cifarmix.store import RunStore
+from cifarmix.checkpoints import STATE_FILE
 from cifarmix.config import TrainConfig, preset
-from cifarmix.training import STATE_FILE
 from cifarmix.views import VIEW_SETS, network_of, view_count, with_views
 
 

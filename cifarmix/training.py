@@ -8,7 +8,6 @@ polled every few steps, and resume from the last epoch's checkpoint (``last-eN.k
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -16,14 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cifarmix import architectures, data, mixing, models, paths, processes
+from cifarmix import architectures, checkpoints, data, mixing, models, paths, processes
 from cifarmix.config import TrainConfig, preset  # noqa: F401  (bench/ scripts call training.preset)
 from cifarmix.heads import HEADS
 from cifarmix.store import ACTIVE_STATUSES, RunStore
-
-BEST_MODEL = "best.keras"
-LAST_MODEL = "last.keras"  # the one last checkpoint of runs saved before checkpoints were named by their epoch
-STATE_FILE = "state.json"
 
 DATA_WORKERS = 1  # threads preparing batches while the model trains (Keras PyDataset workers)
 
@@ -55,6 +50,50 @@ def steps_per_epoch(config: TrainConfig, train_images: int) -> int:
     return config.steps_per_epoch or max(1, train_images // config.batch_size)
 
 
+class RunRecord:
+    """What a run's callbacks write (``callbacks.Recorder``): its rows in the run store, its files in its folder.
+
+    Args:
+        store: the run store.
+        run_id: the run.
+        folder: the run's folder (checkpoints and ``state.json``).
+        budget_minutes: the run's time budget (None: none).
+    """
+
+    def __init__(self, store: RunStore, run_id: int, folder: Path, budget_minutes: float | None):
+        self.store, self.run_id, self.folder, self.budget_minutes = store, run_id, folder, budget_minutes
+
+    def record_steps(self, rows: list[tuple]) -> None:
+        self.store.log_steps(self.run_id, rows)
+
+    def record_progress(self, steps_done: int, train_seconds: float) -> None:
+        self.store.update_run(self.run_id, steps_done=steps_done, train_seconds=round(train_seconds, 1))
+
+    def record_epoch(self, epoch: int, metrics: dict) -> None:
+        self.store.log_epoch(self.run_id, epoch, metrics)
+
+    def record_confusion(self, epoch: int, head: str, matrix: np.ndarray) -> None:
+        self.store.log_confusion(self.run_id, epoch, head, matrix)
+
+    def save_state(self, state: dict) -> None:
+        """``state.json`` (see ``checkpoints.save_state``), then the run's best, epochs done and time in the store."""
+        checkpoints.save_state(self.folder, state)
+        self.store.update_run(
+            self.run_id, best_val_mean=state["best"], best_epoch=state["best_epoch"], epochs_done=state["epoch"],
+            model_path=str(self.folder / checkpoints.BEST_MODEL), train_seconds=round(state["train_seconds"], 1),
+        )
+
+    def over_budget(self, extra_seconds: float = 0.0) -> bool:
+        """True once the run's training time (all sessions, plus ``extra_seconds``) has used up its budget."""
+        if self.budget_minutes is None:
+            return False
+        return checkpoints.load_state(self.folder)["train_seconds"] + extra_seconds >= self.budget_minutes * 60
+
+    def stop_wanted(self, extra_seconds: float = 0.0) -> bool:
+        """A Stop was requested, or the time budget is spent (counting ``extra_seconds`` of the current epoch)."""
+        return self.store.stop_requested(self.run_id) or self.over_budget(extra_seconds=extra_seconds)
+
+
 class Trainer:
     """One training run, recorded in the run store under ``run_id``.
 
@@ -73,6 +112,7 @@ class Trainer:
             raise ValueError(f"run {run_id} does not exist")
         self.config = TrainConfig.from_dict(run["config"]).validate()
         self.folder = paths.run_dir(run_id)
+        self.record = RunRecord(store, run_id, self.folder, self.config.time_budget_minutes)
 
     def run(self) -> dict:
         """Train (or resume) to the configured number of epochs; returns the run's final record.
@@ -92,7 +132,7 @@ class Trainer:
             raise
 
     def _train(self) -> dict:
-        from cifarmix import callbacks  # keras-heavy; imported when training really starts
+        from cifarmix import callbacks  # imports scikit-learn; only when training really starts
 
         config = self.config
         state = self.load_state()
@@ -116,7 +156,7 @@ class Trainer:
             output_names=models.output_names(model), epoch=state["epoch"], workers=DATA_WORKERS,
         )
         validation = mixing.validation_pairs(splits.x_val, splits.y_val, config.val_pairs, config.alpha)
-        hooks = callbacks.standard(self, validation, state, steps)
+        hooks = callbacks.standard(config, self.record, validation, state, steps)
         verbose = 1 if sys.stdout.isatty() else 2  # a live progress bar for people, one line per epoch in logs
         model.fit(dataset, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=hooks, verbose=verbose)
         return self.finish(steps)
@@ -132,11 +172,11 @@ class Trainer:
             status, why = "stopped", "stopped on request"
         elif state["epoch"] >= self.config.epochs:
             status, why = "finished", "finished"
-        elif self.over_budget():
+        elif self.record.over_budget():
             status, why = "finished", f"time budget of {self.config.time_budget_minutes:g} min reached"
         else:
             status, why = "finished", "early stopping: validation accuracy stopped improving"
-        best = self.folder / BEST_MODEL
+        best = self.folder / checkpoints.BEST_MODEL
         self.store.update_run(self.run_id, model_path=str(best) if best.exists() else None)
         done = self.store.get_run(self.run_id).get("steps_done") or 0
         part = done - state["epoch"] * steps  # the steps of an epoch cut short, if any
@@ -151,7 +191,7 @@ class Trainer:
 
         config = self.config
         keras.utils.set_random_seed(config.seed + state["epoch"])
-        last = last_checkpoint(self.folder, state)
+        last = checkpoints.last_checkpoint(self.folder, state)
         if state["epoch"] and last.exists():
             import cifarmix.layers  # noqa: F401
 
@@ -193,33 +233,9 @@ class Trainer:
         optimizer = keras.optimizers.Adam if config.optimizer == "adam" else keras.optimizers.RMSprop
         return optimizer(learning_rate, weight_decay=config.weight_decay or None)
 
-    def over_budget(self, extra_seconds: float = 0.0) -> bool:
-        """True once the run's training time (all sessions) has used up its time budget."""
-        budget = self.config.time_budget_minutes
-        return budget is not None and self.load_state()["train_seconds"] + extra_seconds >= budget * 60
-
     def load_state(self) -> dict:
-        """The resume state: epochs completed and the best validation mean accuracy so far."""
-        path = self.folder / STATE_FILE
-        if path.exists():
-            state = json.loads(path.read_text())
-            # Epochs count only with the checkpoint the state names (written first); a run stopped within its
-            # first epoch has a state (its time, its best) and no checkpoint yet.
-            if state["epoch"] == 0 or last_checkpoint(self.folder, state).exists():
-                return state
-        return {"epoch": 0, "best": None, "best_epoch": None, "train_seconds": 0.0, "steps": 0}
-
-    def save_state(self, state: dict) -> None:
-        """Write ``state.json`` atomically, after the checkpoint it names, then delete the older checkpoints.
-
-        Each epoch's checkpoint has its own name (``last-eN.keras``), so a process killed between writing it and
-        the state leaves the previous pair intact: the resume loads the weights that go with its epoch count.
-        """
-        paths.write_json_atomically(self.folder / STATE_FILE, state)
-        current = last_checkpoint(self.folder, state).name
-        for old in [*self.folder.glob("last-e*.keras"), self.folder / LAST_MODEL]:
-            if old.name != current:
-                old.unlink(missing_ok=True)
+        """The resume state: epochs completed, the best validation mean accuracy so far (``checkpoints``)."""
+        return checkpoints.load_state(self.folder)
 
 
 def copy_weights(reference: str, model, store: RunStore) -> None:
@@ -237,16 +253,6 @@ def copy_weights(reference: str, model, store: RunStore) -> None:
                          f"{len(theirs)} arrays) is not this run's architecture ({model.count_params():,} in "
                          f"{len(ours)}); give a model of the same architecture and options")
     model.set_weights(theirs)
-
-
-def last_checkpoint_name(epoch: int) -> str:
-    """The file name of the checkpoint taken at the end of ``epoch``."""
-    return f"last-e{epoch}.keras"
-
-
-def last_checkpoint(folder: str | os.PathLike, state: dict) -> Path:
-    """The checkpoint a run's state goes with (``last.keras`` for runs saved before checkpoints had epochs)."""
-    return Path(folder) / state.get("last_model", LAST_MODEL)
 
 
 def train(config: TrainConfig, store: RunStore | None = None, name: str | None = None,
