@@ -204,8 +204,7 @@ def cmd_train(args) -> None:
     elif args.run_id:
         run = training.Trainer(store, args.run_id, args.data).run()
     else:
-        config = _train_config(args).validate()
-        run = training.train(config, store, name=args.name, data_source=args.data)
+        run = training.train(_train_config(args), store, name=args.name, data_source=args.data)
     best = run.get("best_val_mean")
     print(f"run {run['id']} {run['status']}: best mean validation accuracy "
           f"{best if best is None else f'{best:.4f}'} (epoch {run.get('best_epoch')}); model {run.get('model_path')}")

@@ -1,7 +1,8 @@
 """What defines a training run: :class:`TrainConfig` (every setting, checked by ``validate``) and the named presets.
 
 A run's config is stored with the run, so it can be resumed or repeated. The Train page and the command line
-build one from a preset plus what their user changed (:func:`preset`).
+build one from a preset plus what their user changed (:func:`preset`); ``jobs.start`` and ``training.train``,
+the two ways a run is created, validate it once, before the run exists.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ class Trainer:
 
     Args:
         store: the run store.
-        run_id: an existing run (created with ``RunStore.create_run``).
+        run_id: an existing run (created by ``train`` or ``jobs.start``, which validated its config).
         data_source: CIFAR-10 path (None: ``CIFARMIX_DATA`` / Keras download).
     """
 
@@ -110,7 +110,7 @@ class Trainer:
         run = store.get_run(run_id)
         if run is None:
             raise ValueError(f"run {run_id} does not exist")
-        self.config = TrainConfig.from_dict(run["config"]).validate()
+        self.config = TrainConfig.from_dict(run["config"])
         self.folder = paths.run_dir(run_id)
         self.record = RunRecord(store, run_id, self.folder, self.config.time_budget_minutes)
 
@@ -257,7 +257,7 @@ def copy_weights(reference: str, model, store: RunStore) -> None:
 
 def train(config: TrainConfig, store: RunStore | None = None, name: str | None = None,
           data_source: str | None = None) -> dict:
-    """Create a run for ``config`` and train it in this process. Returns the finished run record."""
+    """Validate ``config``, create its run and train it in this process. Returns the finished run record."""
     store = store or RunStore()
     config.validate()
     run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed, name=name)

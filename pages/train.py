@@ -98,7 +98,7 @@ def architecture_picker(defaults: dict) -> str:
 
 
 def training_form(arch: str, defaults: dict) -> tuple[TrainConfig, str | None] | None:
-    """The form; returns (config, run name) when submitted, after validation has passed, else None."""
+    """The form; returns (config, run name) when submitted, else None (``jobs.start`` validates the config)."""
     key = defaults["preset"]
     with st.form(f"train_form_{key}"):
         left, middle, right = st.columns(3)
@@ -133,12 +133,11 @@ def training_form(arch: str, defaults: dict) -> tuple[TrainConfig, str | None] |
     values = dict(defaults, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, train_size=train_size,
                   steps_per_epoch=steps, seed=seed, alpha=alpha, label_smoothing=smoothing, augment=augment)
     try:
-        values.update(advanced())
-        config = TrainConfig.from_dict(values).validate()
+        values.update(advanced())  # reads the architecture options' JSON
     except ValueError as error:
         st.error(f"Not started: {ui.escape_markdown(error)}", icon="🚫")
         return None
-    return config, name.strip() or default_name
+    return TrainConfig.from_dict(values), name.strip() or default_name
 
 
 def advanced_fields(defaults: dict, key: str, arch: str):

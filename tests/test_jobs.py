@@ -144,3 +144,13 @@ def test_the_best_epoch_says_when_it_was_cut_short():
     assert jobs.best_epoch_text({"best_epoch": None, "epochs_done": 0}) == "-"
     assert jobs.best_epoch_text({"best_epoch": 2, "epochs_done": 2}) == "2"
     assert jobs.best_epoch_text({"best_epoch": 3, "epochs_done": 2}) == "3 (cut short)"  # validated after a Stop
+
+
+def test_a_config_is_validated_once_on_its_way_to_the_training_process(store, monkeypatch):
+    checked = []
+    validate = TrainConfig.validate
+    monkeypatch.setattr(TrainConfig, "validate", lambda self: checked.append(self.arch) or validate(self))
+    monkeypatch.setattr(jobs, "_spawn", lambda *args: None)  # no process: only the way there
+    run_id = jobs.start(TrainConfig(arch="allconv", epochs=1), store)
+    training.Trainer(store, run_id)  # what the training process builds from the stored run
+    assert checked == ["allconv"]
