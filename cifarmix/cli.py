@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from cifarmix import data, paths
+from cifarmix import data, mixing, paths
 from cifarmix.models import ModelError
 from cifarmix.views import VIEW_SETS
 
@@ -30,14 +30,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _unit_interval(text: str) -> float:
+def _mixing_weight(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a mixing weight in {mixing.ALPHA_MIN:g}..{mixing.ALPHA_MAX:g}, "
+                                         f"got {text!r}") from None
+    try:
+        return mixing.check_alpha_range(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer")
     train.add_argument("--schedule")
     train.add_argument("--label-smoothing", type=float)
-    train.add_argument("--alpha", type=_unit_interval, help="mixing weight of the first component (0.5 = average)")
+    train.add_argument("--alpha", type=_mixing_weight, help="mixing weight of the first component (0.5 = average)")
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                        help="flip + translate each component before mixing")
     train.add_argument("--precision", help="float32 or mixed_bfloat16")
@@ -104,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--arch", help="evaluate a freshly built, untrained model of this architecture")
     _protocol_arguments(evaluate)
     evaluate.add_argument("--seed", type=int)
-    evaluate.add_argument("--alpha", type=_unit_interval, default=0.5)
+    evaluate.add_argument("--alpha", type=_mixing_weight, default=0.5)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--no-store", action="store_true", help="do not record the result in the run store")
     _data_argument(evaluate)
@@ -132,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     mix = commands.add_parser("mix", help="write a mixed test image as PNG")
     mix.add_argument("--first", type=int, help="test-set index of the component of classes 0-4")
     mix.add_argument("--second", type=int, help="test-set index of the component of classes 5-9")
-    mix.add_argument("--alpha", type=_unit_interval, default=0.5)
+    mix.add_argument("--alpha", type=_mixing_weight, default=0.5)
     mix.add_argument("--seed", type=int, default=0)
     mix.add_argument("--out", default="mix.png")
     _data_argument(mix)
@@ -273,8 +275,6 @@ def cmd_set_views(args) -> None:
 def cmd_mix(args) -> None:
     import numpy as np
     from PIL import Image
-
-    from cifarmix import mixing
 
     (_, _), (x_test, y_test) = data.load_cifar10(args.data)
     rng = np.random.default_rng(args.seed)

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from cifarmix import architectures
+from cifarmix import architectures, mixing
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw")
 SCHEDULES = ("plateau", "cosine", "constant")
@@ -63,7 +63,6 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}; got {self.schedule!r}"),
             (0 <= self.label_smoothing < 1, f"label smoothing must lie in [0, 1); got {self.label_smoothing}"),
-            (0 < self.alpha < 1, f"mixing weight must lie strictly between 0 and 1; got {self.alpha}"),
             (0 <= self.translate <= 8, f"translation must lie in 0..8 pixels; got {self.translate}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}; got {self.precision!r}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0; got {self.weight_decay}"),
@@ -74,6 +73,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        mixing.check_alpha_range(self.alpha)
         architectures.check_options(self.arch, self.options)
         return self
 

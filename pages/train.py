@@ -10,7 +10,7 @@ import json
 
 import streamlit as st
 
-from cifarmix import architectures, figures, jobs, training
+from cifarmix import architectures, figures, jobs, mixing, training
 from cifarmix.config import OPTIMIZERS, PRECISIONS, PRESET_DESCRIPTIONS, SCHEDULES, TrainConfig, parse_options, preset
 from cifarmix.heads import HEADS
 from cifarmix.store import RUN_NAME_MAX, RunStore
@@ -116,7 +116,8 @@ def training_form(arch: str, defaults: dict) -> tuple[TrainConfig, str | None] |
         )
         seed = right.number_input("Seed", value=defaults["seed"], step=1, key=f"seed_{key}")
         alpha = left.number_input(
-            "Mixing weight α", value=float(defaults["alpha"]), step=0.05, format="%.2f", key=f"alpha_{key}",
+            "Mixing weight α", min_value=mixing.ALPHA_MIN, max_value=mixing.ALPHA_MAX, value=float(defaults["alpha"]),
+            step=mixing.ALPHA_STEP, format="%.2f", key=f"alpha_{key}",
             help="mixed = α · first image + (1 − α) · second image; 0.5 is a plain average.",
         )
         smoothing = middle.number_input("Label smoothing", value=float(defaults["label_smoothing"]), step=0.05,

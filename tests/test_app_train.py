@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cifarmix import jobs, paths
+from cifarmix import jobs, mixing, paths
 from cifarmix.config import PRESETS, TrainConfig, preset
 from cifarmix.store import RunStore
 
@@ -69,7 +69,6 @@ def dummy_trainer():
 
 @pytest.mark.parametrize(("label", "value", "reason"), [
     ("Epochs", 0, "epochs must be a positive integer; got 0"),
-    ("Mixing weight α", 1.0, "mixing weight must lie strictly between 0 and 1"),
     ("Learning rate", 0.0, "learning rate must lie in (0, 10)"),
 ])
 def test_the_form_refuses_an_invalid_value_with_the_reason_and_creates_no_run(tiny_data, label, value, reason):
@@ -79,6 +78,11 @@ def test_the_form_refuses_an_invalid_value_with_the_reason_and_creates_no_run(ti
     assert reason in texts(at.error)
     assert RunStore().list_runs() == []
     assert "run" not in at.query_params
+
+
+def test_the_mixing_weight_offers_the_range_of_the_mixer_and_runs_pages(tiny_data):
+    weight = number(no_exceptions(open_train_page()), "Mixing weight α")
+    assert (weight.min, weight.max, weight.step) == (mixing.ALPHA_MIN, mixing.ALPHA_MAX, mixing.ALPHA_STEP)
 
 
 def test_bad_architecture_options_are_refused_like_any_other_value(tiny_data):

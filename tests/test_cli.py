@@ -188,6 +188,13 @@ def test_train_refuses_a_name_too_long_without_creating_a_run(tiny_data, capsys)
     assert RunStore().list_runs() == []
 
 
+@pytest.mark.parametrize("command", [["train", "--preset", "smoke"], ["evaluate", "--arch", "random"], ["mix"]])
+def test_a_mixing_weight_outside_the_apps_range_is_refused(capsys, command):
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--alpha", "0.99"])
+    assert stop.value.code == 2 and "mixing weight alpha must lie in 0.05..0.95" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("options, reason", [("{widths", "--options must be a JSON object ("),
                                              ("[64, 128]", "--options must be a JSON object like {}")])
 def test_train_refuses_options_that_are_not_a_json_object(capsys, options, reason):

@@ -291,12 +291,19 @@ def test_a_finished_run_cannot_be_resumed(tiny_data, store):
     ("batch_size", -4, "batch size"),
     ("lr", float("nan"), "learning rate"),
     ("alpha", 1.0, "mixing weight"),
+    ("alpha", 0.97, r"mixing weight alpha must lie in 0.05..0.95 .*got 0.97"),  # the app's range, not (0, 1)
     ("arch", "no-such-net", "no-such-net"),
     ("optimizer", "sgdx", "optimizer"),
 ])
 def test_invalid_configurations_are_refused_with_a_reason(field, value, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig.from_dict({field: value}).validate()
+
+
+def test_a_run_stored_with_a_weight_outside_todays_range_still_opens_to_resume(store):
+    values = TrainConfig(alpha=0.97).to_dict()  # allowed before the range was the app's 0.05..0.95
+    run_id = store.create_run("allconv", {}, values, 0)
+    assert training.Trainer(store, run_id).config.alpha == 0.97  # validated when it was created, not again
 
 
 def test_models_are_saved_atomically(tmp_path):
