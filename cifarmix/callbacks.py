@@ -123,7 +123,7 @@ class Checkpoints(keras.callbacks.Callback):
 
 
 class RunRecorder(keras.callbacks.Callback):
-    """Writes per-step losses (batched every few seconds), per-epoch metrics and progress to the run store,
+    """Records per-step losses (batched every few seconds), per-epoch metrics and progress through its recorder,
     and stops training cleanly when a stop is wanted (requested, or the time budget spent)."""
 
     def __init__(self, recorder: Recorder, state: dict, steps_per_epoch: int):
