@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import keras
 from keras import layers, regularizers
 
+from cifarmix.heads import HEADS
 from cifarmix.layers import FractionalMaxPooling2D
 
 INPUT_SHAPE = (32, 32, 3)
-HEADS = ("first", "second")
 CLASSES_PER_HEAD = 5
 LEAKY_SLOPE = 0.3  # keras.layers.LeakyReLU's default, which the seed notebook used
 ACTIVATIONS = ("relu", "leaky_relu", "gelu")

@@ -1,4 +1,7 @@
-"""Keras callbacks of a training run: validation with confusion matrices, checkpoints, the run-store record.
+"""Keras callbacks of a training run: validation with confusion matrices, checkpoints, the run's record.
+
+The callbacks know nothing of the trainer or the run store: they write through a :class:`Recorder`, the few
+things a run's record takes (the Trainer's ``training.RunRecord`` writes them to the store and the run folder).
 
 Order matters (see :func:`standard`): :class:`ValidationMetrics` adds ``val_*`` figures to the epoch logs first,
 so the callbacks that follow all see them; :class:`Checkpoints` comes last, so an epoch counts as done only once
@@ -8,30 +11,59 @@ its metrics, its learning-rate cut and its schedule counters are all recorded.
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Protocol
 
 import keras
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
 from cifarmix import mixing, models
+from cifarmix.checkpoints import BEST_MODEL, last_checkpoint_name
+from cifarmix.config import TrainConfig
+from cifarmix.heads import HEADS
 
 FLUSH_SECONDS = 2.0
+
+
+class Recorder(Protocol):
+    """What the callbacks need of the run they train: where its files go, and what they record."""
+
+    folder: Path  # the run's folder: best.keras, last-eN.keras and state.json go here
+
+    def record_steps(self, rows: list[tuple]) -> None:
+        """Per-step losses: rows of (step, epoch, loss, first head's loss, second head's loss)."""
+
+    def record_progress(self, steps_done: int, train_seconds: float) -> None:
+        """How far the run is: steps done, and seconds of training over all its sessions."""
+
+    def record_epoch(self, epoch: int, metrics: dict) -> None:
+        """An epoch's metrics (1-based ``epoch``)."""
+
+    def record_confusion(self, epoch: int, head: str, matrix: np.ndarray) -> None:
+        """A head's 5 x 5 validation confusion matrix at the end of ``epoch`` (1-based)."""
+
+    def save_state(self, state: dict) -> None:
+        """Keep the resume state (after the checkpoint it names) and the run's best, epochs done and time."""
+
+    def stop_wanted(self, extra_seconds: float = 0.0) -> bool:
+        """A Stop was requested, or the time budget is spent counting ``extra_seconds`` of the current epoch."""
 
 
 class ValidationMetrics(keras.callbacks.Callback):
     """Scores the fixed validation pairs each epoch: per-head accuracy, mean, loss and confusion matrices."""
 
-    def __init__(self, validation: mixing.FixedPairs, trainer):
+    def __init__(self, validation: mixing.FixedPairs, recorder: Recorder):
         super().__init__()
         self.validation = validation
         self.labels = validation.labels()
-        self.trainer = trainer
+        self.recorder = recorder
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         outputs = self.model.predict(self.validation, verbose=0)
         losses = []
-        for head in mixing.HEADS:
+        for head in HEADS:
             probabilities = np.asarray(outputs[head], dtype=np.float64)
             truth = self.labels[head]
             predicted = probabilities.argmax(axis=1)
@@ -39,7 +71,7 @@ class ValidationMetrics(keras.callbacks.Callback):
             losses.append(float(-np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1)).mean()))
             logs[f"val_{head}_loss"] = losses[-1]
             matrix = confusion_matrix(truth, predicted, labels=range(5))
-            self.trainer.store.log_confusion(self.trainer.run_id, epoch + 1, head, matrix)
+            self.recorder.record_confusion(epoch + 1, head, matrix)
         logs["val_loss"] = float(sum(losses))
         logs["val_mean_accuracy"] = (logs["val_first_accuracy"] + logs["val_second_accuracy"]) / 2
 
@@ -56,9 +88,9 @@ class Checkpoints(keras.callbacks.Callback):
     scored better than the best the state records; the record errs low, never high.
     """
 
-    def __init__(self, trainer, state: dict, steps_per_epoch: int):
+    def __init__(self, recorder: Recorder, state: dict, steps_per_epoch: int):
         super().__init__()
-        self.trainer = trainer
+        self.recorder = recorder
         self.state = state
         self.steps_per_epoch = steps_per_epoch
         self.epoch_started = time.time()
@@ -72,10 +104,8 @@ class Checkpoints(keras.callbacks.Callback):
         self.batches = batch + 1
 
     def on_epoch_end(self, epoch, logs=None):
-        from cifarmix.training import BEST_MODEL, last_checkpoint_name
-
         logs = logs or {}
-        folder = self.trainer.folder
+        folder = self.recorder.folder
         score = logs.get("val_mean_accuracy")
         if score is not None and (self.state["best"] is None or score > self.state["best"]):
             # best_steps: the batches the best weights were trained on (a cut epoch counts only its own)
@@ -89,21 +119,16 @@ class Checkpoints(keras.callbacks.Callback):
             models.save_atomically(self.model, folder / self.state["last_model"])
         # the epoch's time, its checkpoint saves included
         self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.time() - self.epoch_started
-        self.trainer.save_state(self.state)  # names the new checkpoint, then deletes the older ones
-        self.trainer.store.update_run(
-            self.trainer.run_id, best_val_mean=self.state["best"], best_epoch=self.state["best_epoch"],
-            epochs_done=self.state["epoch"], model_path=str(folder / BEST_MODEL),
-            train_seconds=round(self.state["train_seconds"], 1),
-        )
+        self.recorder.save_state(self.state)  # names the new checkpoint, then deletes the older ones
 
 
 class RunRecorder(keras.callbacks.Callback):
-    """Writes per-step losses (batched every few seconds), per-epoch metrics and progress to the run store,
-    and stops training cleanly when the store says a stop was requested."""
+    """Records per-step losses (batched every few seconds), per-epoch metrics and progress through its recorder,
+    and stops training cleanly when a stop is wanted (requested, or the time budget spent)."""
 
-    def __init__(self, trainer, state: dict, steps_per_epoch: int):
+    def __init__(self, recorder: Recorder, state: dict, steps_per_epoch: int):
         super().__init__()
-        self.trainer = trainer
+        self.recorder = recorder
         self.state = state
         self.steps_per_epoch = steps_per_epoch
         self.pending: list[tuple] = []
@@ -125,14 +150,14 @@ class RunRecorder(keras.callbacks.Callback):
         if time.time() - self.last_flush >= FLUSH_SECONDS:
             seconds = time.time() - self.epoch_started
             self.flush(step, self.state.get("train_seconds", 0.0) + seconds)
-            if self.stop_wanted(extra_seconds=seconds):
+            if self.recorder.stop_wanted(extra_seconds=seconds):
                 self.model.stop_training = True
 
     def flush(self, step: int, train_seconds: float) -> None:
         if self.pending:
-            self.trainer.store.log_steps(self.trainer.run_id, self.pending)
+            self.recorder.record_steps(self.pending)
             self.pending = []
-        self.trainer.store.update_run(self.trainer.run_id, steps_done=step, train_seconds=round(train_seconds, 1))
+        self.recorder.record_progress(step, train_seconds)
         self.last_flush = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -145,14 +170,9 @@ class RunRecorder(keras.callbacks.Callback):
         logs["seconds"] = seconds
         logs["steps"] = self.step - epoch * self.steps_per_epoch  # fewer than steps_per_epoch in a cut epoch
         logs["train_seconds"] = train_seconds
-        self.trainer.store.log_epoch(self.trainer.run_id, epoch + 1, {k: _float(v) for k, v in logs.items()})
-        if self.stop_wanted(extra_seconds=seconds):
+        self.recorder.record_epoch(epoch + 1, {k: _float(v) for k, v in logs.items()})
+        if self.recorder.stop_wanted(extra_seconds=seconds):
             self.model.stop_training = True  # a Stop pressed during validation, or the budget spent: no new epoch
-
-    def stop_wanted(self, extra_seconds: float = 0.0) -> bool:
-        """A Stop was requested, or the time budget is spent (counting ``extra_seconds`` of the current epoch)."""
-        return self.trainer.store.stop_requested(self.trainer.run_id) or \
-            self.trainer.over_budget(extra_seconds=extra_seconds)
 
 
 def _float(value) -> float | None:
@@ -209,13 +229,13 @@ class ResumablePlateau(KeepsCounters, keras.callbacks.ReduceLROnPlateau):
     """Keras' ReduceLROnPlateau whose wait and cooldown survive a resume."""
 
 
-def standard(trainer, validation: mixing.FixedPairs, state: dict, steps_per_epoch: int) -> list:
+def standard(config: TrainConfig, recorder: Recorder, validation: mixing.FixedPairs, state: dict,
+             steps_per_epoch: int) -> list:
     """The callbacks of every run, in the order they must run: the schedule's callbacks before Checkpoints, so
     the checkpoint and state of an epoch hold its learning-rate cut and their counters (a resume keeps both);
     RunRecorder before Checkpoints, so an epoch's metrics are stored before the epoch counts as done."""
-    config = trainer.config
     hooks = [
-        ValidationMetrics(validation, trainer),
+        ValidationMetrics(validation, recorder),
         LearningRateLog(),
         ResumableEarlyStopping(state, "early_stopping", monitor="val_mean_accuracy", mode="max",
                                patience=config.early_stop_patience, verbose=1),
@@ -223,4 +243,4 @@ def standard(trainer, validation: mixing.FixedPairs, state: dict, steps_per_epoc
     if config.schedule == "plateau":
         hooks.append(ResumablePlateau(state, "plateau", monitor="val_loss", factor=0.2,
                                       patience=config.plateau_patience, min_lr=1e-6, verbose=1))
-    return hooks + [RunRecorder(trainer, state, steps_per_epoch), Checkpoints(trainer, state, steps_per_epoch)]
+    return hooks + [RunRecorder(recorder, state, steps_per_epoch), Checkpoints(recorder, state, steps_per_epoch)]

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from cifarmix import data, paths
+from cifarmix import data, mixing, paths
 from cifarmix.models import ModelError
 from cifarmix.views import VIEW_SETS
 
@@ -31,14 +31,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _unit_interval(text: str) -> float:
+def _mixing_weight(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a mixing weight in {mixing.ALPHA_MIN:g}..{mixing.ALPHA_MAX:g}, "
+                                         f"got {text!r}") from None
+    try:
+        return mixing.check_alpha_range(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -85,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer")
     train.add_argument("--schedule")
     train.add_argument("--label-smoothing", type=float)
-    train.add_argument("--alpha", type=_unit_interval, help="mixing weight of the first component (0.5 = average)")
+    train.add_argument("--alpha", type=_mixing_weight, help="mixing weight of the first component (0.5 = average)")
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                        help="flip + translate each component before mixing")
     train.add_argument("--precision", help="float32 or mixed_bfloat16")
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--arch", help="evaluate a freshly built, untrained model of this architecture")
     _protocol_arguments(evaluate)
     evaluate.add_argument("--seed", type=int)
-    evaluate.add_argument("--alpha", type=_unit_interval, default=0.5)
+    evaluate.add_argument("--alpha", type=_mixing_weight, default=0.5)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--no-store", action="store_true", help="do not record the result in the run store")
     _data_argument(evaluate)
@@ -135,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "deer); default: a random one")
     mix.add_argument("--second", type=int, help="test-set index of component B, of group B (classes 5-9, dog … "
                      "truck); default: a random one")
-    mix.add_argument("--alpha", type=_unit_interval, default=0.5)
+    mix.add_argument("--alpha", type=_mixing_weight, default=0.5)
     mix.add_argument("--seed", type=int, default=0)
     mix.add_argument("--out", default="mix.png")
     mix.add_argument("--a-file", metavar="PHOTO", help="your own photo as component A (with --b-file)")
@@ -150,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="test-set index of component A (classes 0-4)")
     explain.add_argument("--b", type=int, required=True, metavar="TEST_INDEX",
                          help="test-set index of component B (classes 5-9)")
-    explain.add_argument("--alpha", type=_unit_interval, default=0.5, help="mixing weight of A (default 0.5)")
+    explain.add_argument("--alpha", type=_mixing_weight, default=0.5, help="mixing weight of A (default 0.5)")
     explain.add_argument("--out", required=True, metavar="FILE.png",
                          help="the picture: the mix, each head's map over it and over its own component")
     explain.add_argument("--npz", metavar="FILE.npz", help="also save the maps (first, second: 32 x 32) and the mix")
@@ -196,7 +198,7 @@ def cmd_architectures(args) -> None:
 
 
 def _train_config(args):
-    from cifarmix import training
+    from cifarmix import config
 
     overrides = dict(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                      steps_per_epoch=args.steps_per_epoch, train_size=args.train_size, val_pairs=args.val_pairs,
@@ -205,15 +207,12 @@ def _train_config(args):
                      precision=args.precision, seed=args.seed, time_budget_minutes=args.time_budget,
                      init_from=args.init_from)
     if args.options:
-        try:
-            overrides["options"] = json.loads(args.options)
-        except json.JSONDecodeError as error:
-            raise CliError(f"--options must be a JSON object: {error}") from None
+        overrides["options"] = config.parse_options(args.options, what="--options")
     if args.preset:
-        return training.preset(args.preset, **overrides)
+        return config.preset(args.preset, **overrides)
     if not args.arch:
         raise CliError("give --arch NAME (see `python -m cifarmix architectures`) or --preset NAME")
-    return training.TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
+    return config.TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
 
 
 def cmd_train(args) -> None:
@@ -226,8 +225,7 @@ def cmd_train(args) -> None:
     elif args.run_id:
         run = training.Trainer(store, args.run_id, args.data).run()
     else:
-        config = _train_config(args).validate()
-        run = training.train(config, store, name=args.name, data_source=args.data)
+        run = training.train(_train_config(args), store, name=args.name, data_source=args.data)
     best = run.get("best_val_mean")
     print(f"run {run['id']} {run['status']}: best mean validation accuracy "
           f"{best if best is None else f'{best:.4f}'} (epoch {run.get('best_epoch')}); model {run.get('model_path')}")
@@ -312,7 +310,7 @@ def cmd_mix(args) -> None:
 def cmd_explain(args) -> None:
     import time
 
-    from cifarmix import catalog, mixing, saliency
+    from cifarmix import catalog, saliency
     from cifarmix.store import RunStore
 
     import numpy as np

@@ -15,6 +15,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from cifarmix import mixing, models
 from cifarmix.data import CLASS_NAMES, class_label
+from cifarmix.heads import HEADS
 
 PROTOCOL_REPEATS = 10
 PROTOCOL_PAIRS = 10_000
@@ -92,7 +93,7 @@ def headline(results: list[dict]) -> dict | None:
 def score(truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray], repeats: int, pairs: int) -> dict:
     """Protocol figures from integer labels and predictions per head (length ``repeats * pairs``)."""
     result: dict = {}
-    for head in mixing.HEADS:
+    for head in HEADS:
         y, p = truth[head], predicted[head]
         result[f"head_{head}"] = float(accuracy_score(y, p))
         result[f"f1_{head}"] = float(f1_score(y, p, average="weighted"))

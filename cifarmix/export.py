@@ -19,7 +19,8 @@ import keras
 from cifarmix import architectures, evaluation, models, paths
 from cifarmix.catalog import CARD_FILE, MODEL_FILE
 from cifarmix.store import RunStore
-from cifarmix.training import STATE_FILE, TrainConfig
+from cifarmix.checkpoints import STATE_FILE
+from cifarmix.config import TrainConfig, preset
 from cifarmix.views import VIEW_SETS, network_of, view_count, with_views
 
 
@@ -33,9 +34,7 @@ def float32_copy(model: keras.Model, config: TrainConfig) -> keras.Model:
 
 def training_command(config: TrainConfig, preset_name: str | None) -> str:
     """The command line that reproduces a run's configuration (a preset plus whatever differs from it)."""
-    from cifarmix import training
-
-    baseline = training.preset(preset_name) if preset_name else TrainConfig()
+    baseline = preset(preset_name) if preset_name else TrainConfig()
     parts = ["python -m cifarmix train"] + ([f"--preset {preset_name}"] if preset_name else [])
     for key, value in config.to_dict().items():
         if value != getattr(baseline, key) and value is not None:

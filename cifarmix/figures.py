@@ -16,8 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from cifarmix.data import GROUP_A, GROUP_B, class_label
+from cifarmix.heads import HEADS
 
-HEADS = ("first", "second")
 HEAD_CLASSES = {"first": GROUP_A, "second": GROUP_B}
 HEAD_TITLES = {"first": "first head (airplane … deer)", "second": "second head (dog … truck)"}
 HEAD_COLOURS = {"first": "#1f77b4", "second": "#ff7f0e", "mean": "#2ca02c"}

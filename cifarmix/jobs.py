@@ -9,15 +9,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
-from cifarmix import paths
+from cifarmix import paths, processes
 from cifarmix.store import ACTIVE_STATUSES, RunStore
-from cifarmix.training import TrainConfig
+from cifarmix.config import TrainConfig
 
 MAX_ENV = "CIFARMIX_MAX_TRAININGS"
 ACTIVE = ACTIVE_STATUSES
@@ -46,40 +44,9 @@ def _start_lock():
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _stat_fields(pid: int) -> list[str]:
-    """The fields of ``/proc/PID/stat`` after the command name: [0] is the state, [19] the start time."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def process_started(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot), or None if there is no such process. A pid can be
-    reused by a later process; the pair (pid, start time) names one process."""
-    try:
-        return int(_stat_fields(pid)[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def is_alive(pid: int | None, started: int | None = None) -> bool:
-    """True if ``pid`` is a live process (not a zombie) and the one meant: the one that started at ``started``
-    (see ``process_started``), or, for runs recorded without a start time, a cifarmix process."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-        fields = _stat_fields(pid)
-        state, start_time = fields[0], fields[19]
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if started is None else b""
-    except (OSError, IndexError):
-        return False
-    if state == "Z":
-        return False
-    return start_time == str(started) if started is not None else b"cifarmix" in cmdline
-
-
 def run_is_alive(run: dict | None) -> bool:
     """True if the run's recorded training process is alive (by its pid and start time)."""
-    return bool(run) and is_alive(run.get("pid"), run.get("process_started"))
+    return bool(run) and processes.is_alive(run.get("pid"), run.get("process_started"))
 
 
 def reap(store: RunStore) -> list[int]:
@@ -156,7 +123,7 @@ def _spawn(store: RunStore, run_id: int, arguments: list[str], data_source: str 
         store.set_status(run_id, "failed", f"the training process could not be started: {error}")
         raise
     threading.Thread(target=process.wait, daemon=True).start()  # reap the child when it exits: no zombies
-    store.update_run(run_id, pid=process.pid, process_started=process_started(process.pid))
+    store.update_run(run_id, pid=process.pid, process_started=processes.start_time(process.pid))
 
 
 def stop(run_id: int, store: RunStore | None = None) -> None:
@@ -174,16 +141,8 @@ def kill(run_id: int, store: RunStore | None = None) -> None:
     it can be resumed from its last epoch."""
     store = store or RunStore()
     run = store.get_run(run_id)
-    if not run_is_alive(run):  # never a later process that was given the same pid
-        return
-    pid = run["pid"]
-    try:
-        if os.getpgid(pid) == pid:  # a process this module started leads its own group (its data workers too)
-            os.killpg(pid, signal.SIGTERM)
-        else:  # a training started from Python (a notebook): that process only, not the group it is in
-            os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass  # it ended by itself meanwhile
+    if run_is_alive(run):  # never a later process that was given the same pid
+        processes.terminate(run["pid"])
 
 
 def log_tail(run_id: int, lines: int = 30) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-HEADS = ("first", "second")
+from cifarmix.heads import HEADS  # also read as mixing.HEADS (game.py)
 
 
 @dataclass(frozen=True)
@@ -34,15 +34,25 @@ def split_groups(x: np.ndarray, y: np.ndarray) -> Groups:
     return Groups(x[in_a], y[in_a], x[~in_a], y[~in_a] - 5)
 
 
-# The weights of A the app offers (mixer slider, evaluation form): beyond these one photo all but hides the other.
+# The weights of A the app offers and trains on (the Mixer's slider, the Train and Runs forms, the CLI): beyond
+# these one photo all but hides the other.
 ALPHA_MIN, ALPHA_MAX, ALPHA_STEP = 0.05, 0.95, 0.05
 
 
 def check_alpha(alpha: float) -> float:
-    """Validate a mixing weight: the share of component A, strictly between 0 and 1."""
+    """Validate a mixing weight for the arithmetic of a mix: the share of component A, strictly between 0 and 1."""
     alpha = float(alpha)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"the mixing weight alpha must lie strictly between 0 and 1; got {alpha}")
+    return alpha
+
+
+def check_alpha_range(alpha: float) -> float:
+    """Validate a mixing weight a person chose (to train, evaluate or draw with): ALPHA_MIN..ALPHA_MAX."""
+    alpha = float(alpha)
+    if not ALPHA_MIN <= alpha <= ALPHA_MAX:
+        raise ValueError(f"the mixing weight alpha must lie in {ALPHA_MIN:g}..{ALPHA_MAX:g} (beyond, one image all "
+                         f"but hides the other); got {alpha:g}")
     return alpha
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cifarmix import mixing
+from cifarmix.heads import HEADS
 
 
 class ModelError(Exception):
@@ -54,7 +54,7 @@ def check_contract(model: keras.Model, origin: str = "the model") -> None:
     """Raise ModelError unless the model has 32x32x3 input and ``first`` / ``second`` 5-way outputs."""
     shape = tuple(model.inputs[0].shape[1:]) if model.inputs else None
     names = set(output_names(model))
-    if shape != (32, 32, 3) or not set(mixing.HEADS) <= names:
+    if shape != (32, 32, 3) or not set(HEADS) <= names:
         raise ModelError(
             f"{origin} takes {shape} and returns {sorted(names)}; cifarmix models take (32, 32, 3) pixels and "
             f"return 'first' and 'second' heads."
@@ -100,7 +100,7 @@ def predict(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> di
         outputs = model(images, training=False)  # one small batch: skip predict()'s per-call set-up
     else:
         outputs = model.predict(images, batch_size=batch_size, verbose=0)
-    return {head: np.asarray(outputs[head], dtype=np.float32) for head in mixing.HEADS}
+    return {head: np.asarray(outputs[head], dtype=np.float32) for head in HEADS}
 
 
 class _Progress(keras.callbacks.Callback):
@@ -121,4 +121,4 @@ def predict_classes(model: keras.Model, dataset, verbose: int = 0, progress=None
     """
     hooks = [] if progress is None else [_Progress(progress, len(dataset))]
     outputs = model.predict(dataset, verbose=verbose, callbacks=hooks)
-    return {head: np.asarray(outputs[head]).argmax(axis=1) for head in mixing.HEADS}
+    return {head: np.asarray(outputs[head]).argmax(axis=1) for head in HEADS}

@@ -8,124 +8,19 @@ polled every few steps, and resume from the last epoch's checkpoint (``last-eN.k
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import os
 import platform
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from cifarmix import architectures, data, mixing, models, paths
-from cifarmix.store import RunStore
-
-OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw")
-SCHEDULES = ("plateau", "cosine", "constant", "budget-cosine")  # budget-cosine: cifarmix.schedules
-PRECISIONS = ("float32", "mixed_bfloat16")
-BEST_MODEL = "best.keras"
-LAST_MODEL = "last.keras"  # the one last checkpoint of runs saved before checkpoints were named by their epoch
-STATE_FILE = "state.json"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (stored with the run, so it can be resumed or repeated)."""
-
-    arch: str = "allconv"
-    options: dict = field(default_factory=dict)
-    epochs: int = 10
-    batch_size: int = 64
-    steps_per_epoch: int | None = None  # None: one pass worth of pairs over the training components
-    train_size: int | None = None  # None: every training image (45,000); else a class-balanced subset
-    val_pairs: int = 5000
-    lr: float = 1e-3
-    optimizer: str = "rmsprop"
-    schedule: str = "plateau"
-    warmup_epochs: float = 0.0
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.1
-    alpha: float = 0.5
-    augment: bool = False
-    translate: int = 2
-    early_stop_patience: int = 10
-    plateau_patience: int = 5
-    precision: str = "float32"
-    seed: int = 0
-    time_budget_minutes: float | None = None  # stop cleanly once this much training time is spent
-    # A warm restart: start from this model's weights (a shipped model's name, a run id or a .keras file) with a
-    # fresh optimizer and schedule; the file's network must have this run's architecture and options.
-    init_from: str | None = None
-
-    def validate(self) -> "TrainConfig":
-        """Raise ValueError naming the first bad field, what was expected and what was found."""
-        architectures.get(self.arch)
-        checks = [
-            (self.epochs >= 1, f"epochs must be a positive integer; got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be a positive integer; got {self.batch_size}"),
-            (self.steps_per_epoch is None or self.steps_per_epoch >= 1,
-             f"steps per epoch must be positive; got {self.steps_per_epoch}"),
-            (self.train_size is None or self.train_size >= 20,
-             f"training subset size must be at least 20 images; got {self.train_size}"),
-            (self.val_pairs >= 10, f"validation pairs must be at least 10; got {self.val_pairs}"),
-            (math.isfinite(self.lr) and 0 < self.lr < 10, f"learning rate must lie in (0, 10); got {self.lr}"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}; got {self.schedule!r}"),
-            (0 <= self.label_smoothing < 1, f"label smoothing must lie in [0, 1); got {self.label_smoothing}"),
-            (0 < self.alpha < 1, f"mixing weight must lie strictly between 0 and 1; got {self.alpha}"),
-            (0 <= self.translate <= 8, f"translation must lie in 0..8 pixels; got {self.translate}"),
-            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}; got {self.precision!r}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0; got {self.weight_decay}"),
-            (self.warmup_epochs >= 0, f"warm-up epochs must be >= 0; got {self.warmup_epochs}"),
-            (self.time_budget_minutes is None or self.time_budget_minutes > 0,
-             f"the time budget must be a positive number of minutes; got {self.time_budget_minutes}"),
-            (self.schedule != "budget-cosine" or self.time_budget_minutes is not None,
-             "the budget-cosine schedule anneals over the time budget: give a time budget in minutes"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        architectures.check_options(self.arch, self.options)
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
-
+from cifarmix import architectures, checkpoints, data, mixing, models, paths, processes, runinfo
+from cifarmix.config import TrainConfig, preset  # noqa: F401  (bench/ scripts call training.preset)
+from cifarmix.heads import HEADS
+from cifarmix.store import ACTIVE_STATUSES, RunStore
 
 DATA_WORKERS = 1  # threads preparing batches while the model trains (Keras PyDataset workers)
-
-PRESETS: dict[str, dict] = {
-    # The seed notebook's recipe for ACCNRR: RMSprop, label smoothing 0.1, plateau LR, batch 64.
-    "allconv": dict(arch="allconv", epochs=60, batch_size=64, lr=1e-3, optimizer="rmsprop", schedule="plateau",
-                    label_smoothing=0.1, precision="mixed_bfloat16", val_pairs=5000, time_budget_minutes=90),
-    # Our champion: a CPU-efficient residual net, fresh augmented pairs, warm-up + cosine, bf16.
-    "champion": dict(arch="resnet-cpu", epochs=40, batch_size=256, steps_per_epoch=176, lr=2e-3,
-                     optimizer="adamw", weight_decay=0.05, schedule="cosine", warmup_epochs=2,
-                     label_smoothing=0.1, augment=True, translate=2, precision="mixed_bfloat16",
-                     early_stop_patience=1000, val_pairs=5000, time_budget_minutes=180),
-    # A classroom demo: a slim residual net on 10,000 images whose accuracy climbs visibly within minutes.
-    "demo": dict(arch="resnet-cpu", options={"widths": [32, 64, 128], "head_width": 64}, epochs=8,
-                 batch_size=128, steps_per_epoch=40, train_size=10000, lr=3e-3, optimizer="adamw",
-                 weight_decay=0.05, schedule="cosine", warmup_epochs=1, label_smoothing=0.1, augment=True,
-                 translate=2, precision="mixed_bfloat16", early_stop_patience=1000, val_pairs=1000),
-    # A tiny run for tests: a few hundred images, two short epochs (seconds; learns next to nothing).
-    "smoke": dict(arch="allconv", epochs=2, batch_size=32, steps_per_epoch=4, train_size=400, val_pairs=64),
-}
-
-
-def preset(name: str, **overrides) -> TrainConfig:
-    """A TrainConfig from a named preset, with explicit overrides (None values ignored)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    values = dict(PRESETS[name]) | {key: value for key, value in overrides.items() if value is not None}
-    return TrainConfig.from_dict(values)
 
 
 def device_description() -> str:
@@ -155,12 +50,56 @@ def steps_per_epoch(config: TrainConfig, train_images: int) -> int:
     return config.steps_per_epoch or max(1, train_images // config.batch_size)
 
 
+class RunRecord:
+    """What a run's callbacks write (``callbacks.Recorder``): its rows in the run store, its files in its folder.
+
+    Args:
+        store: the run store.
+        run_id: the run.
+        folder: the run's folder (checkpoints and ``state.json``).
+        budget_minutes: the run's time budget (None: none).
+    """
+
+    def __init__(self, store: RunStore, run_id: int, folder: Path, budget_minutes: float | None):
+        self.store, self.run_id, self.folder, self.budget_minutes = store, run_id, folder, budget_minutes
+
+    def record_steps(self, rows: list[tuple]) -> None:
+        self.store.log_steps(self.run_id, rows)
+
+    def record_progress(self, steps_done: int, train_seconds: float) -> None:
+        self.store.update_run(self.run_id, steps_done=steps_done, train_seconds=round(train_seconds, 1))
+
+    def record_epoch(self, epoch: int, metrics: dict) -> None:
+        self.store.log_epoch(self.run_id, epoch, metrics)
+
+    def record_confusion(self, epoch: int, head: str, matrix: np.ndarray) -> None:
+        self.store.log_confusion(self.run_id, epoch, head, matrix)
+
+    def save_state(self, state: dict) -> None:
+        """``state.json`` (see ``checkpoints.save_state``), then the run's best, epochs done and time in the store."""
+        checkpoints.save_state(self.folder, state)
+        self.store.update_run(
+            self.run_id, best_val_mean=state["best"], best_epoch=state["best_epoch"], epochs_done=state["epoch"],
+            model_path=str(self.folder / checkpoints.BEST_MODEL), train_seconds=round(state["train_seconds"], 1),
+        )
+
+    def over_budget(self, extra_seconds: float = 0.0) -> bool:
+        """True once the run's training time (all sessions, plus ``extra_seconds``) has used up its budget."""
+        if self.budget_minutes is None:
+            return False
+        return checkpoints.load_state(self.folder)["train_seconds"] + extra_seconds >= self.budget_minutes * 60
+
+    def stop_wanted(self, extra_seconds: float = 0.0) -> bool:
+        """A Stop was requested, or the time budget is spent (counting ``extra_seconds`` of the current epoch)."""
+        return self.store.stop_requested(self.run_id) or self.over_budget(extra_seconds=extra_seconds)
+
+
 class Trainer:
     """One training run, recorded in the run store under ``run_id``.
 
     Args:
         store: the run store.
-        run_id: an existing run (created with ``RunStore.create_run``).
+        run_id: an existing run (created by ``train`` or ``jobs.start``, which validated its config).
         data_source: CIFAR-10 path (None: ``CIFARMIX_DATA`` / Keras download).
     """
 
@@ -171,8 +110,9 @@ class Trainer:
         run = store.get_run(run_id)
         if run is None:
             raise ValueError(f"run {run_id} does not exist")
-        self.config = TrainConfig.from_dict(run["config"]).validate()
+        self.config = TrainConfig.from_dict(run["config"])
         self.folder = paths.run_dir(run_id)
+        self.record = RunRecord(store, run_id, self.folder, self.config.time_budget_minutes)
 
     def run(self) -> dict:
         """Train (or resume) to the configured number of epochs; returns the run's final record.
@@ -192,13 +132,12 @@ class Trainer:
             raise
 
     def _train(self) -> dict:
-        from cifarmix import callbacks  # keras-heavy; imported when training really starts
-        from cifarmix import jobs  # jobs imports this module
+        from cifarmix import callbacks  # imports scikit-learn; only when training really starts
 
         config = self.config
         state = self.load_state()
         # The time in training so far is that of the completed epochs (a killed session's partial epoch is redone).
-        self.store.update_run(self.run_id, pid=os.getpid(), process_started=jobs.process_started(os.getpid()),
+        self.store.update_run(self.run_id, pid=os.getpid(), process_started=processes.start_time(os.getpid()),
                               device=device_description(),
                               train_seconds=round(state["train_seconds"], 1))
         self.store.set_status(self.run_id, "running", "resuming" if state["epoch"] else "starting")
@@ -217,7 +156,7 @@ class Trainer:
             output_names=models.output_names(model), epoch=state["epoch"], workers=DATA_WORKERS,
         )
         validation = mixing.validation_pairs(splits.x_val, splits.y_val, config.val_pairs, config.alpha)
-        hooks = callbacks.standard(self, validation, state, steps)
+        hooks = callbacks.standard(config, self.record, validation, state, steps)
         if config.schedule == "budget-cosine":
             from cifarmix.schedules import BudgetCosine
 
@@ -238,17 +177,17 @@ class Trainer:
             status, why = "stopped", "stopped on request"
         elif state["epoch"] >= self.config.epochs:
             status, why = "finished", "finished"
-        elif self.over_budget():
+        elif self.record.over_budget():
             status, why = "finished", f"time budget of {self.config.time_budget_minutes:g} min reached"
         else:
             status, why = "finished", "early stopping: validation accuracy stopped improving"
-        best = self.folder / BEST_MODEL
+        best = self.folder / checkpoints.BEST_MODEL
         self.store.update_run(self.run_id, model_path=str(best) if best.exists() else None)
         done = self.store.get_run(self.run_id).get("steps_done") or 0
         part = done - state["epoch"] * steps  # the steps of an epoch cut short, if any
         cut = f" and {part} of {steps} steps of epoch {state['epoch'] + 1}" if part > 0 else ""
         self.store.set_status(self.run_id, status, f"{why} after {state['epoch']} epochs{cut}, "
-                                                   f"{state['train_seconds'] / 60:.1f} min of training")
+                                                   f"{runinfo.duration_text(state['train_seconds'])} of training")
         return self.store.get_run(self.run_id)
 
     def model(self, state: dict, steps: int):
@@ -257,7 +196,7 @@ class Trainer:
 
         config = self.config
         keras.utils.set_random_seed(config.seed + state["epoch"])
-        last = last_checkpoint(self.folder, state)
+        last = checkpoints.last_checkpoint(self.folder, state)
         if state["epoch"] and last.exists():
             import cifarmix.layers  # noqa: F401
 
@@ -275,8 +214,8 @@ class Trainer:
         config = self.config
         names = models.output_names(model)
         losses = {name: keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) for name in names}
-        weights = {name: (1.0 if name in mixing.HEADS else 0.3) for name in names}
-        metrics = {name: ["accuracy"] for name in mixing.HEADS}
+        weights = {name: (1.0 if name in HEADS else 0.3) for name in names}
+        metrics = {name: ["accuracy"] for name in HEADS}
         model.compile(optimizer=self.optimizer(steps), loss=losses, loss_weights=weights, metrics=metrics)
 
     def optimizer(self, steps: int):
@@ -299,33 +238,9 @@ class Trainer:
         optimizer = keras.optimizers.Adam if config.optimizer == "adam" else keras.optimizers.RMSprop
         return optimizer(learning_rate, weight_decay=config.weight_decay or None)
 
-    def over_budget(self, extra_seconds: float = 0.0) -> bool:
-        """True once the run's training time (all sessions) has used up its time budget."""
-        budget = self.config.time_budget_minutes
-        return budget is not None and self.load_state()["train_seconds"] + extra_seconds >= budget * 60
-
     def load_state(self) -> dict:
-        """The resume state: epochs completed and the best validation mean accuracy so far."""
-        path = self.folder / STATE_FILE
-        if path.exists():
-            state = json.loads(path.read_text())
-            # Epochs count only with the checkpoint the state names (written first); a run stopped within its
-            # first epoch has a state (its time, its best) and no checkpoint yet.
-            if state["epoch"] == 0 or last_checkpoint(self.folder, state).exists():
-                return state
-        return {"epoch": 0, "best": None, "best_epoch": None, "train_seconds": 0.0, "steps": 0}
-
-    def save_state(self, state: dict) -> None:
-        """Write ``state.json`` atomically, after the checkpoint it names, then delete the older checkpoints.
-
-        Each epoch's checkpoint has its own name (``last-eN.keras``), so a process killed between writing it and
-        the state leaves the previous pair intact: the resume loads the weights that go with its epoch count.
-        """
-        paths.write_json_atomically(self.folder / STATE_FILE, state)
-        current = last_checkpoint(self.folder, state).name
-        for old in [*self.folder.glob("last-e*.keras"), self.folder / LAST_MODEL]:
-            if old.name != current:
-                old.unlink(missing_ok=True)
+        """The resume state: epochs completed, the best validation mean accuracy so far (``checkpoints``)."""
+        return checkpoints.load_state(self.folder)
 
 
 def copy_weights(reference: str, model, store: RunStore) -> None:
@@ -345,19 +260,9 @@ def copy_weights(reference: str, model, store: RunStore) -> None:
     model.set_weights(theirs)
 
 
-def last_checkpoint_name(epoch: int) -> str:
-    """The file name of the checkpoint taken at the end of ``epoch``."""
-    return f"last-e{epoch}.keras"
-
-
-def last_checkpoint(folder: str | os.PathLike, state: dict) -> Path:
-    """The checkpoint a run's state goes with (``last.keras`` for runs saved before checkpoints had epochs)."""
-    return Path(folder) / state.get("last_model", LAST_MODEL)
-
-
 def train(config: TrainConfig, store: RunStore | None = None, name: str | None = None,
           data_source: str | None = None) -> dict:
-    """Create a run for ``config`` and train it in this process. Returns the finished run record."""
+    """Validate ``config``, create its run and train it in this process. Returns the finished run record."""
     store = store or RunStore()
     config.validate()
     run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed, name=name)
@@ -372,10 +277,9 @@ def resume(run_id: int, store: RunStore | None = None, data_source: str | None =
         raise ValueError(f"run {run_id} does not exist; `python -m cifarmix runs` lists the runs")
     if run["status"] == "finished":
         raise ValueError(f"run {run_id} already finished all {run['total_epochs']} epochs; nothing to resume")
-    from cifarmix import jobs  # jobs imports this module
-
     pid = run.get("pid")
-    if run["status"] in jobs.ACTIVE and pid not in (None, os.getpid()) and jobs.run_is_alive(run):
+    if run["status"] in ACTIVE_STATUSES and pid not in (None, os.getpid()) and \
+            processes.is_alive(pid, run.get("process_started")):
         raise ValueError(f"run {run_id} is {run['status']} in process {pid}; two processes must not train one "
                          f"run. Stop it first (the Train page, or kill {pid}), then resume.")
     return Trainer(store, run_id, data_source).run()  # restarting an ended run clears its old stop request

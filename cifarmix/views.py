@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import keras
 
-from cifarmix import mixing, models
+from cifarmix import models
+from cifarmix.heads import HEADS
 
 NO_SHIFT = ((0, 0),)
 # Named sets of test-time views: the (rows, cols) shifts averaged, each with its mirror image (None: one view).
@@ -63,6 +64,6 @@ def with_view_averaging(model: keras.Model, shifts=NO_SHIFT) -> keras.Model:
         shifted = pixels if (rows, cols) == (0, 0) else Translate(rows, cols, name=f"shift_{tag}")(pixels)
         mirrored = HorizontalFlip(name="mirror" if tag == "0_0" else f"mirror_{tag}")(shifted)
         answers += [model(shifted), model(mirrored)]
-    outputs = {head: keras.layers.Average(name=head)([answer[head] for answer in answers]) for head in mixing.HEADS}
+    outputs = {head: keras.layers.Average(name=head)([answer[head] for answer in answers]) for head in HEADS}
     suffix = "flip_averaged" if shifts == NO_SHIFT else "view_averaged"
     return keras.Model(pixels, outputs, name=f"{model.name}_{suffix}")

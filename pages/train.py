@@ -10,7 +10,9 @@ import json
 
 import streamlit as st
 
-from cifarmix import architectures, figures, jobs, runinfo, training
+from cifarmix import architectures, figures, jobs, mixing, runinfo, training
+from cifarmix.config import OPTIMIZERS, PRECISIONS, PRESET_DESCRIPTIONS, SCHEDULES, TrainConfig, parse_options, preset
+from cifarmix.heads import HEADS
 from cifarmix.store import RUN_NAME_MAX, RunStore
 from pages import ui
 
@@ -62,20 +64,15 @@ def header() -> None:
 
 def preset_picker() -> dict:
     """The preset whose values fill the form (a starting point, every field stays editable)."""
-    order = {"smoke": 0, "demo": 1}  # the quick check first, then the classroom demo
-    names = sorted(training.PRESETS, key=lambda name: order.get(name, 2)) + [CUSTOM]
+    descriptions = PRESET_DESCRIPTIONS | {CUSTOM: "the plain defaults"}
     choice = st.selectbox(
-        "Start from a preset", names, index=0, key="train_preset",
-        format_func=lambda name: {"smoke": "smoke — a quick check that training runs (seconds, learns little)",
-                                  "demo": "demo — watch a small net learn (1–3 min on 2 CPU cores)",
-                                  "allconv": "allconv — the seed notebook's recipe",
-                                  "champion": "champion — our best recipe (hours on a CPU)",
-                                  CUSTOM: "custom — the plain defaults"}.get(name, name),
+        "Start from a preset", list(descriptions), index=0, key="train_preset",
+        format_func=lambda name: f"{name} — {descriptions[name]}",
         help="Fills the form below; change any field before starting.",
     )
-    values = training.TrainConfig().to_dict()
+    values = TrainConfig().to_dict()
     if choice != CUSTOM:
-        values = training.preset(choice).to_dict()
+        values = preset(choice).to_dict()
     values["preset"] = choice
     return values
 
@@ -100,8 +97,8 @@ def architecture_picker(defaults: dict) -> str:
     return name
 
 
-def training_form(arch: str, defaults: dict) -> tuple[training.TrainConfig, str | None] | None:
-    """The form; returns (config, run name) when submitted, after validation has passed, else None."""
+def training_form(arch: str, defaults: dict) -> tuple[TrainConfig, str | None] | None:
+    """The form; returns (config, run name) when submitted, else None (``jobs.start`` validates the config)."""
     key = defaults["preset"]
     with st.form(f"train_form_{key}"):
         left, middle, right = st.columns(3)
@@ -119,7 +116,8 @@ def training_form(arch: str, defaults: dict) -> tuple[training.TrainConfig, str 
         )
         seed = right.number_input("Seed", value=defaults["seed"], step=1, key=f"seed_{key}")
         alpha = left.number_input(
-            "Mixing weight α", value=float(defaults["alpha"]), step=0.05, format="%.2f", key=f"alpha_{key}",
+            "Mixing weight α", min_value=mixing.ALPHA_MIN, max_value=mixing.ALPHA_MAX, value=float(defaults["alpha"]),
+            step=mixing.ALPHA_STEP, format="%.2f", key=f"alpha_{key}",
             help="mixed = α · first image + (1 − α) · second image; 0.5 is a plain average.",
         )
         smoothing = middle.number_input("Label smoothing", value=float(defaults["label_smoothing"]), step=0.05,
@@ -136,12 +134,11 @@ def training_form(arch: str, defaults: dict) -> tuple[training.TrainConfig, str 
     values = dict(defaults, arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, train_size=train_size,
                   steps_per_epoch=steps, seed=seed, alpha=alpha, label_smoothing=smoothing, augment=augment)
     try:
-        values.update(advanced())
-        config = training.TrainConfig.from_dict(values).validate()
+        values.update(advanced())  # reads the architecture options' JSON
     except ValueError as error:
         st.error(f"Not started: {ui.escape_markdown(error)}", icon="🚫")
         return None
-    return config, name.strip() or default_name
+    return TrainConfig.from_dict(values), name.strip() or default_name
 
 
 def advanced_fields(defaults: dict, key: str, arch: str):
@@ -149,14 +146,14 @@ def advanced_fields(defaults: dict, key: str, arch: str):
     (called after submission, so a bad JSON options string is reported like any other invalid value)."""
     with st.expander("Advanced: optimizer, schedule, precision, validation"):
         left, middle, right = st.columns(3)
-        optimizer = left.selectbox("Optimizer", training.OPTIMIZERS,
-                                   index=training.OPTIMIZERS.index(defaults["optimizer"]), key=f"opt_{key}")
-        schedule = middle.selectbox("Learning-rate schedule", training.SCHEDULES,
-                                    index=training.SCHEDULES.index(defaults["schedule"]), key=f"schedule_{key}",
+        optimizer = left.selectbox("Optimizer", OPTIMIZERS,
+                                   index=OPTIMIZERS.index(defaults["optimizer"]), key=f"opt_{key}")
+        schedule = middle.selectbox("Learning-rate schedule", SCHEDULES,
+                                    index=SCHEDULES.index(defaults["schedule"]), key=f"schedule_{key}",
                                     help="plateau: divide by 5 when validation loss stalls; cosine: warm-up then "
                                          "cosine decay; constant: no change.")
-        precision = right.selectbox("Precision", training.PRECISIONS,
-                                    index=training.PRECISIONS.index(defaults["precision"]), key=f"precision_{key}",
+        precision = right.selectbox("Precision", PRECISIONS,
+                                    index=PRECISIONS.index(defaults["precision"]), key=f"precision_{key}",
                                     help="mixed_bfloat16 is faster on CPUs with bf16 support.")
         warmup = left.number_input("Warm-up epochs (cosine)", value=float(defaults["warmup_epochs"]), step=1.0,
                                    key=f"warmup_{key}")
@@ -175,20 +172,14 @@ def advanced_fields(defaults: dict, key: str, arch: str):
                                 key=f"options_{key}_{arch}", help='e.g. {"activation": "gelu"} for allconv')
 
     def read() -> dict:
-        try:
-            parsed = json.loads(options or "{}")
-        except json.JSONDecodeError as error:
-            raise ValueError(f"architecture options must be a JSON object ({error})") from None
-        if not isinstance(parsed, dict):
-            raise ValueError(f"architecture options must be a JSON object like {{}}; got {options}")
         return dict(optimizer=optimizer, schedule=schedule, precision=precision, warmup_epochs=warmup,
                     weight_decay=decay, val_pairs=val_pairs, translate=translate, early_stop_patience=early_stop,
-                    plateau_patience=plateau, options=parsed)
+                    plateau_patience=plateau, options=parse_options(options))
 
     return read
 
 
-def start(config: training.TrainConfig, name: str | None) -> None:
+def start(config: TrainConfig, name: str | None) -> None:
     """Start the run's process and put its id in the URL; the server's job limit refuses extra runs."""
     try:
         run_id = jobs.start(config, store(), name=name)
@@ -337,7 +328,7 @@ def latest_confusions(run_id: int) -> None:
     st.markdown(f"**Validation confusion matrices** (epoch {epochs[-1]})" if epochs
                 else "**Validation confusion matrices**")
     columns = st.columns(2)
-    for column, head in zip(columns, figures.HEADS):
+    for column, head in zip(columns, HEADS):
         column.plotly_chart(figures.confusion(store().confusion(run_id, head=head), head), key=f"cm_{head}_{run_id}")
 
 

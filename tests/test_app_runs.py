@@ -18,6 +18,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from cifarmix import paths, training
+from cifarmix.config import TrainConfig, preset
 from cifarmix.store import RunStore
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -72,7 +73,7 @@ def trained_home(tmp_path_factory, tiny_tarball) -> tuple[Path, int]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CIFARMIX_HOME", str(home))
         patch.setenv("CIFARMIX_DATA", str(tiny_tarball))
-        config = training.TrainConfig(arch="allconv", epochs=2, batch_size=16, steps_per_epoch=3, val_pairs=40)
+        config = TrainConfig(arch="allconv", epochs=2, batch_size=16, steps_per_epoch=3, val_pairs=40)
         run = training.train(config, RunStore(), name="tiny")
     assert run["status"] == "finished"
     return home, run["id"]
@@ -196,7 +197,7 @@ def test_the_csv_export_holds_the_epoch_metrics(finished_run, monkeypatch):
 
 def test_compare_overlays_several_runs_and_lists_them_side_by_side(finished_run):
     store = RunStore()
-    other = store.create_run("resnet-cpu", {}, training.TrainConfig(arch="resnet-cpu").to_dict(), 1,
+    other = store.create_run("resnet-cpu", {}, TrainConfig(arch="resnet-cpu").to_dict(), 1,
                              name="<b>other</b> **x**")
     for epoch, accuracy in ((1, 0.3), (2, 0.4), (3, 0.5)):
         store.log_epoch(other, epoch, {"val_mean_accuracy": accuracy, "loss": 3 - epoch / 2})
@@ -233,7 +234,7 @@ def test_a_running_run_cannot_be_deleted(tiny_data):
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "cifarmix-dummy"])
     try:
         store = RunStore()
-        run_id = store.create_run("allconv", {}, training.preset("smoke").to_dict(), 0, status="running")
+        run_id = store.create_run("allconv", {}, preset("smoke").to_dict(), 0, status="running")
         store.update_run(run_id, pid=process.pid)
         at = open_runs_page(run_id)
         delete = button(at, f"Delete run #{run_id}")

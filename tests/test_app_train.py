@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cifarmix import jobs, paths, training
+from cifarmix import jobs, mixing, paths
+from cifarmix.config import PRESETS, TrainConfig, preset
 from cifarmix.store import RunStore
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -68,7 +69,6 @@ def dummy_trainer():
 
 @pytest.mark.parametrize(("label", "value", "reason"), [
     ("Epochs", 0, "epochs must be a positive integer; got 0"),
-    ("Mixing weight α", 1.0, "mixing weight must lie strictly between 0 and 1"),
     ("Learning rate", 0.0, "learning rate must lie in (0, 10)"),
 ])
 def test_the_form_refuses_an_invalid_value_with_the_reason_and_creates_no_run(tiny_data, label, value, reason):
@@ -78,6 +78,11 @@ def test_the_form_refuses_an_invalid_value_with_the_reason_and_creates_no_run(ti
     assert reason in texts(at.error)
     assert RunStore().list_runs() == []
     assert "run" not in at.query_params
+
+
+def test_the_mixing_weight_offers_the_range_of_the_mixer_and_runs_pages(tiny_data):
+    weight = number(no_exceptions(open_train_page()), "Mixing weight α")
+    assert (weight.min, weight.max, weight.step) == (mixing.ALPHA_MIN, mixing.ALPHA_MAX, mixing.ALPHA_STEP)
 
 
 def test_bad_architecture_options_are_refused_like_any_other_value(tiny_data):
@@ -95,7 +100,7 @@ def test_start_runs_a_real_training_process_and_puts_its_id_in_the_url(tiny_data
     store = RunStore()
     [run] = store.list_runs()
     assert at.query_params["run"] == str(run["id"])
-    assert run["config"]["train_size"] == training.PRESETS["smoke"]["train_size"]
+    assert run["config"]["train_size"] == PRESETS["smoke"]["train_size"]
     assert run["name"] == "smoke"  # no name typed: the preset's
     assert f"Run #{run['id']}" in texts(at.subheader)
     assert any(button.label == "Stop training" for button in at.button)
@@ -114,7 +119,7 @@ def test_start_runs_a_real_training_process_and_puts_its_id_in_the_url(tiny_data
 
 def test_a_start_beyond_the_servers_limit_is_refused_with_the_limit_message(tiny_data, dummy_trainer):
     store = RunStore()
-    busy = store.create_run("allconv", {}, training.preset("smoke").to_dict(), 0, status="running")
+    busy = store.create_run("allconv", {}, preset("smoke").to_dict(), 0, status="running")
     store.update_run(busy, pid=dummy_trainer.pid)
     at = no_exceptions(open_train_page())
     assert "1 of 1 allowed" in texts(at.markdown)
@@ -125,7 +130,7 @@ def test_a_start_beyond_the_servers_limit_is_refused_with_the_limit_message(tiny
 
 def test_a_viewer_without_the_link_follows_the_active_run_and_keeps_it_once_it_ends(tiny_data, dummy_trainer):
     store = RunStore()
-    busy = store.create_run("allconv", {}, training.preset("smoke").to_dict(), 0, status="running", name="theirs")
+    busy = store.create_run("allconv", {}, preset("smoke").to_dict(), 0, status="running", name="theirs")
     store.update_run(busy, pid=dummy_trainer.pid)
     at = no_exceptions(open_train_page())
     assert at.query_params["run"] == str(busy) and f"Run #{busy}" in texts(at.subheader)
@@ -137,7 +142,7 @@ def test_a_viewer_without_the_link_follows_the_active_run_and_keeps_it_once_it_e
 
 def test_a_stop_that_takes_too_long_can_be_forced_and_the_run_resumed_later(tiny_data):
     store = RunStore()
-    busy = store.create_run("allconv", {}, training.preset("smoke").to_dict(), 0, status="running")
+    busy = store.create_run("allconv", {}, preset("smoke").to_dict(), 0, status="running")
     stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "cifarmix-stuck"],
                              start_new_session=True)  # its own process group, as jobs starts them
     try:
@@ -156,7 +161,7 @@ def test_a_stop_that_takes_too_long_can_be_forced_and_the_run_resumed_later(tiny
 
 def test_a_killed_run_shows_its_status_and_log_and_can_be_resumed_and_stopped(tiny_data):
     store = RunStore()
-    config = training.TrainConfig(arch="allconv", epochs=3, batch_size=16, steps_per_epoch=40, train_size=200,
+    config = TrainConfig(arch="allconv", epochs=3, batch_size=16, steps_per_epoch=40, train_size=200,
                                   val_pairs=40)
     run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed, status="running")
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -208,7 +213,7 @@ def test_a_presets_architecture_options_apply_to_its_own_network_only(tiny_data)
     at.selectbox(key="train_preset").set_value("demo")
     at = no_exceptions(at.run())
     options = next(w for w in at.text_input if w.label.startswith("Architecture options"))
-    assert json.loads(options.value) == training.PRESETS["demo"]["options"]
+    assert json.loads(options.value) == PRESETS["demo"]["options"]
     next(w for w in at.selectbox if w.label == "Architecture").set_value("allconv")
     at = no_exceptions(at.run())
     options = next(w for w in at.text_input if w.label.startswith("Architecture options"))

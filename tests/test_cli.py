@@ -169,11 +169,12 @@ def test_export_refuses_a_bad_name(tiny_data, capsys):
 def test_model_card_command_and_milestones_come_from_the_run():
     import pandas as pd
 
-    from cifarmix import export, training
+    from cifarmix import export
+    from cifarmix.config import preset
 
-    config = training.preset("allconv", time_budget_minutes=60)
+    config = preset("allconv", time_budget_minutes=60)
     assert export.training_command(config, "allconv") == "python -m cifarmix train --preset allconv --time-budget 60"
-    assert export.training_command(training.preset("champion"), "champion") == "python -m cifarmix train --preset champion"
+    assert export.training_command(preset("champion"), "champion") == "python -m cifarmix train --preset champion"
     epochs = pd.DataFrame({"epoch": [1, 2, 3], "val_mean_accuracy": [0.5, 0.71, 0.8],
                            "train_seconds": [60.0, 120.0, 180.0]})
     assert export.milestones(epochs) == {"0.7": {"epoch": 2, "minutes": 2.0}, "0.772": {"epoch": 3, "minutes": 3.0}}
@@ -187,3 +188,17 @@ def test_train_refuses_a_name_too_long_without_creating_a_run(tiny_data, capsys)
     from cifarmix.store import RunStore
 
     assert RunStore().list_runs() == []
+
+
+@pytest.mark.parametrize("command", [["train", "--preset", "smoke"], ["evaluate", "--arch", "random"], ["mix"]])
+def test_a_mixing_weight_outside_the_apps_range_is_refused(capsys, command):
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--alpha", "0.99"])
+    assert stop.value.code == 2 and "mixing weight alpha must lie in 0.05..0.95" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, reason", [("{widths", "--options must be a JSON object ("),
+                                             ("[64, 128]", "--options must be a JSON object like {}")])
+def test_train_refuses_options_that_are_not_a_json_object(capsys, options, reason):
+    code, _, err = run(capsys, "train", "--preset", "smoke", "--options", options)
+    assert code == 2 and reason in err and "Traceback" not in err

@@ -79,10 +79,10 @@ def test_cli_trains_a_small_real_run_and_evaluates_it(real_data):
 
 
 def test_a_killed_training_process_resumes_from_its_last_checkpoint(real_data):
-    from cifarmix import training
+    from cifarmix.config import TrainConfig
 
     store = RunStore()
-    config = training.TrainConfig(arch="allconv", epochs=3, batch_size=32, steps_per_epoch=10, train_size=1000,
+    config = TrainConfig(arch="allconv", epochs=3, batch_size=32, steps_per_epoch=10, train_size=1000,
                                   val_pairs=100)
     run_id = jobs.start(config, store, name="to-be-killed")
     deadline = time.time() + 300

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from cifarmix import jobs, training
+from cifarmix import jobs, processes, training
+from cifarmix.config import TrainConfig
 from cifarmix.store import RunStore
 
 
@@ -16,7 +17,7 @@ def store():
 
 
 def killed_run(store: RunStore) -> int:
-    config = training.TrainConfig(arch="allconv", epochs=2).validate()
+    config = TrainConfig(arch="allconv", epochs=2).validate()
     run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed)
     store.update_run(run_id, pid=2**22 + 7)  # a pid no process has
     store.set_status(run_id, "killed", "the process died")
@@ -41,7 +42,7 @@ def test_a_process_that_cannot_be_started_fails_its_run_and_frees_the_slot(store
         raise OSError(24, "Too many open files")
 
     monkeypatch.setattr(subprocess, "Popen", no_process)
-    config = training.TrainConfig(arch="allconv", epochs=1).validate()
+    config = TrainConfig(arch="allconv", epochs=1).validate()
     with pytest.raises(OSError):
         jobs.start(config, store)
     [run] = store.list_runs()
@@ -50,7 +51,7 @@ def test_a_process_that_cannot_be_started_fails_its_run_and_frees_the_slot(store
 
 
 def test_stopping_a_queued_run_without_a_process_ends_it(store):
-    config = training.TrainConfig(arch="allconv", epochs=1).validate()
+    config = TrainConfig(arch="allconv", epochs=1).validate()
     run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed)
     jobs.stop(run_id, store)
     run = store.get_run(run_id)
@@ -91,7 +92,7 @@ def test_reap_keeps_a_run_that_changed_between_its_snapshot_and_the_liveness_che
             store.set_status(run_id, "running", "resuming")
         return False
 
-    monkeypatch.setattr(jobs, "is_alive", slow_check)
+    monkeypatch.setattr(processes, "is_alive", slow_check)
     assert jobs.reap(store) == [] and found_dead == [2**22 + 7]
     run = store.get_run(run_id)
     assert run["status"] == ("finished" if meanwhile == "ends on its own" else "running")
@@ -100,8 +101,8 @@ def test_reap_keeps_a_run_that_changed_between_its_snapshot_and_the_liveness_che
 def test_a_later_process_with_the_runs_pid_is_not_taken_for_its_training(store):
     other = subprocess.Popen(["sleep", "60"])  # alive, with a pid; not the process that trained the run
     try:
-        started = jobs.process_started(other.pid)
-        assert started is not None and jobs.is_alive(other.pid, started)
+        started = processes.start_time(other.pid)
+        assert started is not None and processes.is_alive(other.pid, started)
         run_id = running_run(store, pid=other.pid)
         store.update_run(run_id, process_started=started - 1)  # the run's own process started earlier
         assert not jobs.run_is_alive(store.get_run(run_id))
@@ -116,9 +117,9 @@ def test_a_later_process_with_the_runs_pid_is_not_taken_for_its_training(store):
 def test_a_training_process_records_its_pid_and_start_time(tiny_data, store):
     import os
 
-    config = training.TrainConfig(arch="allconv", epochs=1, batch_size=8, steps_per_epoch=1, val_pairs=10)
+    config = TrainConfig(arch="allconv", epochs=1, batch_size=8, steps_per_epoch=1, val_pairs=10)
     run = training.train(config.validate(), store)
-    assert (run["pid"], run["process_started"]) == (os.getpid(), jobs.process_started(os.getpid()))
+    assert (run["pid"], run["process_started"]) == (os.getpid(), processes.start_time(os.getpid()))
     assert jobs.run_is_alive(run)  # this process, though "cifarmix" is not in its command line
 
 
@@ -129,7 +130,7 @@ def test_kill_ends_a_training_started_from_python_without_signalling_its_process
     trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         run_id = running_run(store, pid=trainer.pid)
-        store.update_run(run_id, process_started=jobs.process_started(trainer.pid))
+        store.update_run(run_id, process_started=processes.start_time(trainer.pid))
         jobs.kill(run_id, store)  # a killpg here would also end this test process
         assert trainer.wait(timeout=10) == -15
         jobs.kill(run_id, store)  # already gone: nothing to do, no error
@@ -137,3 +138,13 @@ def test_kill_ends_a_training_started_from_python_without_signalling_its_process
         if trainer.poll() is None:
             trainer.kill()
             trainer.wait()
+
+
+def test_a_config_is_validated_once_on_its_way_to_the_training_process(store, monkeypatch):
+    checked = []
+    validate = TrainConfig.validate
+    monkeypatch.setattr(TrainConfig, "validate", lambda self: checked.append(self.arch) or validate(self))
+    monkeypatch.setattr(jobs, "_spawn", lambda *args: None)  # no process: only the way there
+    run_id = jobs.start(TrainConfig(arch="allconv", epochs=1), store)
+    training.Trainer(store, run_id)  # what the training process builds from the stored run
+    assert checked == ["allconv"]

@@ -9,13 +9,14 @@ import keras
 import numpy as np
 import pytest
 
-from cifarmix import architectures, evaluation, models, paths, runinfo, training
+from cifarmix import architectures, checkpoints, evaluation, models, paths, runinfo, training
+from cifarmix.config import PRESET_DESCRIPTIONS, PRESETS, TrainConfig, parse_options, preset
 from cifarmix.store import RunStore
 
 
-def tiny_config(**overrides) -> training.TrainConfig:
+def tiny_config(**overrides) -> TrainConfig:
     values = dict(arch="allconv", epochs=2, batch_size=16, steps_per_epoch=3, val_pairs=40, lr=1e-3)
-    return training.TrainConfig.from_dict(values | overrides).validate()
+    return TrainConfig.from_dict(values | overrides).validate()
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def test_best_checkpoint_tracks_the_best_mean_validation_accuracy(tiny_data, sto
     run = training.train(tiny_config(epochs=3), store)
     epochs = store.epoch_metrics(run["id"])
     assert run["best_val_mean"] == pytest.approx(epochs["val_mean_accuracy"].max())
-    state = json.loads((paths.run_dir(run["id"]) / training.STATE_FILE).read_text())
+    state = json.loads((paths.run_dir(run["id"]) / checkpoints.STATE_FILE).read_text())
     assert state["epoch"] == 3 and state["best"] == pytest.approx(run["best_val_mean"])
 
 
@@ -87,7 +88,7 @@ def test_a_stop_request_ends_the_run_as_stopped_with_its_checkpoint(tiny_data, s
     run = training.Trainer(store, run_id).run()
     assert run["status"] == "stopped"
     assert run["epochs_done"] < 5
-    assert (paths.run_dir(run_id) / training.BEST_MODEL).exists()
+    assert (paths.run_dir(run_id) / checkpoints.BEST_MODEL).exists()
 
 
 def test_an_epoch_cut_short_by_a_stop_is_redone_in_full_on_resume(tiny_data, store, monkeypatch):
@@ -101,7 +102,7 @@ def test_an_epoch_cut_short_by_a_stop_is_redone_in_full_on_resume(tiny_data, sto
                         lambda rid: (store.get_run(rid)["steps_done"] or 0) >= 6 or asked(rid))
     stopped = training.Trainer(store, run_id).run()
     assert stopped["status"] == "stopped" and stopped["epochs_done"] == 1  # epoch 2 was not completed
-    state = json.loads((paths.run_dir(run_id) / training.STATE_FILE).read_text())
+    state = json.loads((paths.run_dir(run_id) / checkpoints.STATE_FILE).read_text())
     assert state["epoch"] == 1 and state["train_seconds"] > 0
     assert stopped["steps_done"] == 6  # the steps it did, not the whole of epoch 2
     assert "after 1 epochs and 2 of 4 steps of epoch 2" in stopped["message"]
@@ -128,6 +129,48 @@ def test_a_stop_pressed_during_validation_starts_no_new_epoch(tiny_data, store, 
     run = training.Trainer(store, run_id).run()
     assert (run["status"], run["epochs_done"], run["steps_done"]) == ("stopped", 1, 3)
     assert store.step_metrics(run_id)["step"].max() == 3 and store.epoch_metrics(run_id)["epoch"].tolist() == [1]
+
+
+class FakeRecorder:
+    """A ``callbacks.Recorder`` without a store or a trainer: it lists what it was asked to record."""
+
+    def __init__(self, folder, stop_after_epochs: int):
+        self.folder, self.stop_after_epochs, self.calls = folder, stop_after_epochs, []
+
+    def record_steps(self, rows):
+        self.calls.append(("steps", [row[0] for row in rows]))
+
+    def record_progress(self, steps_done, train_seconds):
+        self.calls.append(("progress", steps_done))
+
+    def record_epoch(self, epoch, metrics):
+        self.calls.append(("epoch", epoch))
+
+    def record_confusion(self, epoch, head, matrix):
+        self.calls.append(("confusion", epoch, head))
+
+    def save_state(self, state):
+        checkpoints.save_state(self.folder, state)
+        self.calls.append(("state", state["epoch"]))
+
+    def stop_wanted(self, extra_seconds=0.0):
+        return sum(call[0] == "epoch" for call in self.calls) >= self.stop_after_epochs
+
+
+def test_the_callbacks_record_a_run_through_the_recorder_alone(tmp_path, monkeypatch):
+    from cifarmix import callbacks
+
+    monkeypatch.setattr(callbacks, "FLUSH_SECONDS", 1e9)  # steps are written at the epoch's end only
+    recorder = FakeRecorder(tmp_path, stop_after_epochs=2)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    state = checkpoints.fresh_state()
+    hooks = [callbacks.RunRecorder(recorder, state, 2), callbacks.Checkpoints(recorder, state, 2)]
+    model.fit(np.zeros((4, 2)), np.zeros((4, 1)), batch_size=2, epochs=5, callbacks=hooks, verbose=0)
+    assert recorder.calls == [("steps", [1, 2]), ("progress", 2), ("epoch", 1), ("state", 1),
+                              ("steps", [3, 4]), ("progress", 4), ("epoch", 2), ("state", 2)]  # then the stop
+    assert checkpoints.load_state(tmp_path)["epoch"] == 2
+    assert sorted(p.name for p in tmp_path.glob("*.keras")) == ["last-e2.keras"]  # no validation score: no best
 
 
 def test_a_resume_drops_the_steps_of_a_killed_sessions_partial_epoch(tiny_data, store):
@@ -162,7 +205,7 @@ def test_the_command_line_resume_refuses_a_run_another_process_trains(tiny_data,
 def test_a_resume_keeps_the_plateau_and_early_stopping_counters(tiny_data, store):
     config = tiny_config(epochs=2, schedule="plateau", plateau_patience=8, lr=1e-3)
     run = training.train(config, store)
-    state_file = paths.run_dir(run["id"]) / training.STATE_FILE
+    state_file = paths.run_dir(run["id"]) / checkpoints.STATE_FILE
     state = json.loads(state_file.read_text())
     assert set(state["plateau"]) >= {"wait", "best", "cooldown_counter"} and "wait" in state["early_stopping"]
     assert "pending_counters" not in state
@@ -174,7 +217,7 @@ def test_a_resume_keeps_the_plateau_and_early_stopping_counters(tiny_data, store
     training.resume(run["id"], store)
     after = json.loads(state_file.read_text())
     assert after["plateau"]["wait"] == 0 and after["epoch"] == 3  # the cut happened, and reset the wait
-    last = keras.saving.load_model(training.last_checkpoint(paths.run_dir(run["id"]), after), safe_mode=True)
+    last = keras.saving.load_model(checkpoints.last_checkpoint(paths.run_dir(run["id"]), after), safe_mode=True)
     assert float(np.asarray(last.optimizer.learning_rate)) == pytest.approx(2e-4)  # the checkpoint holds the cut
     assert store.epoch_metrics(run["id"])["lr"].iloc[-1] == pytest.approx(1e-3)  # the rate epoch 3 trained with
 
@@ -204,7 +247,7 @@ def test_a_kill_between_an_epochs_checkpoint_and_its_state_resumes_from_the_prev
     config = tiny_config(epochs=1)
     run = training.train(config, store)
     folder = paths.run_dir(run["id"])
-    state = json.loads((folder / training.STATE_FILE).read_text())
+    state = json.loads((folder / checkpoints.STATE_FILE).read_text())
     assert state["last_model"] == "last-e1.keras" and sorted(p.name for p in folder.glob("last*.keras")) == [
         "last-e1.keras"]
     epoch_one = keras.saving.load_model(folder / "last-e1.keras", safe_mode=True)
@@ -227,9 +270,9 @@ def test_a_run_saved_before_checkpoints_were_named_by_epoch_still_resumes(tiny_d
     config = tiny_config(epochs=1)
     run = training.train(config, store)
     folder = paths.run_dir(run["id"])
-    state = json.loads((folder / training.STATE_FILE).read_text())
-    (folder / state.pop("last_model")).rename(folder / training.LAST_MODEL)  # the old layout
-    (folder / training.STATE_FILE).write_text(json.dumps(state))
+    state = json.loads((folder / checkpoints.STATE_FILE).read_text())
+    (folder / state.pop("last_model")).rename(folder / checkpoints.LEGACY_LAST_MODEL)  # the old layout
+    (folder / checkpoints.STATE_FILE).write_text(json.dumps(state))
     store.update_run(run["id"], config=dict(config.to_dict(), epochs=2))
     store.set_status(run["id"], "killed", "test")
     resumed = training.resume(run["id"], store)
@@ -248,12 +291,19 @@ def test_a_finished_run_cannot_be_resumed(tiny_data, store):
     ("batch_size", -4, "batch size"),
     ("lr", float("nan"), "learning rate"),
     ("alpha", 1.0, "mixing weight"),
+    ("alpha", 0.97, r"mixing weight alpha must lie in 0.05..0.95 .*got 0.97"),  # the app's range, not (0, 1)
     ("arch", "no-such-net", "no-such-net"),
     ("optimizer", "sgdx", "optimizer"),
 ])
 def test_invalid_configurations_are_refused_with_a_reason(field, value, message):
     with pytest.raises(ValueError, match=message):
-        training.TrainConfig.from_dict({field: value}).validate()
+        TrainConfig.from_dict({field: value}).validate()
+
+
+def test_a_run_stored_with_a_weight_outside_todays_range_still_opens_to_resume(store):
+    values = TrainConfig(alpha=0.97).to_dict()  # allowed before the range was the app's 0.05..0.95
+    run_id = store.create_run("allconv", {}, values, 0)
+    assert training.Trainer(store, run_id).config.alpha == 0.97  # validated when it was created, not again
 
 
 def test_models_are_saved_atomically(tmp_path):
@@ -346,14 +396,27 @@ def test_mistake_captions_mark_each_head():
     assert evaluation.mistake_caption(found, 0) == "🐦 bird → deer ✗ · 🚚 truck ✓"
 
 
-@pytest.mark.parametrize("name", sorted(training.PRESETS))
+@pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_is_a_valid_configuration(name):
-    config = training.preset(name).validate()
+    config = preset(name).validate()
     assert config.arch in architectures.names()
 
 
+def test_every_preset_has_a_description_in_the_order_the_app_offers_them():
+    assert sorted(PRESET_DESCRIPTIONS) == sorted(PRESETS)
+    assert list(PRESET_DESCRIPTIONS)[:2] == ["smoke", "demo"]  # the quick check first, then the classroom demo
+
+
+def test_typed_options_must_be_a_json_object():
+    assert parse_options("") == {} and parse_options(None) == {} and parse_options('{"a": [1]}') == {"a": [1]}
+    with pytest.raises(ValueError, match=r"architecture options must be a JSON object \(Expecting"):
+        parse_options("{a")
+    with pytest.raises(ValueError, match="--options must be a JSON object like {}; got 3"):
+        parse_options("3", what="--options")
+
+
 def test_the_demo_preset_is_a_slim_net_on_a_subset():
-    demo = training.preset("demo")
+    demo = preset("demo")
     assert architectures.param_count(demo.arch, **demo.options) < architectures.param_count("resnet-cpu") / 5
     assert demo.train_size == 10_000 and demo.epochs * demo.steps_per_epoch * demo.batch_size <= 50_000
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from cifarmix.heads import HEADS
+
 STATUSES = ("queued", "running", "finished", "stopped", "failed", "killed")
 TERMINAL_STATUSES = ("finished", "stopped", "failed", "killed")
 ACTIVE_STATUSES = ("queued", "running")
-HEADS = ("first", "second")
 PLAYER_NAME_MAX = 24
 RUN_NAME_MAX = 40
 RUN_ID_MAX_DIGITS = 18  # SQLite integers are 64-bit: longer numbers cannot be run ids

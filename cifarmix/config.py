@@ -1,0 +1,140 @@
+"""What defines a training run: :class:`TrainConfig` (every setting, checked by ``validate``) and the named presets.
+
+A run's config is stored with the run, so it can be resumed or repeated. The Train page and the command line
+build one from a preset plus what their user changed (:func:`preset`); ``jobs.start`` and ``training.train``,
+the two ways a run is created, validate it once, before the run exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+
+from cifarmix import architectures, mixing
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "adamw")
+SCHEDULES = ("plateau", "cosine", "constant", "budget-cosine")  # budget-cosine: cifarmix.schedules
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored with the run, so it can be resumed or repeated)."""
+
+    arch: str = "allconv"  # a name of architectures.names()
+    options: dict = field(default_factory=dict)  # the architecture's options over its defaults
+    epochs: int = 10
+    batch_size: int = 64  # mixed pairs per step
+    steps_per_epoch: int | None = None  # None: one pass worth of pairs over the training components
+    train_size: int | None = None  # None: every training image (45,000); else a class-balanced subset
+    val_pairs: int = 5000  # fixed validation mixes scored after every epoch
+    lr: float = 1e-3  # the learning rate (the peak after a warm-up)
+    optimizer: str = "rmsprop"  # one of OPTIMIZERS
+    schedule: str = "plateau"  # one of SCHEDULES: plateau divides by 5 when the validation loss stalls
+    warmup_epochs: float = 0.0  # epochs of warm-up from lr / 10 (cosine schedule)
+    weight_decay: float = 0.0  # 0: none
+    label_smoothing: float = 0.1  # Keras' label smoothing of each head's targets
+    alpha: float = 0.5  # the weight of component A in every mix; 0.5 is the seeds' plain average
+    augment: bool = False  # flip and shift each component before mixing
+    translate: int = 2  # pixels, at most, of an augmentation's shift
+    early_stop_patience: int = 10  # epochs without a better mean validation accuracy before stopping
+    plateau_patience: int = 5  # epochs without a lower validation loss before a plateau cut
+    precision: str = "float32"  # one of PRECISIONS
+    seed: int = 0  # the subset, the pairs, the augmentations and the initial weights
+    time_budget_minutes: float | None = None  # stop cleanly once this much training time is spent
+    # A warm restart: start from this model's weights (a shipped model's name, a run id or a .keras file) with a
+    # fresh optimizer and schedule; the file's network must have this run's architecture and options.
+    init_from: str | None = None
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError naming the first bad field, what was expected and what was found."""
+        architectures.get(self.arch)
+        checks = [
+            (self.epochs >= 1, f"epochs must be a positive integer; got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be a positive integer; got {self.batch_size}"),
+            (self.steps_per_epoch is None or self.steps_per_epoch >= 1,
+             f"steps per epoch must be positive; got {self.steps_per_epoch}"),
+            (self.train_size is None or self.train_size >= 20,
+             f"training subset size must be at least 20 images; got {self.train_size}"),
+            (self.val_pairs >= 10, f"validation pairs must be at least 10; got {self.val_pairs}"),
+            (math.isfinite(self.lr) and 0 < self.lr < 10, f"learning rate must lie in (0, 10); got {self.lr}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}; got {self.schedule!r}"),
+            (0 <= self.label_smoothing < 1, f"label smoothing must lie in [0, 1); got {self.label_smoothing}"),
+            (0 <= self.translate <= 8, f"translation must lie in 0..8 pixels; got {self.translate}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}; got {self.precision!r}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0; got {self.weight_decay}"),
+            (self.warmup_epochs >= 0, f"warm-up epochs must be >= 0; got {self.warmup_epochs}"),
+            (self.time_budget_minutes is None or self.time_budget_minutes > 0,
+             f"the time budget must be a positive number of minutes; got {self.time_budget_minutes}"),
+            (self.schedule != "budget-cosine" or self.time_budget_minutes is not None,
+             "the budget-cosine schedule anneals over the time budget: give a time budget in minutes"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        mixing.check_alpha_range(self.alpha)
+        architectures.check_options(self.arch, self.options)
+        return self
+
+    def to_dict(self) -> dict:
+        """The config as the run store keeps it (JSON values)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """A config from stored or typed values; keys it does not know (a form's extras) are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+PRESETS: dict[str, dict] = {
+    # The seed notebook's recipe for ACCNRR: RMSprop, label smoothing 0.1, plateau LR, batch 64.
+    "allconv": dict(arch="allconv", epochs=60, batch_size=64, lr=1e-3, optimizer="rmsprop", schedule="plateau",
+                    label_smoothing=0.1, precision="mixed_bfloat16", val_pairs=5000, time_budget_minutes=90),
+    # Our champion: a CPU-efficient residual net, fresh augmented pairs, warm-up + cosine, bf16.
+    "champion": dict(arch="resnet-cpu", epochs=40, batch_size=256, steps_per_epoch=176, lr=2e-3,
+                     optimizer="adamw", weight_decay=0.05, schedule="cosine", warmup_epochs=2,
+                     label_smoothing=0.1, augment=True, translate=2, precision="mixed_bfloat16",
+                     early_stop_patience=1000, val_pairs=5000, time_budget_minutes=180),
+    # A classroom demo: a slim residual net on 10,000 images whose accuracy climbs visibly within minutes.
+    "demo": dict(arch="resnet-cpu", options={"widths": [32, 64, 128], "head_width": 64}, epochs=8,
+                 batch_size=128, steps_per_epoch=40, train_size=10000, lr=3e-3, optimizer="adamw",
+                 weight_decay=0.05, schedule="cosine", warmup_epochs=1, label_smoothing=0.1, augment=True,
+                 translate=2, precision="mixed_bfloat16", early_stop_patience=1000, val_pairs=1000),
+    # A tiny run for tests: a few hundred images, two short epochs (seconds; learns next to nothing).
+    "smoke": dict(arch="allconv", epochs=2, batch_size=32, steps_per_epoch=4, train_size=400, val_pairs=64),
+}
+
+
+# What each preset is for, in the order the app offers them: the quick check first, then the classroom demo.
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "smoke": "a quick check that training runs (seconds, learns little)",
+    "demo": "watch a small net learn (1–3 min on 2 CPU cores)",
+    "allconv": "the seed notebook's recipe",
+    "champion": "our best recipe (hours on a CPU)",
+}
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """A TrainConfig from a named preset, with explicit overrides (None values ignored)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values = dict(PRESETS[name]) | {key: value for key, value in overrides.items() if value is not None}
+    return TrainConfig.from_dict(values)
+
+
+def parse_options(text: str | None, what: str = "architecture options") -> dict:
+    """Architecture options typed as JSON (the Train page's field, the CLI's ``--options``); empty text is ``{}``.
+
+    Raises ValueError naming ``what`` when the text is not JSON or not an object.
+    """
+    try:
+        parsed = json.loads(text or "{}")
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{what} must be a JSON object ({error})") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{what} must be a JSON object like {{}}; got {text}")
+    return parsed
