@@ -197,7 +197,8 @@ def cmd_architectures(args) -> None:
         print(f"{row['name']:16s} {row['params']:12,d}  {gpu:5s} {row['description']}")
 
 
-def _train_config(args):
+def _train_overrides(args) -> dict:
+    """The training settings the user typed (None for those left to the preset or the defaults)."""
     from cifarmix import config
 
     overrides = dict(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
@@ -208,6 +209,13 @@ def _train_config(args):
                      init_from=args.init_from)
     if args.options:
         overrides["options"] = config.parse_options(args.options, what="--options")
+    return overrides
+
+
+def _train_config(args):
+    from cifarmix import config
+
+    overrides = _train_overrides(args)
     if args.preset:
         return config.preset(args.preset, **overrides)
     if not args.arch:
@@ -216,14 +224,29 @@ def _train_config(args):
 
 
 def cmd_train(args) -> None:
-    from cifarmix import training
+    from cifarmix import cycles, training
+    from cifarmix.config import TrainConfig
     from cifarmix.store import RunStore
 
     store = RunStore()
+
+    def train_one(config):
+        name = f"{args.name or config.lineage} · cycle {config.cycle}"
+        return training.train(config, store, name=name, data_source=args.data)
+
     if args.resume:
         run = training.resume(args.resume, store, args.data)
+        config = TrainConfig.from_dict(run["config"])
+        following = cycles.next_cycle(config)
+        if run["status"] == "finished" and following and run.get("model_path"):  # the cycles after it follow
+            run = cycles.run_cycles(config.lineage, following, f"run:{run['id']}", train_one)
     elif args.run_id:
         run = training.Trainer(store, args.run_id, args.data).run()
+    elif cycles.has_cycles(args.preset):
+        overrides = _train_overrides(args)
+        init_from = overrides.pop("init_from")
+        start = cycles.first_cycle(args.preset, init_from)
+        run = cycles.run_cycles(args.preset, start, init_from, train_one, **overrides)
     else:
         run = training.train(_train_config(args), store, name=args.name, data_source=args.data)
     best = run.get("best_val_mean")

@@ -47,6 +47,8 @@ class TrainConfig:
     # A warm restart: start from this model's weights (a shipped model's name, a run id or a .keras file) with a
     # fresh optimizer and schedule; the file's network must have this run's architecture and options.
     init_from: str | None = None
+    lineage: str | None = None  # the cycled preset (cifarmix.cycles) this run is a cycle of
+    cycle: int | None = None  # which cycle of it, from 1
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError naming the first bad field, what was expected and what was found."""
