@@ -63,3 +63,34 @@ def test_the_champion_cycles_fit_a_sitting_and_warm_restart():
     assert cycles.next_cycle(configs[-1]) is None and cycles.next_cycle(TrainConfig()) is None
     with pytest.raises(ValueError, match="give it with --init-from"):
         cycles.cycle_config("champion", 2)
+
+
+def test_an_exported_cycle_carries_its_whole_lineage(tiny_data, tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "shipped"))
+    tiny = ["--arch", "allconv", "--epochs", "1", "--batch-size", "16", "--steps-per-epoch", "2", "--val-pairs", "20"]
+    protocol = ["--repeats", "1", "--pairs", "100"]
+    assert cli.main(["train", *tiny]) == 0
+    assert cli.main(["export", "1", "--name", "champ", *protocol]) == 0  # a card from before lineages: one cycle
+    assert cli.main(["train", *tiny, "--init-from", "champ"]) == 0
+    assert cli.main(["export", "2", "--name", "champ", *protocol]) == 0  # replaces the model it started from
+    card = json.loads((tmp_path / "shipped" / "champ" / "card.json").read_text())
+    first, second = card["lineage"]
+    assert (first["cycle"], second["cycle"]) == (1, 2) and second["init_from"] == "champ"
+    assert second["run_id"] == 2 and first["command"].startswith("python -m cifarmix train")
+    assert card["lineage_pairs"] == first["pairs"] + second["pairs"] == 64
+    assert card["lineage_minutes"] == pytest.approx(first["minutes"] + second["minutes"], abs=0.11)
+    assert set(card["lineage_milestones"]) == {"0.7", "0.772", "0.8", "0.8275", "0.8487"}
+
+
+def test_lineage_milestones_count_the_minutes_of_the_cycles_before():
+    from cifarmix.export import lineage_summary
+
+    lineage = [{"minutes": 88.3, "pairs": 10, "milestones": {"0.7": {"minutes": 24.0, "epoch": 10}}},
+               {"minutes": 100.0, "pairs": 5, "milestones": {"0.7": {"minutes": 1.0, "epoch": 1},
+                                                              "0.8": {"minutes": 50.0, "epoch": 20}}}]
+    summary = lineage_summary(lineage)
+    assert summary["lineage_milestones"]["0.7"] == {"minutes": 24.0, "cycle": 1, "epoch": 10}
+    assert summary["lineage_milestones"]["0.8"] == {"minutes": 138.3, "cycle": 2, "epoch": 20}
+    assert summary["lineage_milestones"]["0.8487"] is None and summary["lineage_pairs"] == 15
