@@ -289,3 +289,25 @@ def classroom(rows: Sequence[Mapping]) -> go.Figure:
                          margin={"l": 10, "r": 10, "t": 20, "b": 10}, legend={"orientation": "h", "y": 1.12},
                          font={"size": 15})
     return figure
+
+
+def accuracy_against_cost(ours: Sequence, peers: Sequence, x: str = "pairs") -> go.Figure:
+    """Accuracy against training cost: ``x`` is ``"pairs"`` (mixed pairs seen, log scale) or ``"cpu_hours"``;
+    ``ours`` and ``peers`` are ``peers.Result``-like (label, pairs, accuracy, cpu_hours). Peers without the
+    cost on ``x`` (GPU runs report no CPU time) are left out of that view."""
+    figure = go.Figure()
+    for name, points, colour, symbol in (("cifarmix", ours, RUN_COLOURS[0], "circle"),
+                                         ("published", peers, RUN_COLOURS[1], "diamond")):
+        shown = [p for p in points if getattr(p, x) is not None]
+        if not shown:
+            continue
+        figure.add_trace(go.Scatter(
+            x=[getattr(p, x) for p in shown], y=[100 * p.accuracy for p in shown], name=name,
+            mode="lines+markers" if name == "cifarmix" else "markers", text=[p.label for p in shown],
+            marker=dict(size=11, color=colour, symbol=symbol), line=dict(color=colour),
+            hovertemplate="%{text}<br>%{x:,.3s}<br>%{y:.2f}%<extra></extra>"))
+    title = "mixed pairs seen in training" if x == "pairs" else "training core-hours (2 CPU cores x hours)"
+    _layout(figure, "Accuracy against training cost", title, "mean accuracy (%)")
+    if x == "pairs":
+        figure.update_xaxes(type="log")
+    return figure

@@ -140,3 +140,20 @@ def test_classroom_bars_say_their_figure_so_a_zero_is_not_mistaken_for_no_games(
     figure = figures.classroom(rows)
     assert all(trace.texttemplate == "%{y:.0%}" and trace.cliponaxis is False for trace in figure.data)
     assert figure.layout.yaxis.range[1] > 1 and max(figure.layout.yaxis.tickvals) == 1  # room for a 100% label
+
+
+def test_accuracy_against_cost_shows_our_lineage_beside_the_peers():
+    from cifarmix import peers
+
+    card = {"name": "champ", "evaluation": {"mean_accuracy": 0.81},
+            "lineage": [{"pairs": 1_000_000, "minutes": 60, "best_val_mean_accuracy": 0.79},
+                        {"pairs": 2_000_000, "minutes": 120, "best_val_mean_accuracy": 0.82}]}
+    ours = peers.lineage_points(card)
+    assert [(p.pairs, p.accuracy, p.cpu_hours) for p in ours] == [(1e6, 0.79, 2.0), (3e6, 0.82, 6.0), (3e6, 0.81, 6.0)]
+    by_pairs = figures.accuracy_against_cost(ours, peers.PEERS)
+    assert [trace.name for trace in by_pairs.data] == ["cifarmix", "published"]
+    assert max(by_pairs.data[1].y) == pytest.approx(84.87) and by_pairs.layout.xaxis.type == "log"
+    by_hours = figures.accuracy_against_cost(ours, peers.PEERS, x="cpu_hours")
+    assert [trace.name for trace in by_hours.data] == ["cifarmix"]  # the peers trained on GPUs: no CPU hours
+    old_card = {"name": "old", "pairs_seen": 5, "train_wall_minutes": 30, "best_val_mean_accuracy": 0.5}
+    assert [p.cpu_hours for p in peers.lineage_points(old_card)] == [1.0]
