@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cifarmix import architectures, data, mixing, training  # noqa: E402
+from cifarmix import architectures, data, devices, mixing, training  # noqa: E402
 
 
 def images_per_second(model, feed, steps: int, batch_size: int) -> float:
@@ -31,6 +31,7 @@ def images_per_second(model, feed, steps: int, batch_size: int) -> float:
 
 def measure(preset_name: str, groups: mixing.Groups, steps: int, repeats: int, workers: int = 1) -> dict:
     config = training.preset(preset_name)
+    config = devices.applied(config, devices.resolve(config, devices.detect()))  # "auto" as a training would
     keras.mixed_precision.set_global_policy(config.precision)
     model = architectures.build(config.arch, **config.options)
     model.compile(optimizer="adam", loss="categorical_crossentropy")

@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--alpha", type=_mixing_weight, help="mixing weight of the first component (0.5 = average)")
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                        help="flip + translate each component before mixing")
-    train.add_argument("--precision", help="float32 or mixed_bfloat16")
+    train.add_argument("--precision", help="auto (by the device), float32, mixed_bfloat16 or mixed_float16")
+    train.add_argument("--batch-scaling", help="auto (a larger batch on a GPU with the memory for it) or none")
     train.add_argument("--seed", type=int)
     train.add_argument("--time-budget", type=_positive_float, metavar="MINUTES",
                        help="stop cleanly after this many minutes of training (summed over resumes)")
@@ -206,7 +207,7 @@ def _train_overrides(args) -> dict:
                      lr=args.lr, optimizer=args.optimizer, schedule=args.schedule,
                      label_smoothing=args.label_smoothing, alpha=args.alpha, augment=args.augment,
                      precision=args.precision, seed=args.seed, time_budget_minutes=args.time_budget,
-                     init_from=args.init_from)
+                     init_from=args.init_from, batch_scaling=args.batch_scaling)
     if args.options:
         overrides["options"] = config.parse_options(args.options, what="--options")
     return overrides

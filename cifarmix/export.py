@@ -199,6 +199,7 @@ def model_card(run: dict, config: TrainConfig, result: dict, name: str, views: s
     epochs = state["epoch"]
     # The batches the shipped (best) weights were trained on; runs older than best_steps: the run's last step.
     steps = state.get("best_steps") or run.get("steps_done") or 0
+    device = device_record(run, config)
     return {
         "name": name,
         "title": architectures.get(config.arch).title,
@@ -212,15 +213,26 @@ def model_card(run: dict, config: TrainConfig, result: dict, name: str, views: s
         "epochs": epochs,
         "best_epoch": run.get("best_epoch"),
         "best_val_mean_accuracy": run.get("best_val_mean"),
-        "pairs_seen": steps * config.batch_size,
+        "pairs_seen": steps * device["batch_size"],
         "train_wall_minutes": round(state.get("train_seconds", 0.0) / 60, 1),
         "machine": machine_description(run.get("device")),
+        "device": device,
         "data_copy": data_copy,
         "evaluation": result,
         "model_file_mb": round(target.stat().st_size / 2**20, 2),
         "exported_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "notes": notes,
     }
+
+
+def device_record(run: dict, config: TrainConfig) -> dict:
+    """What a card says of the device a run trained on (``devices.Device.record``: kind, name, count, memory in
+    GiB, bf16, text) and the precision and batch size it chose there; a run from before devices recorded them
+    gives its device text and its config's values."""
+    resolved = (run.get("config") or {}).get("resolved") or {}
+    record = resolved.get("device") or {"text": run.get("device")}
+    return {**record, "precision": resolved.get("precision", config.precision),
+            "batch_size": resolved.get("batch_size", config.batch_size)}
 
 
 def machine_description(device: str | None) -> str:
@@ -230,7 +242,8 @@ def machine_description(device: str | None) -> str:
     parts = [device or platform.machine()]
     with contextlib.suppress(OSError, ValueError, IndexError):  # not Linux, or /proc says less: the device alone
         cpuinfo = Path("/proc/cpuinfo").read_text()
-        parts += [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")][:1]
+        model = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")][:1]
+        parts += [name for name in model if name not in parts[0]]  # a CPU device's text already names its model
         meminfo = Path("/proc/meminfo").read_text().split()
         parts.append(f"{round(int(meminfo[meminfo.index('MemTotal:') + 1]) / 2**20)} GiB RAM")
     return ", ".join(parts)

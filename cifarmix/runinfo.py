@@ -140,7 +140,9 @@ def config_text(run: dict) -> str:
     """A run's recipe in one line: ``batch 64 · lr 0.002 (adamw, cosine) · α 0.5 · label smoothing 0.1 ·
     augmented · training images all · seed 0 · device CPU (2 cores)``."""
     config = run.get("config") or {}
-    return (f"batch {config.get('batch_size')} · lr {config.get('lr')} ({config.get('optimizer')}, "
+    batch, chosen = config.get("batch_size"), (config.get("resolved") or {}).get("batch_size")
+    batch_text = f"{chosen} (set {batch}, scaled for the device)" if chosen not in (None, batch) else f"{batch}"
+    return (f"batch {batch_text} · lr {config.get('lr')} ({config.get('optimizer')}, "
             f"{config.get('schedule')}) · α {config.get('alpha')} · "
             f"label smoothing {config.get('label_smoothing')} · "
             f"{'augmented' if config.get('augment') else 'no augmentation'} · training images "

@@ -9,13 +9,12 @@ polled every few steps, and resume from the last epoch's checkpoint (``last-eN.k
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from cifarmix import architectures, checkpoints, data, mixing, models, paths, processes, runinfo
+from cifarmix import architectures, checkpoints, data, devices, mixing, models, paths, processes, runinfo
 from cifarmix.config import TrainConfig, preset  # noqa: F401  (bench/ scripts call training.preset)
 from cifarmix.heads import HEADS
 from cifarmix.store import ACTIVE_STATUSES, RunStore
@@ -24,13 +23,8 @@ DATA_WORKERS = 1  # threads preparing batches while the model trains (Keras PyDa
 
 
 def device_description() -> str:
-    """Where training runs, e.g. ``CPU x2 (x86_64)`` or ``GPU: ...``."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return "GPU: " + ", ".join(gpu.name for gpu in gpus)
-    return f"CPU x{os.cpu_count()} ({platform.machine()})"
+    """Where training runs, e.g. ``CPU x2 (x86_64), AMD EPYC, bf16`` or ``GPU x1, NVIDIA L4, 22 GiB``."""
+    return devices.detect().text()
 
 
 def subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int):
@@ -134,12 +128,12 @@ class Trainer:
     def _train(self) -> dict:
         from cifarmix import callbacks  # imports scikit-learn; only when training really starts
 
-        config = self.config
         state = self.load_state()
+        device = devices.detect()
+        config = self.config = devices.applied(self.config, self.settings(device, state))
         # The time in training so far is that of the completed epochs (a killed session's partial epoch is redone).
         self.store.update_run(self.run_id, pid=os.getpid(), process_started=processes.start_time(os.getpid()),
-                              device=device_description(),
-                              train_seconds=round(state["train_seconds"], 1))
+                              device=device.text(), train_seconds=round(state["train_seconds"], 1))
         self.store.set_status(self.run_id, "running", "resuming" if state["epoch"] else "starting")
         splits = data.load_splits(self.data_source, seed=0)
         x_train, y_train = subset(splits.x_train, splits.y_train, config.train_size, config.seed)
@@ -165,6 +159,18 @@ class Trainer:
         verbose = 1 if sys.stdout.isatty() else 2  # a live progress bar for people, one line per epoch in logs
         model.fit(dataset, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=hooks, verbose=verbose)
         return self.finish(steps)
+
+    def settings(self, device: devices.Device, state: dict) -> dict:
+        """The precision and batch size this run trains with (``devices.resolve``: its "auto" settings made
+        concrete), kept in its stored config under ``resolved`` with the device that chose them. They are chosen
+        where and when the training process first starts; a resume keeps them (its checkpoint's layers hold their
+        dtypes, its record counts its steps in batches), unless the run has no completed epoch yet."""
+        stored = self.store.get_run(self.run_id)["config"]
+        if state["epoch"] and stored.get("resolved"):
+            return stored["resolved"]
+        resolved = devices.resolve(self.config, device)
+        self.store.update_run(self.run_id, config={**stored, "resolved": resolved})
+        return resolved
 
     def finish(self, steps: int) -> dict:
         """Mark the run finished or stopped (a stop request keeps its best checkpoint) and say why it ended.
