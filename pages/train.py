@@ -10,7 +10,7 @@ import json
 
 import streamlit as st
 
-from cifarmix import architectures, figures, jobs, mixing, runinfo, training
+from cifarmix import architectures, devices, figures, jobs, mixing, runinfo
 from cifarmix.config import OPTIMIZERS, PRECISIONS, PRESET_DESCRIPTIONS, SCHEDULES, TrainConfig, parse_options, preset
 from cifarmix.heads import HEADS
 from cifarmix.store import RUN_NAME_MAX, RunStore
@@ -29,9 +29,9 @@ def store() -> RunStore:
 
 
 @st.cache_resource(show_spinner=False)
-def device() -> str:
+def device() -> devices.Device:
     """Where trainings run on this server (checked once per server)."""
-    return training.device_description()
+    return devices.detect()
 
 
 def watched_run_id() -> int | None:
@@ -57,8 +57,8 @@ def header() -> None:
     running = jobs.active_runs(store())
     allowed = jobs.max_trainings()
     st.markdown(
-        f"**Device:** {device()} &nbsp;·&nbsp; **Trainings running:** {len(running)} of {allowed} allowed "
-        f"for this app's runs"
+        f"**Device:** {device().text()} ({devices.summary(device())}) &nbsp;·&nbsp; **Trainings running:** "
+        f"{len(running)} of {allowed} allowed for this app's runs"
     )
 
 
@@ -88,7 +88,7 @@ def architecture_picker(defaults: dict) -> str:
     with st.spinner("Counting parameters…"):
         params = architectures.param_count(name)
     st.caption(f"{entry.description} **{params:,} parameters.** Source: {entry.source}.")
-    if entry.needs_gpu and not device().startswith("GPU"):
+    if not devices.startable(name, device()):
         st.warning(
             f"**{entry.title}** is a large network ({params / 1e6:.0f}M parameters) meant for a GPU, and this "
             "server has none: an epoch can take hours. Choose a smaller network for a demo.",
@@ -154,7 +154,8 @@ def advanced_fields(defaults: dict, key: str, arch: str):
                                          "cosine decay; constant: no change.")
         precision = right.selectbox("Precision", PRECISIONS,
                                     index=PRECISIONS.index(defaults["precision"]), key=f"precision_{key}",
-                                    help="mixed_bfloat16 is faster on CPUs with bf16 support.")
+                                    help="auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bf16 "
+                                         "instructions (faster there), float32 otherwise.")
         warmup = left.number_input("Warm-up epochs (cosine)", value=float(defaults["warmup_epochs"]), step=1.0,
                                    key=f"warmup_{key}")
         decay = middle.number_input("Weight decay", value=float(defaults["weight_decay"]), step=1e-4,

@@ -178,3 +178,19 @@ def test_a_cpu_devices_machine_text_names_its_model_once():
     cpu = devices.cpu_device()  # this machine's: machine_description reads its /proc too
     described = export.machine_description(cpu.text())
     assert described.startswith(cpu.text()) and (not cpu.name or described.count(cpu.name) == 1)
+
+
+@pytest.mark.parametrize("gpus, warned", [([A100], False), ([], True)])
+def test_the_train_page_shows_the_device_and_warns_of_a_big_network_only_without_a_gpu(
+        machine, tiny_data, fresh_caches, gpus, warned):
+    from streamlit.testing.v1 import AppTest
+
+    device = machine(gpus=gpus, cpuinfo=BF16_CPU)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page("pages/train.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = " ".join(str(element.value) for element in at.markdown)
+    assert f"**Device:** {device.text()} ({devices.summary(device)})" in shown
+    at.selectbox(key="train_arch_smoke").set_value("large-allconv").run()
+    assert any("meant for a GPU" in str(warning.value) for warning in at.warning) == warned
