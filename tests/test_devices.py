@@ -194,3 +194,16 @@ def test_the_train_page_shows_the_device_and_warns_of_a_big_network_only_without
     assert f"**Device:** {device.text()} ({devices.summary(device)})" in shown
     at.selectbox(key="train_arch_smoke").set_value("large-allconv").run()
     assert any("meant for a GPU" in str(warning.value) for warning in at.warning) == warned
+
+
+def test_the_gpu_requirements_are_the_cpu_ones_with_tensorflows_cuda_build():
+    def lines(name):
+        text = (ROOT / name).read_text().splitlines()
+        return [line.split("#")[0].strip() for line in text if line.split("#")[0].strip()]
+
+    cpu, gpu = lines("requirements.txt"), lines("requirements-gpu.txt")
+    assert [line for line in cpu if not line.startswith("tensorflow")] == \
+        [line for line in gpu if not line.startswith("tensorflow")]
+    assert [line for line in gpu if line.startswith("tensorflow")] == ["tensorflow[and-cuda]>=2.18,<3"]
+
+
