@@ -37,7 +37,8 @@ def evaluate(model, x_test: np.ndarray, y_test: np.ndarray, repeats: int = PROTO
         a JSON-able dict: ``mean_accuracy``, ``std`` (of the mean accuracy over repeats), ``head_first``,
         ``head_second``, ``head_gap``, ``f1_first``, ``f1_second``, ``mean_f1``, ``per_repeat`` (mean accuracy
         of each repeat), ``confusion_first`` / ``confusion_second`` (5x5 lists, rows = true class),
-        ``per_class_first`` / ``per_class_second`` (recall per class), and the protocol settings.
+        ``per_class_first`` / ``per_class_second`` (recall per class), ``pair_breakdown`` (accuracy per class of A
+        x class of B: ``breakdowns.pair_breakdown``'s 5 x 5 tables), and the protocol settings.
     """
     if repeats < 1 or pairs < 1:
         raise ValueError(f"repeats and pairs must be positive; got repeats={repeats}, pairs={pairs}")
@@ -90,7 +91,10 @@ def headline(results: list[dict]) -> dict | None:
 
 
 def score(truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray], repeats: int, pairs: int) -> dict:
-    """Protocol figures from integer labels and predictions per head (length ``repeats * pairs``)."""
+    """Protocol figures from integer labels and predictions per head (length ``repeats * pairs``), with the
+    breakdown per pair of classes (which pairs are hardest) from the same predictions."""
+    from cifarmix import breakdowns  # it imports this module's protocol settings
+
     result: dict = {}
     for head in mixing.HEADS:
         y, p = truth[head], predicted[head]
@@ -106,6 +110,9 @@ def score(truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray], repeat
     result["std"] = float(per_repeat.std())
     result["head_gap"] = result["head_second"] - result["head_first"]
     result["mean_f1"] = (result["f1_first"] + result["f1_second"]) / 2.0
+    result["pair_breakdown"] = breakdowns.pair_breakdown(truth["first"], truth["second"],
+                                                         truth["first"] == predicted["first"],
+                                                         truth["second"] == predicted["second"])
     return result
 
 
