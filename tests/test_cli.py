@@ -187,3 +187,42 @@ def test_train_refuses_a_name_too_long_without_creating_a_run(tiny_data, capsys)
     from cifarmix.store import RunStore
 
     assert RunStore().list_runs() == []
+
+
+def test_evaluate_alphas_prints_each_heads_accuracy_per_weight_and_stores_it(tiny_data, untrained_model_file,
+                                                                             capsys):
+    from cifarmix import breakdowns, cli
+    from cifarmix.store import RunStore
+
+    assert cli.SWEEP_DEFAULTS == {"repeats": breakdowns.SWEEP_REPEATS, "pairs": breakdowns.SWEEP_PAIRS}
+    model = str(untrained_model_file)
+    code, out, err = run(capsys, "evaluate", model, "--alphas", "0.1,0.5,0.9", "--pairs", "60", "--json")
+    assert code == 0, err
+    points = json.loads(out)
+    assert [point["alpha"] for point in points] == [0.1, 0.5, 0.9]
+    assert all(set(point) == {"alpha", "head_first", "head_second", "mean_accuracy"} for point in points)
+    assert all(point["mean_accuracy"] == pytest.approx((point["head_first"] + point["head_second"]) / 2)
+               for point in points)
+    assert "margin of error" in err and "stored in the run store" in err
+    [stored] = RunStore().sweeps(model_ref=model)
+    assert stored["settings"] == {"alphas": [0.1, 0.5, 0.9], "repeats": 1, "pairs": 60, "seed": 2024}
+
+    code, again, err = run(capsys, "evaluate", model, "--alphas", "0.1,0.5,0.9", "--pairs", "60", "--json")
+    assert code == 0 and json.loads(again) == points and "read from the run store" in err  # not measured again
+    code, out, _ = run(capsys, "evaluate", model, "--alphas", "0.3,0.7", "--pairs", "60")
+    assert code == 0 and "weight of A" in out and "first head" in out and "± 95%" in out
+    assert len(RunStore().sweeps(model_ref=model)) == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--alphas", "0.5,1.5"], "strictly between 0 and 1"),
+    (["--alphas", ","], "separated by commas"),
+    (["--alphas", "0.5", "--alpha", "0.3"], "not both"),
+])
+def test_evaluate_alphas_refuses_bad_weights(tiny_data, untrained_model_file, capsys, argv, message):
+    try:
+        code = main(["evaluate", str(untrained_model_file), *argv])
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
