@@ -44,6 +44,8 @@ Layout and display
     ``PAGE_MIXER`` / ``PAGE_GAME`` / ``PAGE_TRAIN`` / ``PAGE_RUNS``  page paths for ``st.page_link``
 
 Performance
+    ``keep_keras_kernels()``     Streamlit's ``keras.backend.clear_session()`` after each run, made a no-op (it
+                                 cleared TensorFlow's kernel cache: every compiled call paid again). Called here.
     ``freeze_long_lived()``      ``gc.freeze()``: Streamlit runs ``keras.backend.clear_session()`` (a full
                                  ``gc.collect()``) after every script run; see the function. Already called here.
 """
@@ -85,6 +87,29 @@ def freeze_long_lived() -> None:
     each cached load; cheap to call again.
     """
     gc.freeze()
+
+
+def keep_keras_kernels() -> None:
+    """Stop Streamlit's reset of Keras after every script run (``keras.backend.clear_session()``).
+
+    Streamlit makes that call for apps that build models inside the script. Here models are loaded once per
+    server and shared by every session (``shared_model``); the call builds nothing back, but it clears
+    TensorFlow's kernel cache, so after every click the next call of each compiled function instantiates it
+    again: a saliency map of the champion took ~2 s instead of ~0.3 s, and every prediction paid too. Streamlit
+    looks the function up on ``keras.backend`` at each run: it now finds one that keeps the kernels (and the full
+    ``gc.collect()`` that ``freeze_long_lived`` works around). The server process never trains (training runs
+    are processes of their own), so nothing here needs Keras' global state reset. Called at import; idempotent.
+    """
+    import keras
+
+    if getattr(keras.backend.clear_session, "_cifarmix_kept", False):
+        return
+
+    def clear_session(free_memory: bool = True) -> None:
+        """Kept by cifarmix's app (see ``pages.ui.keep_keras_kernels``): nothing to reset per script run."""
+
+    clear_session._cifarmix_kept = True
+    keras.backend.clear_session = clear_session
 
 
 # ------------------------------------------------------------------------------------------------------- data
@@ -435,4 +460,5 @@ def format_time(iso: str) -> str:
     return f"{iso[:10]} {iso[11:16]} UTC" if iso and len(iso) >= 16 else str(iso)
 
 
+keep_keras_kernels()  # before the first script run ends
 freeze_long_lived()  # the imports above (TensorFlow, Keras, plotly) live as long as the server

@@ -407,3 +407,14 @@ def test_the_weight_caption_reads_a_stored_sweep_of_the_active_model_or_says_how
     assert "first head 30%, second 70%" in caption and "500 test pairs per weight" in caption
     kept(at).slider(key="mixer_alpha").set_value(0.05).run()
     assert "measured at 0.1, the nearest weight swept" in texts(at.caption)
+
+
+def test_streamlits_keras_reset_after_each_run_keeps_the_compiled_kernels(tiny_data, no_models):
+    import keras
+
+    from pages import ui
+
+    start()
+    assert getattr(keras.backend.clear_session, "_cifarmix_kept", False)
+    ui.keep_keras_kernels()  # idempotent
+    assert keras.backend.clear_session() is None
