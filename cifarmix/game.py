@@ -425,6 +425,48 @@ def class_summary(results: list[RoundResult]) -> list[ClassResult]:
     return [ClassResult(cls, *counts[cls]) for cls in sorted(counts)]
 
 
+def hardest_pair_met(results: list[RoundResult]) -> dict | None:
+    """The pair of classes (class of A, class of B) the player did worst on over a game's rounds
+    (``breakdowns.pair_breakdown`` of the player's answers; ties: the pair met most often, then the first).
+
+    Returns:
+        ``{"a": 0-4, "b": 5-9 (CIFAR-10 classes), "human": the player's share of right halves on it, "model": the
+        opponent's, "count": rounds with that pair, "rounds": their numbers}``, or None for a game without
+        rounds.
+    """
+    from cifarmix import breakdowns
+
+    if not results:
+        return None
+    a_classes = [r.round.first for r in results]
+    b_classes = [r.round.second for r in results]
+    human = breakdowns.pair_breakdown(a_classes, b_classes, [r.human_correct[0] for r in results],
+                                      [r.human_correct[1] for r in results])
+    model = breakdowns.pair_breakdown(a_classes, b_classes, [r.model_correct[0] for r in results],
+                                      [r.model_correct[1] for r in results])
+    worst = breakdowns.hardest_pair(human)
+    a, b = worst["a"], worst["b"] - GROUP_SIZE
+    return {"a": a, "b": worst["b"], "human": worst["mean_accuracy"], "model": model["mean_accuracy"][a][b],
+            "count": worst["count"],
+            "rounds": [r.round.number for r in results if (r.round.first, r.round.second) == (a, b)]}
+
+
+def hardest_pair_sentence(results: list[RoundResult], opponent: str = "") -> str:
+    """One markdown sentence for the end of a game: the hardest pair the player met, and how the opponent did
+    on it; or that every pair was named right."""
+    worst = hardest_pair_met(results)
+    if worst is None:
+        return ""
+    if worst["human"] == 1.0:
+        return "You named both photos right in every round: no pair of classes caught you out."
+    halves = 2 * worst["count"]
+    rounds = ", ".join(str(n) for n in worst["rounds"])
+    them = opponent_noun(opponent)
+    return (f"**The hardest pair you met:** {class_label(worst['a'])} + {class_label(worst['b'])} "
+            f"(round{'s' if worst['count'] > 1 else ''} {rounds}): you named {round(worst['human'] * halves)} of "
+            f"{halves} photos right; {them} named {round(worst['model'] * halves)}.")
+
+
 def verdict(human_score: int, model_score: int) -> str:
     """"human", "model" or "tie" for a final score."""
     if human_score == model_score:

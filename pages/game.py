@@ -16,7 +16,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from cifarmix import figures, game
+from cifarmix import figures, game, pairs
 from cifarmix.store import PLAYER_NAME_MAX
 from pages import ui
 
@@ -26,6 +26,7 @@ ERROR_KEY = "game_error"
 RETRY_KEY = "game_save_retry"  # the save failed in a way that trying again may mend
 TIME_LIMITS = (0, 10, 20, 30)
 SETUP_KEYS = ("game_player", "game_opponent", "game_time_limit")
+MAPS_KEY = "game_maps"  # the reveal's "Where did the model look?" toggle; its choice is kept across rounds
 GROUPS = {"first": ("Group A", range(5), "12345"), "second": ("Group B", range(5, 10), "67890")}
 
 
@@ -221,6 +222,27 @@ def reveal_stage(g: game.Game, x) -> None:
     with columns[2]:
         ui.show_image(x[r.b_index], f"B: {ui.class_label(r.true_classes[1])}", factor=6)
     st.dataframe(reveal_table(result, g.opponent), hide_index=True)
+    where_the_model_looked(g, x)
+
+
+def where_the_model_looked(g: game.Game, x) -> None:
+    """After the answer (this is only ever drawn in the reveal): each head's saliency map of the round's mix,
+    behind a toggle whose choice is kept for the next rounds. The random guesser looks nowhere."""
+    if g.opponent == ui.BASELINE:
+        return
+    kept = f"{MAPS_KEY}_kept"
+    if not st.toggle("Where did the model look?", value=bool(st.session_state.get(kept)), key=MAPS_KEY,
+                     help="Each head's saliency map of this mix: the brighter a pixel, the more it raised the "
+                          "head's probability for the answer it gave. Shown only once you have answered."):
+        st.session_state[kept] = False
+        return
+    st.session_state[kept] = True
+    model = ui.get_model(g.opponent)
+    if model is None:
+        return
+    r = g.last_result.round
+    found = ui.pair_maps(model, pairs.Pair(r.a_index, r.b_index, g.alpha), x)
+    ui.show_maps(game.round_image(x, r, g.alpha), found, components=(x[r.a_index], x[r.b_index]))
 
 
 def reveal_table(result: game.RoundResult, opponent: str) -> pd.DataFrame:
@@ -260,6 +282,7 @@ def summary(g: game.Game) -> None:
     per_class = game.class_summary(g.results)
     st.markdown("#### Class by class")
     st.markdown(game.who_did_better(per_class, g.opponent))
+    st.markdown(game.hardest_pair_sentence(g.results, g.opponent))
     them = game.opponent_label(g.opponent)
     st.dataframe(pd.DataFrame([{
         "Class": ui.class_label(c.class_index), "Came up": c.rounds, "You right": c.human_correct,

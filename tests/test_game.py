@@ -196,6 +196,25 @@ def test_class_summary_counts_each_class_where_it_was_the_answer():
     assert game.verdict(5, 5) == "tie" and game.verdict(0, 5) == "model"
 
 
+def test_the_hardest_pair_met_is_the_one_the_player_got_most_wrong():
+    g = game.new_game(Y_TEST, seed=3, opponent="champion")
+    hard = g.rounds[4]  # this round's pair of classes is the one the player misses
+
+    def player(r: game.Round) -> Answer:
+        return wrong(r) if (r.first, r.second) == (hard.first, hard.second) else perfect(r)
+
+    play(g, player, model=perfect)
+    worst = game.hardest_pair_met(g.results)
+    assert (worst["a"], worst["b"]) == hard.true_classes and worst["human"] == 0.0 and worst["model"] == 1.0
+    assert 5 in worst["rounds"] and worst["count"] == len(worst["rounds"])
+    sentence = game.hardest_pair_sentence(g.results, "champion")
+    assert sentence.startswith("**The hardest pair you met:**") and game.class_label(hard.first) in sentence
+    assert f"you named 0 of {2 * worst['count']} photos right; the model named {2 * worst['count']}" in sentence
+    perfect_game = play(game.new_game(Y_TEST, seed=3, opponent="champion"), perfect)
+    assert "no pair of classes caught you out" in game.hardest_pair_sentence(perfect_game.results)
+    assert game.hardest_pair_met([]) is None and game.hardest_pair_sentence([]) == ""
+
+
 def test_guess_rows_fit_the_store_and_leave_out_unanswered_heads():
     g = game.new_game(Y_TEST, seed=0, opponent="champion", rounds=2)
     g.answer(Answer(g.current.first, None), perfect(g.current), 1.0)
