@@ -30,6 +30,7 @@ Run store and models
 
 Where each head looks (saliency maps; the first map of a model compiles for a few seconds, then ~0.2 s)
     ``pair_maps(model, pair, x)``  maps of a test-image mix, cached per server by (model file, pair, weight)
+    ``image_maps(model, image)``  maps of a data-set image (a validation mistake), cached per server by content
     ``private_maps(model, image)`` maps of a mix of the user's own photos, cached in the session only
     ``show_maps(mix, found, components, component_names)``  each head's map over the mix and its component
 
@@ -334,6 +335,20 @@ def pair_maps(model: SharedModel, pair: pairs.Pair, x_test: np.ndarray) -> dict:
     """Each head's saliency map of a test-image mix (``SharedModel.explain``), computed once per server for a
     model file, pair and weight (a class looking at the same mix pays once)."""
     return _pair_maps(model.key, pair.a_index, pair.b_index, pair.alpha, model, pair.image(x_test))
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _image_maps(model_key: str, digest: str, _model: SharedModel, _image: np.ndarray) -> dict:
+    return _model.explain(_image)
+
+
+def image_maps(model: SharedModel, image: np.ndarray) -> dict:
+    """Each head's saliency map of a data-set image (a validation mistake), cached per server by model file and
+    the image's content. Not for the user's own photos: see ``private_maps``."""
+    import hashlib
+
+    image = np.asarray(image, dtype=np.float32)
+    return _image_maps(model.key, hashlib.sha256(image.tobytes()).hexdigest(), model, image)
 
 
 def private_maps(model: SharedModel, image: np.ndarray) -> dict:

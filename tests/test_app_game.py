@@ -276,7 +276,8 @@ def test_the_models_maps_show_only_in_the_reveal_after_the_answer_and_the_choice
     st.cache_data.clear()
     explained = []
     real_explain = ui.SharedModel.explain
-    monkeypatch.setattr(ui.SharedModel, "explain", lambda self, image: explained.append(1) or real_explain(self, image))
+    monkeypatch.setattr(ui.SharedModel, "explain",
+                        lambda self, image: explained.append(1) or real_explain(self, image))
     at = game_page()
     start_game(at, opponent=shipped_model)
     assert current(at).stage == "guess" and not at.toggle and explained == []  # nothing before the answer
