@@ -181,6 +181,21 @@ OLD_SCHEMA_STEPS = {
     """,
     2: "ALTER TABLE runs ADD COLUMN train_seconds REAL; PRAGMA user_version = 2;",
     3: "ALTER TABLE runs ADD COLUMN process_started INTEGER; PRAGMA user_version = 3;",
+    4: """
+        CREATE TABLE sweeps (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER REFERENCES runs (id) ON DELETE CASCADE,
+            model_ref TEXT NOT NULL,
+            model_version TEXT NOT NULL DEFAULT '',
+            settings TEXT NOT NULL,
+            points TEXT NOT NULL,
+            seconds REAL,
+            created_at TEXT NOT NULL,
+            UNIQUE (model_ref, settings)
+        );
+        CREATE INDEX sweeps_by_run ON sweeps (run_id);
+        PRAGMA user_version = 4;
+    """,
 }
 OLD_ROWS = """
     INSERT INTO runs (id, name, arch, options, config, seed, status, device, created_at, started_at, finished_at,
@@ -217,6 +232,10 @@ def old_store(path, version: int) -> None:
         conn.executescript(OLD_ROWS)
         if version >= 2:
             conn.execute("UPDATE runs SET train_seconds = 3540.5 WHERE id = 4")
+        if version >= 4:
+            conn.execute("INSERT INTO sweeps (run_id, model_ref, model_version, settings, points, seconds, created_at)"
+                         " VALUES (4, 'run:4', 'sha256:0123', '{\"alphas\":[0.5]}', '[{\"alpha\": 0.5}]', 3.5,"
+                         " '2025-02-01T10:00:00.000+00:00')")
     conn.close()
 
 
@@ -562,6 +581,27 @@ def test_player_names_are_stripped_cleaned_and_cut_to_24_characters(db):
 def test_empty_player_names_are_refused(db, name):
     with pytest.raises(ValueError, match="at least one visible character"):
         db.add_score(name, 1, 1, "m", 0)
+
+
+def test_games_saved_before_modes_count_as_equal_mixes_and_modes_are_kept_apart(db):
+    old = db.add_score("old", 50, 10, "m", 40, guesses=[{"head": "first", "true_class": 1, "human_class": 1,
+                                                          "model_class": 2, "opponent": "m"}])
+    with db._connection() as conn:  # as a game saved before v5 left it
+        conn.execute("UPDATE scores SET mode = NULL")
+        conn.execute("UPDATE guesses SET mode = NULL")
+    unequal = db.add_score("new", 90, 10, "m", 10, mode="unequal",
+                           guesses=[{"head": "first", "true_class": 1, "human_class": 3, "model_class": 1,
+                                     "opponent": "m"}])
+    assert [(row["player"], row["mode"]) for row in db.leaderboard()] == [("new", "unequal"), ("old", "equal")]
+    assert [row["id"] for row in db.leaderboard(mode="equal")] == [old]
+    assert db.score_rank(old) == (1, 1) and db.score_rank(unequal) == (1, 1)
+    assert db.class_accuracy(mode="equal")["human_accuracy"].tolist() == [1.0]
+    assert db.class_accuracy(mode="unequal")["human_accuracy"].tolist() == [0.0]
+    assert db.class_accuracy()["rounds"].tolist() == [2]
+    with pytest.raises(ValueError, match="game mode"):
+        db.add_score("x", 1, 1, "m", 1, mode="sideways")
+    with pytest.raises(ValueError, match="game mode"):
+        db.leaderboard(mode="sideways")
 
 
 def test_leaderboard_is_best_score_first_then_earliest(db):

@@ -31,6 +31,8 @@ from cifarmix.store.scores import Scores
 from cifarmix.store.sweeps import Sweeps, settings_key
 from cifarmix.store.values import (
     ACTIVE_STATUSES,
+    DEFAULT_GAME_MODE,
+    GAME_MODES,
     HEADS,
     PLAYER_NAME_MAX,
     RUN_ID_MAX_DIGITS,
@@ -43,11 +45,11 @@ from cifarmix.store.values import (
 )
 
 __all__ = [
-    "ACTIVE_STATUSES", "BUSY_TIMEOUT_S", "HEADS", "JSON_RUN_COLUMNS", "LOCK_RETRIES", "LOCK_RETRY_SLEEP_S",
-    "MIGRATIONS", "PLAYER_NAME_MAX", "RUN_COLUMNS", "RUN_ID_MAX_DIGITS", "RUN_NAME_MAX", "STATUSES", "STEP_COLUMNS",
-    "TERMINAL_STATUSES", "UPDATABLE_RUN_COLUMNS", "Database", "Evaluations", "Metrics", "RunStore", "Runs",
-    "SchemaTooNewError", "Scores", "Sweeps", "UnknownRunError", "clean_player_name", "clean_run_name",
-    "parse_run_id", "settings_key", "utc_now",
+    "ACTIVE_STATUSES", "BUSY_TIMEOUT_S", "DEFAULT_GAME_MODE", "GAME_MODES", "HEADS", "JSON_RUN_COLUMNS",
+    "LOCK_RETRIES", "LOCK_RETRY_SLEEP_S", "MIGRATIONS", "PLAYER_NAME_MAX", "RUN_COLUMNS", "RUN_ID_MAX_DIGITS",
+    "RUN_NAME_MAX", "STATUSES", "STEP_COLUMNS", "TERMINAL_STATUSES", "UPDATABLE_RUN_COLUMNS", "Database",
+    "Evaluations", "Metrics", "RunStore", "Runs", "SchemaTooNewError", "Scores", "Sweeps", "UnknownRunError",
+    "clean_player_name", "clean_run_name", "parse_run_id", "settings_key", "utc_now",
 ]
 
 

@@ -139,11 +139,16 @@ _V4_SWEEPS = (
     "CREATE INDEX sweeps_by_run ON sweeps (run_id)",
 )
 
+# v5: the game's mode ("equal" mixes or "unequal" ones, with a weight of A drawn per round) on each score and
+# guess, so the leaderboard and the classroom chart keep modes apart; NULL (games saved before) is "equal".
+_V5_GAME_MODES = ("ALTER TABLE scores ADD COLUMN mode TEXT", "ALTER TABLE guesses ADD COLUMN mode TEXT")
+
 MIGRATIONS: list[Sequence[str]] = [
     _V1_INITIAL_SCHEMA,
     _V2_TRAIN_SECONDS,
     _V3_PROCESS_STARTED,
     _V4_SWEEPS,
+    _V5_GAME_MODES,
 ]
 
 
