@@ -83,9 +83,9 @@ def test_a_full_round_pick_submit_reveal_next(tiny_data, no_models):
 
 def game_state_keys(at: AppTest) -> set[str]:
     """The page's own session keys, beside its widgets' and the setup choices it copies aside."""
-    widgets = {"game_submit", "game_next", "game_quit", "game_maps", "game_maps_kept"}
+    widgets = {"game_submit", "game_next", "game_quit", "game_maps", "game_maps_kept", "game_board_mode"}
     widgets |= {f"game_pick_{cls}" for cls in range(10)}
-    setup = {"game_player", "game_opponent", "game_time_limit"}
+    setup = {"game_player", "game_opponent", "game_time_limit", "game_mode", "game_alpha_range"}
     setup |= {f"{key}_kept" for key in setup}
     return {key for key in at.session_state if key.startswith("game")} - widgets - setup
 
@@ -300,3 +300,34 @@ def test_the_random_guesser_has_no_maps_to_show(tiny_data, no_models):
     start_game(at)
     answer_round(at)
     assert current(at).stage == "reveal" and not at.toggle
+
+
+def test_unequal_mixes_draw_each_rounds_weight_from_the_teachers_range_and_keep_their_own_board(
+        tiny_data, no_models):
+    at = game_page()
+    at.button_group(key="game_mode").set_value("unequal").run()
+    assert at.slider(key="game_alpha_range").value == (0.2, 0.8)
+    at.slider(key="game_alpha_range").set_value((0.3, 0.4)).run()
+    start_game(at, name="Una")
+    g = current(at)
+    assert g.mode == "unequal" and g.alpha_range == (0.3, 0.4)
+    assert all(r.alpha in (0.3, 0.35, 0.4) for r in g.rounds)
+    assert "unequal mixes (A 30-40%)" in " ".join(c.value for c in at.caption)
+    for _ in range(10):
+        answer_round(at)
+        if current(at).stage == "reveal" and current(at).position == 0:
+            weight = g.rounds[0].alpha
+            assert f"the mix you saw: {weight:.0%} A + {1 - weight:.0%} B" in [
+                c for image in at.image for c in image.captions]
+        at.button(key="game_next").click().run()
+    assert current(at).stage == "over" and not at.exception
+    assert "on the unequal-mixes leaderboard below" in " ".join(c.value for c in at.caption)
+    assert at.button_group(key="game_board_mode").value == "unequal"
+    board = at.dataframe[1].value
+    assert board["Player"].tolist() == ["Una"] and board["Mixes"].tolist() == ["unequal mixes (A 30-40%)"]
+    [saved] = RunStore().leaderboard()
+    assert saved["mode"] == "unequal" and [r["alpha"] for r in saved["details"]["rounds"]] == [
+        r.alpha for r in g.rounds]
+    at.button_group(key="game_board_mode").set_value("equal").run()  # the 50 / 50 board: not this game
+    assert not at.exception and "No games yet" in " ".join(c.value for c in at.caption)
+    assert "After the first game" in " ".join(c.value for c in at.caption)  # nor its classroom chart
