@@ -22,9 +22,10 @@ PAIR_KEY = "mixer_pair"
 GALLERY_SEED_KEY = "mixer_gallery_seed"
 GALLERY_SIZES = (6, 12, 18)
 GALLERY_COLUMNS = 6
-CONTROLS_HEIGHT = 215  # px: the same for the three columns, so the three images line up
+CONTROLS_HEIGHT = 250  # px: the same for the three columns, so the three images line up
 SIDES = {"a": ("Component A", range(5)), "b": ("Component B", range(5, 10))}
-SOURCES = {"cifar": "CIFAR-10", "upload": "📁 Upload", "camera": "📷 Camera"}
+SOURCES = {"cifar": "🖼️ A CIFAR-10 test photo", "upload": "📁 Your photo: upload",
+           "camera": "📷 Your photo: camera"}
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "gif", "webp", "avif", "bmp", "tif", "tiff"]
 MAPS_KEY = "mixer_maps"
 SWEEP_HINT_ALPHAS = "0.1,0.3,0.5,0.7,0.9"
@@ -148,17 +149,22 @@ def component_view(side: str, index: int, x: np.ndarray, y: np.ndarray) -> Compo
     """One side: where its photo comes from, then the CIFAR-10 pickers and test image, or the user's photo."""
     label = SIDES[side][0]
     with st.container(height=CONTROLS_HEIGHT, border=False):
-        source = st.segmented_control(f"{label} from", list(SOURCES), format_func=SOURCES.get, default="cifar",
-                                      required=True, key=f"mixer_{side}_source",
-                                      help="A CIFAR-10 test photo, or one of your own: uploaded, or taken with "
-                                           "this device's camera (it is cropped to its centre square and shrunk "
-                                           "to 32 x 32, as the model sees it).") or "cifar"
+        source = st.selectbox(label, list(SOURCES), format_func=SOURCES.get, key=f"mixer_{side}_source",
+                              help="A CIFAR-10 test photo, or one of your own: uploaded, or taken with this "
+                                   "device's camera (it is cropped to its centre square and shrunk to 32 x 32, "
+                                   "as the model sees it).")
         if source == "cifar":
             component_picker(side, y)
+        elif source == "upload":
+            photo = own_photo(side, source)
     if source == "cifar":
         ui.show_image(x[index], f"{label}: {ui.class_label(y[index])} (test image {index})")
         return Component(side, x[index], index=index, cls=int(y[index]))
-    photo = own_photo(side, source)
+    if source == "camera":  # too tall for the controls' box
+        photo = own_photo(side, source)
+    if isinstance(photo, str):  # below the box, where the whole sentence shows
+        st.error(ui.escape_markdown(photo), icon="🖼️")
+        return Component(side, None)
     if photo is None:
         return Component(side, None)
     inner = st.columns([3, 2], vertical_alignment="bottom")
@@ -172,10 +178,10 @@ def component_view(side: str, index: int, x: np.ndarray, y: np.ndarray) -> Compo
     return Component(side, photo.pixels, photo=photo)
 
 
-def own_photo(side: str, source: str) -> photos.Photo | None:
-    """The user's photo for one side from the uploader or the camera (None until there is a good one). The
-    decoded photo is kept in the session state with the upload's id, so it is decoded once; a bad upload shows
-    one sentence."""
+def own_photo(side: str, source: str) -> photos.Photo | str | None:
+    """The user's photo for one side from the uploader or the camera: None until there is one, the one sentence
+    saying why when the upload cannot be used. The decoded photo (or the sentence) is kept in the session state
+    with the upload's id, so an upload is decoded once."""
     if source == "upload":
         upload = st.file_uploader("Your photo", type=UPLOAD_TYPES, key=f"mixer_{side}_upload",
                                   help="JPEG, PNG, GIF, WebP, AVIF, BMP or TIFF, up to 20 MB; read in memory, "
@@ -195,9 +201,6 @@ def own_photo(side: str, source: str) -> photos.Photo | None:
         except photos.PhotoError as error:
             kept = ((source, file_id), str(error))
         st.session_state[kept_key] = kept
-    if isinstance(kept[1], str):
-        st.error(ui.escape_markdown(kept[1]), icon="🖼️")
-        return None
     return kept[1]
 
 
@@ -224,8 +227,8 @@ def weight_caption(entry, alpha: float) -> None:
 
 
 def component_picker(side: str, y: np.ndarray) -> None:
-    label, classes = SIDES[side]
-    st.selectbox(f"{label}", list(classes), format_func=ui.class_label, key=f"mixer_{side}_class",
+    _, classes = SIDES[side]
+    st.selectbox("Class", list(classes), format_func=ui.class_label, key=f"mixer_{side}_class",
                  on_change=on_class, args=(side, y))
     count = len(pairs.class_members(y, st.session_state[f"mixer_{side}_class"]))
     inner = st.columns([4, 1], vertical_alignment="bottom")

@@ -280,7 +280,7 @@ def test_an_uploaded_photo_is_shown_as_the_model_sees_it_mixed_and_named_and_nev
         tiny_data, shipped_model, monkeypatch):
     at = start()
     link = dict(at.query_params)
-    kept(at).button_group(key="mixer_a_source").set_value("upload").run()
+    kept(at).selectbox(key="mixer_a_source").set_value("upload").run()
     assert not at.exception and "Choose a photo for each side" in texts(at.info)
     written = writes_during(monkeypatch)
     kept(at).file_uploader(key="mixer_a_upload").set_value(("me.png", png_bytes(), "image/png")).run()
@@ -301,7 +301,7 @@ def test_an_uploaded_photo_is_shown_as_the_model_sees_it_mixed_and_named_and_nev
 
 def test_a_bad_upload_is_one_sentence_not_a_traceback(tiny_data, shipped_model):
     at = start()
-    kept(at).button_group(key="mixer_b_source").set_value("upload").run()
+    kept(at).selectbox(key="mixer_b_source").set_value("upload").run()
     kept(at).file_uploader(key="mixer_b_upload").set_value(("notes.png", b"this is not an image", "image/png")).run()
     assert not at.exception
     [error] = at.error
@@ -314,9 +314,9 @@ def test_two_photos_from_the_camera_and_an_upload_are_mixed_with_the_chosen_weig
     shown = images_shown(monkeypatch)
     at = start()
     kept(at).slider(key="mixer_alpha").set_value(0.7).run()
-    kept(at).button_group(key="mixer_a_source").set_value("camera").run()
+    kept(at).selectbox(key="mixer_a_source").set_value("camera").run()
     kept(at).camera_input(key="mixer_a_camera").set_value(("shot.jpg", jpeg_bytes(), "image/jpeg")).run()
-    kept(at).button_group(key="mixer_b_source").set_value("upload").run()
+    kept(at).selectbox(key="mixer_b_source").set_value("upload").run()
     kept(at).file_uploader(key="mixer_b_upload").set_value(("you.png", png_bytes((10, 200, 10)), "image/png"))
     at.run()
     assert not at.exception and not at.error
@@ -327,7 +327,7 @@ def test_two_photos_from_the_camera_and_an_upload_are_mixed_with_the_chosen_weig
     mix = pixels_of(at, shown, "The mix: 70% A + 30% B")[::8, ::8]  # shown 8 times enlarged
     expected = 0.7 * a.pixels.astype(float) + 0.3 * b.pixels
     assert mix.shape == (32, 32, 3) and np.abs(mix - expected).max() <= 1
-    kept(at).button_group(key="mixer_a_source").set_value("cifar").run()  # back to a test image
+    kept(at).selectbox(key="mixer_a_source").set_value("cifar").run()  # back to a test image
     assert not at.exception and "mixer_a_photo" in at.session_state  # B's photo is still used
     assert "Component A: " in " ".join(captions(at))
 
@@ -375,7 +375,7 @@ def test_maps_of_your_own_photos_stay_in_the_session(tiny_data, shipped_model):
 
     st.cache_data.clear()
     at = start()
-    kept(at).button_group(key="mixer_a_source").set_value("upload").run()
+    kept(at).selectbox(key="mixer_a_source").set_value("upload").run()
     kept(at).file_uploader(key="mixer_a_upload").set_value(("me.png", png_bytes(), "image/png")).run()
     kept(at).toggle(key="mixer_maps").set_value(True).run()
     assert not at.exception
