@@ -143,6 +143,7 @@ def test_export_ships_a_flip_averaged_model_with_a_card(tiny_data, tmp_path, mon
                 "machine", "data_copy", "evaluation"):
         assert key in card, key
     assert card["evaluation"]["repeats"] == 2 and card["flip_averaging"] is True
+    assert sum(map(sum, card["evaluation"]["pair_breakdown"]["count"])) == 400  # which pairs are hardest, kept
     assert card["pairs_seen"] == 2 * 16  # one epoch of 2 batches of 16 pairs
     assert card["test_time_views"] == {"name": "flip", "count": 2, "shifts": [[0, 0]]}
     assert set(card["milestones"]) == {"0.7", "0.772"}
