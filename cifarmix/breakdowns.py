@@ -8,14 +8,21 @@
   player's game rounds); :func:`hardest_pair` names the worst cell.
 
 Results are JSON-able (lists, ``None`` for an empty cell), ready to be stored with an evaluation.
+
+A sweep is stored in the run store (``RunStore.add_sweep``) keyed by the model reference and its settings
+(:func:`sweep_settings`) with the model file's version: :func:`sweep_and_store` computes one and keeps it (the
+command line and the Runs page both sweep through it), :func:`stored_sweep` and :func:`latest_sweep` find what
+is there, so a page never recomputes what it has; :func:`accuracy_at` reads a curve at any weight.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from cifarmix import mixing, models
-from cifarmix.evaluation import PROTOCOL_ALPHA, PROTOCOL_SEED
+from cifarmix.protocol import PROTOCOL_ALPHA, PROTOCOL_SEED
 
 SWEEP_ALPHAS = tuple(round(0.05 + 0.1 * i, 2) for i in range(10))  # 0.05, 0.15, ..., 0.95
 # A sweep's default size: 10 weights x 500 pairs = 5,000 mixes. The shipped models (6 views each) score about
@@ -72,6 +79,94 @@ def weight_sweep(model, x_test: np.ndarray, y_test: np.ndarray, alphas=SWEEP_ALP
             "repeats": repeats, "pairs": pairs, "seed": seed,
         })
     return points
+
+
+def sweep_settings(alphas=SWEEP_ALPHAS, repeats: int = SWEEP_REPEATS, pairs: int = SWEEP_PAIRS,
+                   seed: int = PROTOCOL_SEED) -> dict:
+    """A sweep's settings as the run store keys them: ``{"alphas": [...], "repeats", "pairs", "seed"}`` (each
+    weight checked and rounded to 4 decimals, so 0.30000000000000004 and 0.3 are the same sweep).
+
+    Raises:
+        ValueError: no weight, a weight outside (0, 1), or repeats / pairs below 1.
+    """
+    alphas = [round(mixing.check_alpha(alpha), 4) for alpha in alphas]
+    if not alphas:
+        raise ValueError("give at least one mixing weight")
+    if int(repeats) < 1 or int(pairs) < 1:
+        raise ValueError(f"repeats and pairs must be positive; got repeats={repeats}, pairs={pairs}")
+    return {"alphas": alphas, "repeats": int(repeats), "pairs": int(pairs), "seed": int(seed)}
+
+
+def stored_sweep(entry, store, settings: dict) -> dict | None:
+    """The stored sweep of catalog ``entry`` with ``settings`` measured on the entry's current model file, or
+    None (see ``RunStore.sweep``)."""
+    from cifarmix import catalog
+
+    return store.sweep(entry.reference, settings, model_version=catalog.model_version(entry))
+
+
+def latest_sweep(entry, store) -> dict | None:
+    """The newest stored sweep of catalog ``entry``'s current model file, whatever its settings, or None (what
+    the Mixer reads its "right X% of the time" from)."""
+    from cifarmix import catalog
+
+    found = store.sweeps(model_ref=entry.reference, model_version=catalog.model_version(entry))
+    return found[0] if found else None
+
+
+def sweep_and_store(entry, store, x_test: np.ndarray, y_test: np.ndarray, settings: dict | None = None,
+                    progress=None, save: bool = True, reuse: bool = True) -> dict:
+    """The weight sweep of catalog ``entry`` (a shipped model, a run, a file) with ``settings`` (default
+    :func:`sweep_settings`): the stored one when there is one for the current model file (and ``reuse``), else
+    computed with :func:`weight_sweep` and (if ``save``) stored.
+
+    Returns:
+        ``{"points": [...], "settings", "model_ref", "seconds", "stored": bool (True: read from the store),
+        "created_at" (stored ones)}``.
+
+    Raises:
+        models.ModelError: the model cannot be loaded. ValueError: bad settings. OSError: unreadable file.
+    """
+    from cifarmix import catalog
+
+    settings = sweep_settings(**settings) if settings else sweep_settings()
+    version = catalog.model_version(entry)
+    if reuse:
+        found = store.sweep(entry.reference, settings, model_version=version)
+        if found is not None:
+            return {"points": found["points"], "settings": settings, "model_ref": entry.reference,
+                    "seconds": found["seconds"], "stored": True, "created_at": found["created_at"]}
+    model = entry.load()
+    started = time.perf_counter()
+    points = weight_sweep(model, x_test, y_test, alphas=settings["alphas"], repeats=settings["repeats"],
+                          pairs=settings["pairs"], seed=settings["seed"], progress=progress)
+    seconds = round(time.perf_counter() - started, 2)
+    if save:
+        store.add_sweep(entry.reference, settings, points, run_id=entry.run_id, model_version=version,
+                        seconds=seconds)
+    return {"points": points, "settings": settings, "model_ref": entry.reference, "seconds": seconds,
+            "stored": False}
+
+
+def accuracy_at(points: list[dict], alpha: float) -> dict:
+    """A sweep's curve read at weight ``alpha``: each figure (``mean_accuracy``, ``head_first``, ``head_second``,
+    ``margin``) interpolated linearly between the two measured weights around it; outside the measured range,
+    the nearest end's figures, with ``measured_at`` saying which weight they are from (None when inside).
+    """
+    ordered = sorted(points, key=lambda point: point["alpha"])
+    if not ordered:
+        raise ValueError("the sweep has no points")
+    alphas = [point["alpha"] for point in ordered]
+    alpha = float(alpha)
+    outside = alphas[0] if alpha < alphas[0] else alphas[-1] if alpha > alphas[-1] else None
+    found = {"alpha": alpha, "measured_at": outside}
+    for key in ("mean_accuracy", "head_first", "head_second", "margin"):
+        values = [point.get(key) for point in ordered]
+        if any(value is None for value in values):
+            found[key] = None
+            continue
+        found[key] = float(np.interp(alpha, alphas, values))
+    return found
 
 
 def _table(values: np.ndarray, counts: np.ndarray) -> list[list[float | None]]:

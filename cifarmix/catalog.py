@@ -39,6 +39,34 @@ class ModelEntry:
         return models.load_model(self.path)
 
 
+_versions: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> content digest
+
+
+def model_version(entry: ModelEntry) -> str:
+    """Which model file an entry is, by content: ``"sha256:<first 16 hex digits>"`` of the file (``"untrained"``
+    for a freshly built network). Stored results (weight sweeps) carry it, so a file that changed (a resumed
+    run's new best checkpoint, a shipped model given other test-time views) is measured afresh, while a copy of
+    the same file is not. Hashed once per file path, modification time and size.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    import hashlib
+
+    if entry.untrained_arch is not None:
+        return f"untrained:{entry.untrained_arch}"
+    path = Path(entry.path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _versions:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(2**20), b""):
+                digest.update(block)
+        _versions[key] = f"sha256:{digest.hexdigest()[:16]}"
+    return _versions[key]
+
+
 def untrained(arch: str) -> ModelEntry:
     """A freshly built, untrained model of ``arch``: what a network scores before it learns (``random`` ~20%)."""
     return ModelEntry(f"untrained:{arch}", f"untrained {arch}", Path(), untrained_arch=arch)

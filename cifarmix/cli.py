@@ -1,5 +1,5 @@
-"""Command line: ``python -m cifarmix {data check, architectures, train, evaluate, runs, export, set-views, mix,
-explain}``.
+"""Command line: ``python -m cifarmix {data check, architectures, train, evaluate (the protocol, or a weight sweep with
+--alphas), runs, export, set-views, mix, explain}``.
 
 Every user error (bad arguments, missing data, a file that is not a model) ends with one clear message on
 stderr and exit code 2, never a traceback.
@@ -53,10 +53,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
-    """The test protocol's size: repeats x pairs (default 10 x 10,000)."""
-    parser.add_argument("--repeats", type=_positive_int, default=10, help="test-protocol repeats (default 10)")
-    parser.add_argument("--pairs", type=_positive_int, default=10_000, help="pairs per repeat (default 10,000)")
+# A weight sweep's default size (breakdowns.SWEEP_REPEATS / SWEEP_PAIRS, without importing TensorFlow here).
+SWEEP_DEFAULTS = {"repeats": 1, "pairs": 500}
+
+
+def _alpha_list(text: str) -> list[float]:
+    """``0.1,0.3,0.5`` -> [0.1, 0.3, 0.5], each a mixing weight of the app's range (0.05..0.95)."""
+    values = [part.strip() for part in text.split(",")]
+    if not any(values):
+        raise argparse.ArgumentTypeError("expected weights of A separated by commas, e.g. 0.1,0.3,0.5")
+    return [_mixing_weight(value) for value in values if value]
+
+
+def _protocol_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """The test protocol's size: repeats x pairs (default 10 x 10,000; a weight sweep's default is smaller)."""
+    also = (f"; with --alphas {SWEEP_DEFAULTS['repeats']}" if sweep else "")
+    parser.add_argument("--repeats", type=_positive_int, default=None if sweep else 10,
+                        help=f"test-protocol repeats (default 10{also})")
+    also = (f"; with --alphas {SWEEP_DEFAULTS['pairs']:,} per weight" if sweep else "")
+    parser.add_argument("--pairs", type=_positive_int, default=None if sweep else 10_000,
+                        help=f"pairs per repeat (default 10,000{also})")
 
 
 def _data_argument(parser: argparse.ArgumentParser) -> None:
@@ -103,14 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-id", type=_positive_int, help=argparse.SUPPRESS)  # used by cifarmix.jobs
     train.add_argument("--resume", type=_positive_int, metavar="RUN_ID", help="continue a stopped or killed run")
 
-    evaluate = commands.add_parser("evaluate", help="score a model on the test protocol")
+    evaluate = commands.add_parser(
+        "evaluate", help="score a model on the test protocol, or each head's accuracy against the weight of A")
     evaluate.add_argument("model", nargs="?", help="a .keras file, a run id, or a shipped model name")
     evaluate.add_argument("--arch", help="evaluate a freshly built, untrained model of this architecture")
-    _protocol_arguments(evaluate)
+    _protocol_arguments(evaluate, sweep=True)
     evaluate.add_argument("--seed", type=int)
-    evaluate.add_argument("--alpha", type=_mixing_weight, default=0.5)
-    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument("--no-store", action="store_true", help="do not record the result in the run store")
+    evaluate.add_argument("--alpha", type=_mixing_weight, help="mixing weight of A (default 0.5, the protocol)")
+    evaluate.add_argument("--alphas", type=_alpha_list, metavar="W,W,...",
+                          help="how much of an image the model needs: each head's accuracy at each of these weights "
+                          "of A (e.g. 0.1,0.3,0.5,0.7,0.9), on the same test pairs; stored in the run store and "
+                          "read back from it when already measured on this model file")
+    evaluate.add_argument("--json", action="store_true",
+                          help="print one JSON object (with --alphas: a list, one object per weight)")
+    evaluate.add_argument("--no-store", action="store_true",
+                          help="do not record the result in the run store (with --alphas: nor read a stored one)")
     _data_argument(evaluate)
 
     commands.add_parser("runs", help="list training runs")
@@ -261,14 +284,53 @@ def cmd_evaluate(args) -> None:
 
     if bool(args.model) == bool(args.arch):
         raise CliError("give exactly one of: a model file, a run id or a shipped model name; or --arch NAME")
+    if args.alphas is not None and args.alpha is not None:
+        raise CliError("give --alpha (one weight, the protocol) or --alphas (a sweep over several), not both")
     store = RunStore()
     entry = catalog.untrained(args.arch) if args.arch else catalog.resolve(args.model, store)
     (_, _), (x_test, y_test) = data.load_cifar10(args.data)
     seed = evaluation.PROTOCOL_SEED if args.seed is None else args.seed
-    result = evaluation.evaluate_and_store(entry, store, x_test, y_test, repeats=args.repeats, pairs=args.pairs,
-                                           seed=seed, alpha=args.alpha, verbose=0 if args.json else 1,
-                                           save=not args.no_store and not args.arch)
+    if args.alphas is not None:
+        return _sweep(args, entry, store, x_test, y_test, seed)
+    result = evaluation.evaluate_and_store(entry, store, x_test, y_test,
+                                           repeats=10 if args.repeats is None else args.repeats,
+                                           pairs=10_000 if args.pairs is None else args.pairs, seed=seed,
+                                           alpha=evaluation.PROTOCOL_ALPHA if args.alpha is None else args.alpha,
+                                           verbose=0 if args.json else 1, save=not args.no_store and not args.arch)
     print(json.dumps(result) if args.json else evaluation.summary_line(result))
+
+
+SWEEP_FIELDS = ("alpha", "head_first", "head_second", "mean_accuracy")
+
+
+def _sweep(args, entry, store, x_test, y_test, seed: int) -> None:
+    """``evaluate MODEL --alphas ...``: each head's accuracy at each weight of A (``breakdowns.sweep_and_store``)."""
+    from cifarmix import breakdowns
+
+    settings = breakdowns.sweep_settings(
+        args.alphas, repeats=SWEEP_DEFAULTS["repeats"] if args.repeats is None else args.repeats,
+        pairs=SWEEP_DEFAULTS["pairs"] if args.pairs is None else args.pairs, seed=seed)
+    keep = not args.no_store and not args.arch
+    total = len(settings["alphas"]) * settings["repeats"] * settings["pairs"]
+    if not args.json:
+        print(f"{entry.reference}: {len(settings['alphas'])} weights x {settings['repeats']} x "
+              f"{settings['pairs']:,} test pairs ({total:,} mixes)", file=sys.stderr)
+    found = breakdowns.sweep_and_store(entry, store, x_test, y_test, settings, save=keep, reuse=keep)
+    points = found["points"]
+    margins = [point["margin"] for point in points if point.get("margin") == point.get("margin")]  # not NaN
+    where = (f"read from the run store (measured {found['created_at'][:16].replace('T', ' ')} UTC on this model "
+             f"file; --no-store measures again)" if found["stored"] else
+             f"measured in {found['seconds']:.1f} s" + ("; stored in the run store" if keep else ""))
+    margin = f"95% margin of error up to ±{max(margins):.1%} per point" if margins else "no margin (one pair)"
+    if args.json:
+        print(json.dumps([{key: point[key] for key in SWEEP_FIELDS} for point in points]))
+        print(f"{margin}; {where}", file=sys.stderr)
+        return
+    print(f"{'weight of A':>11s}  {'first head':>10s}  {'second head':>11s}  {'mean':>6s}  {'± 95%':>6s}")
+    for point in points:
+        print(f"{point['alpha']:11.2f}  {point['head_first']:10.1%}  {point['head_second']:11.1%}  "
+              f"{point['mean_accuracy']:6.1%}  {point['margin']:6.1%}")
+    print(f"{margin}; {where}")
 
 
 def cmd_runs(args) -> None:

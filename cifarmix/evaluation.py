@@ -13,14 +13,10 @@ import time
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from cifarmix import mixing, models
+from cifarmix import breakdowns, mixing, models
 from cifarmix.data import CLASS_NAMES, class_label
 from cifarmix.heads import HEADS
-
-PROTOCOL_REPEATS = 10
-PROTOCOL_PAIRS = 10_000
-PROTOCOL_SEED = 2024
-PROTOCOL_ALPHA = 0.5  # the seeds' plain average
+from cifarmix.protocol import PROTOCOL_ALPHA, PROTOCOL_PAIRS, PROTOCOL_REPEATS, PROTOCOL_SEED  # noqa: F401
 
 
 def evaluate(model, x_test: np.ndarray, y_test: np.ndarray, repeats: int = PROTOCOL_REPEATS,
@@ -38,7 +34,8 @@ def evaluate(model, x_test: np.ndarray, y_test: np.ndarray, repeats: int = PROTO
         a JSON-able dict: ``mean_accuracy``, ``std`` (of the mean accuracy over repeats), ``head_first``,
         ``head_second``, ``head_gap``, ``f1_first``, ``f1_second``, ``mean_f1``, ``per_repeat`` (mean accuracy
         of each repeat), ``confusion_first`` / ``confusion_second`` (5x5 lists, rows = true class),
-        ``per_class_first`` / ``per_class_second`` (recall per class), and the protocol settings.
+        ``per_class_first`` / ``per_class_second`` (recall per class), ``pair_breakdown`` (accuracy per class of A
+        x class of B: ``breakdowns.pair_breakdown``'s 5 x 5 tables), and the protocol settings.
     """
     if repeats < 1 or pairs < 1:
         raise ValueError(f"repeats and pairs must be positive; got repeats={repeats}, pairs={pairs}")
@@ -91,7 +88,8 @@ def headline(results: list[dict]) -> dict | None:
 
 
 def score(truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray], repeats: int, pairs: int) -> dict:
-    """Protocol figures from integer labels and predictions per head (length ``repeats * pairs``)."""
+    """Protocol figures from integer labels and predictions per head (length ``repeats * pairs``), with the
+    breakdown per pair of classes (which pairs are hardest) from the same predictions."""
     result: dict = {}
     for head in HEADS:
         y, p = truth[head], predicted[head]
@@ -107,6 +105,9 @@ def score(truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray], repeat
     result["std"] = float(per_repeat.std())
     result["head_gap"] = result["head_second"] - result["head_first"]
     result["mean_f1"] = (result["f1_first"] + result["f1_second"]) / 2.0
+    result["pair_breakdown"] = breakdowns.pair_breakdown(truth["first"], truth["second"],
+                                                         truth["first"] == predicted["first"],
+                                                         truth["second"] == predicted["second"])
     return result
 
 

@@ -1,5 +1,6 @@
 """Plotly figures: of training runs (loss and accuracy curves, confusion matrices, per-class accuracy, overlays),
-and of the mixer and the game (one head's probabilities, people against models per class).
+of the test protocol's breakdowns (accuracy against the weight of A, a 5 x 5 heatmap per pair of classes), and of
+the mixer and the game (one head's probabilities, people against models per class).
 
 Every builder takes what the run store returns (``RunStore.step_metrics`` / ``epoch_metrics`` DataFrames,
 ``RunStore.confusion`` matrices, ``evaluation.evaluate`` results) and returns a ``plotly.graph_objects.Figure``.
@@ -310,4 +311,78 @@ def accuracy_against_cost(ours: Sequence, peers: Sequence, x: str = "pairs") -> 
     _layout(figure, "Accuracy against training cost", title, "mean accuracy (%)")
     if x == "pairs":
         figure.update_xaxes(type="log")
+    return figure
+
+
+# ------------------------------------------------------------------------------ breakdowns of the test protocol
+
+
+def weight_curves(sweeps: Mapping[str, Sequence[Mapping]], title: str = "How much of an image the model needs"
+                  ) -> go.Figure:
+    """Each head's accuracy against the weight of A (``breakdowns.weight_sweep`` points), one set of lines per
+    model: for one model, both heads and their mean (with its 95% margin of error as bars); for several, each
+    model's two heads in its colour (first head solid, second dashed).
+
+    Args:
+        sweeps: label -> points (dicts with ``alpha``, ``head_first``, ``head_second``, ``mean_accuracy`` and
+            optionally ``margin`` and ``pairs``), in legend order; a label with no points is left out.
+    """
+    shown = {label: sorted(points, key=lambda p: p["alpha"]) for label, points in sweeps.items() if points}
+    if not shown:
+        return empty(title, "no weight sweep yet")
+    figure = go.Figure()
+    single = len(shown) == 1
+    for index, (label, points) in enumerate(shown.items()):
+        x = [p["alpha"] for p in points]
+        colour = RUN_COLOURS[index % len(RUN_COLOURS)]
+        for head, dash in (("first", None), ("second", "dash")):
+            name = HEAD_TITLES[head] if single else f"{label} · {head} head"
+            line = _line(x, [p[f"head_{head}"] for p in points], name, HEAD_COLOURS[head] if single else colour,
+                         dash=None if single else dash, markers=True, percent=True)
+            figure.add_trace(line)
+        if single:
+            margins = [p.get("margin") for p in points]
+            known = all(isinstance(m, (int, float)) and m == m for m in margins)  # none missing or NaN
+            mean = _line(x, [p["mean_accuracy"] for p in points], "mean of both", HEAD_COLOURS["mean"],
+                         markers=True, percent=True)
+            mean.line.width = 3
+            if known:
+                mean.error_y = dict(type="data", array=margins, visible=True, thickness=1)
+                mean.customdata = margins
+                mean.hovertemplate = "%{y:.1%} ± %{customdata:.1%}"
+            figure.add_trace(mean)
+    figure.add_hline(y=0.2, line=dict(color="#aaa", dash="dash", width=1), annotation_text="chance (20%)",
+                     annotation_position="bottom right")
+    figure.add_vline(x=0.5, line=dict(color="#bbb", dash="dot", width=1))
+    figure.update_yaxes(tickformat=".0%", range=[0, 1.02])
+    figure.update_xaxes(tickformat=".0%", range=[0, 1])
+    pairs = {p.get("pairs") for points in shown.values() for p in points} - {None}
+    subtitle = ("the same test pairs at every weight" + (f", {', '.join(f'{n:,}' for n in sorted(pairs))} "
+                "per weight" if pairs else "") + "; the dotted line is the plain average (the protocol)")
+    return _layout(figure, title, "weight of A in the mix (B gets the rest)", "accuracy", height=HEIGHT + 40,
+                   subtitle=subtitle)
+
+
+def pair_heatmap(breakdown: Mapping | None, title: str = "Which pairs are hardest") -> go.Figure:
+    """A 5 x 5 heatmap of mean accuracy per (class of A, class of B) (``breakdowns.pair_breakdown``), each head's
+    accuracy and the number of pairs on hover; rows are A's class, columns B's. The colours span the table's
+    own range (red: hardest), so the differences show even when every pair is above 70%."""
+    if not breakdown or "mean_accuracy" not in breakdown:
+        return empty(title, "no breakdown by pair of classes yet")
+    mean = [[np.nan if v is None else v for v in row] for row in breakdown["mean_accuracy"]]
+    first = [[np.nan if v is None else v for v in row] for row in breakdown["head_first"]]
+    second = [[np.nan if v is None else v for v in row] for row in breakdown["head_second"]]
+    counts = np.asarray(breakdown["count"])
+    rows, columns = [class_label(c) for c in range(5)], [class_label(c) for c in range(5, 10)]
+    custom = np.dstack([np.asarray(first, float), np.asarray(second, float), counts]).tolist()
+    text = [[f"{v:.0%}" if v == v else "—" for v in row] for row in mean]
+    figure = go.Figure(go.Heatmap(
+        z=mean, x=columns, y=rows, text=text, texttemplate="%{text}", customdata=custom, colorscale="RdYlGn",
+        colorbar=dict(tickformat=".0%", title="mean"),
+        hovertemplate=("A %{y} + B %{x}<br>mean accuracy %{z:.1%}<br>first head %{customdata[0]:.1%} · "
+                       "second head %{customdata[1]:.1%}<br>%{customdata[2]:,} pairs<extra></extra>"),
+    ))
+    figure.update_yaxes(autorange="reversed")
+    figure = _layout(figure, title, "class of B (second head)", "class of A (first head)", height=HEIGHT + 60)
+    figure.update_layout(hovermode="closest")
     return figure

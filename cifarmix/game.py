@@ -9,6 +9,11 @@ Scoring, the same for player and model: ``POINTS_PER_CLASS`` per correct class; 
 also earns ``STREAK_BONUS`` for every perfect round right before it (at most ``MAX_STREAK_BONUS``).
 With a time limit, an answer given more than ``LATE_GRACE_S`` seconds after it counts as no answer.
 
+Two modes: ``"equal"`` mixes (every round at the game's weight of A, 0.5 by default) and ``"unequal"`` ones (each
+round's weight of A drawn from a range the teacher sets, reproducibly for the seed; the rounds' photos are the
+same as an equal game of that seed). A saved game records its mode, and the leaderboard and the classroom chart
+keep the modes apart.
+
 A game moves through three stages: ``"guess"`` (waiting for the player) -> ``answer()`` -> ``"reveal"`` ->
 ``advance()`` -> the next ``"guess"``, or ``"over"`` after the last round.
 
@@ -37,6 +42,8 @@ STREAK_BONUS = 5
 MAX_STREAK_BONUS = 15
 LATE_GRACE_S = 2.0
 BASELINE_OPPONENT = "random-baseline"  # the untrained random guesser, offered when no model is trained
+MODES = {"equal": "Equal mixes (50 / 50)", "unequal": "Unequal mixes"}  # the store's GAME_MODES, named
+DEFAULT_ALPHA_RANGE = (0.2, 0.8)  # unequal mixes: the weights of A a round is drawn from, by default
 
 
 # ------------------------------------------------------------------------------------------------- rounds
@@ -50,6 +57,7 @@ class Round:
         number: 1-based position in the game.
         a_index / b_index: indices into the test set of the group-A and group-B components.
         first / second: the right answers, 0-4 within each group (``second`` + 5 is the CIFAR-10 class).
+        alpha: this round's weight of A (unequal mixes), or None: the game's weight.
     """
 
     number: int
@@ -57,6 +65,7 @@ class Round:
     b_index: int
     first: int
     second: int
+    alpha: float | None = None
 
     @property
     def true_classes(self) -> tuple[int, int]:
@@ -105,14 +114,16 @@ def balanced_classes(rng: np.random.Generator, count: int, classes: int = GROUP_
     return labels
 
 
-def deal_rounds(y_test: np.ndarray, seed: int, rounds: int = ROUNDS) -> list[Round]:
+def deal_rounds(y_test: np.ndarray, seed: int, rounds: int = ROUNDS,
+                alpha_range: tuple[float, float] | None = None) -> list[Round]:
     """Deal ``rounds`` rounds from the test labels, reproducibly for a seed.
 
     Each class appears equally often per group, and no test image appears twice in a game while its class has
-    enough images.
+    enough images. With ``alpha_range`` (unequal mixes), each round's weight of A is drawn uniformly from the
+    range, on the mixer's 0.05 grid, from a stream of its own: the photos are those of the same seed without it.
 
     Raises:
-        ValueError: when a class has no test image.
+        ValueError: when a class has no test image, or the range is not within the mixer's weights.
     """
     if rounds < 1:
         raise ValueError(f"a game needs at least one round; got {rounds}")
@@ -121,8 +132,34 @@ def deal_rounds(y_test: np.ndarray, seed: int, rounds: int = ROUNDS) -> list[Rou
     firsts, seconds = balanced_classes(rng, rounds), balanced_classes(rng, rounds)
     a_indices = _pick_images(y_test, firsts, rng)
     b_indices = _pick_images(y_test, seconds + GROUP_SIZE, rng)
-    return [Round(i + 1, int(a), int(b), int(f), int(s))
-            for i, (a, b, f, s) in enumerate(zip(a_indices, b_indices, firsts, seconds))]
+    alphas = [None] * rounds if alpha_range is None else round_weights(alpha_range, rounds, seed)
+    return [Round(i + 1, int(a), int(b), int(f), int(s), w)
+            for i, (a, b, f, s, w) in enumerate(zip(a_indices, b_indices, firsts, seconds, alphas))]
+
+
+def check_alpha_range(alpha_range) -> tuple[float, float]:
+    """``(low, high)`` as floats if ``low <= high`` and both lie within the mixer's weights (0.05-0.95).
+
+    Raises:
+        ValueError: naming the range and the bounds.
+    """
+    try:
+        low, high = (round(float(value), 4) for value in alpha_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"the range of weights of A must be two numbers (low, high); got {alpha_range!r}") from None
+    if not mixing.ALPHA_MIN <= low <= high <= mixing.ALPHA_MAX:
+        raise ValueError(f"the range of weights of A must lie within {mixing.ALPHA_MIN}-{mixing.ALPHA_MAX}, low "
+                         f"first; got {low}-{high}")
+    return low, high
+
+
+def round_weights(alpha_range, rounds: int, seed: int) -> list[float]:
+    """``rounds`` weights of A drawn uniformly from the range's 0.05-grid points, reproducibly for ``seed``."""
+    low, high = check_alpha_range(alpha_range)
+    grid = np.round(np.arange(low, high + 1e-9, mixing.ALPHA_STEP), 4)
+    grid = grid if len(grid) else np.array([low])
+    rng = np.random.default_rng([int(seed), 1])  # not the photos' stream: the same seed deals the same photos
+    return [float(value) for value in rng.choice(grid, size=rounds)]
 
 
 def _pick_images(y: np.ndarray, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -137,9 +174,16 @@ def _pick_images(y: np.ndarray, classes: np.ndarray, rng: np.random.Generator) -
     return picked
 
 
+def round_pair(game_round: Round, alpha: float = DEFAULT_ALPHA) -> pairs.Pair:
+    """A round's mix as a pair: its two test images and its weight of A (the round's own, in unequal mixes,
+    else ``alpha``, the game's)."""
+    return pairs.Pair(game_round.a_index, game_round.b_index,
+                      alpha if game_round.alpha is None else game_round.alpha)
+
+
 def round_image(x_test: np.ndarray, game_round: Round, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
-    """The mixed image of a round: float32 (32, 32, 3) pixels in [0, 255]."""
-    return pairs.Pair(game_round.a_index, game_round.b_index, alpha).image(x_test)
+    """The mixed image of a round: float32 (32, 32, 3) pixels in [0, 255] (see :func:`round_pair`)."""
+    return round_pair(game_round, alpha).image(x_test)
 
 
 def model_answer(probabilities: Mapping[str, np.ndarray], row: int = 0) -> Answer:
@@ -176,8 +220,9 @@ class Game:
         rounds: the dealt rounds.
         opponent: the model's reference (what the leaderboard shows).
         seed: the dealing seed (replays the same images).
-        alpha: the mixing weight of component A.
+        alpha: the mixing weight of component A (of every round in equal mixes).
         time_limit: seconds per round, or None.
+        alpha_range: unequal mixes: the (low, high) weights of A the rounds were drawn from; None: equal mixes.
         results: one per answered round.
         position: index of the current round.
         stage: "guess", "reveal" or "over".
@@ -204,6 +249,12 @@ class Game:
     shown_at: float | None = None
     picks: Answer = NO_ANSWER
     picked_at: tuple[float | None, float | None] = (None, None)
+    alpha_range: tuple[float, float] | None = None
+
+    @property
+    def mode(self) -> str:
+        """``"equal"`` or ``"unequal"`` (mixes): what the leaderboard keeps apart."""
+        return "equal" if self.alpha_range is None else "unequal"
 
     @property
     def current(self) -> Round | None:
@@ -347,10 +398,12 @@ class Game:
     def details(self) -> dict:
         """JSON-able record of the game for the leaderboard's ``details`` column."""
         return {
-            "seed": self.seed, "alpha": self.alpha, "time_limit": self.time_limit,
-            "rounds": [{"a": r.round.a_index, "b": r.round.b_index, "human": list(r.human.classes()),
-                        "model": list(r.model.classes()), "points": [r.human_points, r.model_points],
-                        "seconds": round(r.seconds, 2)} for r in self.results],
+            "seed": self.seed, "alpha": self.alpha, "time_limit": self.time_limit, "mode": self.mode,
+            "alpha_range": None if self.alpha_range is None else list(self.alpha_range),
+            "rounds": [{"a": r.round.a_index, "b": r.round.b_index, "alpha": round_pair(r.round, self.alpha).alpha,
+                        "human": list(r.human.classes()), "model": list(r.model.classes()),
+                        "points": [r.human_points, r.model_points], "seconds": round(r.seconds, 2)}
+                       for r in self.results],
         }
 
 
@@ -363,12 +416,13 @@ def _correct(answer: Answer, game_round: Round) -> tuple[bool, bool]:
 
 
 def new_game(y_test: np.ndarray, seed: int, opponent: str, rounds: int = ROUNDS, alpha: float = DEFAULT_ALPHA,
-             time_limit: float | None = None) -> Game:
-    """A new game dealt from the test labels (see :func:`deal_rounds`)."""
+             time_limit: float | None = None, alpha_range: tuple[float, float] | None = None) -> Game:
+    """A new game dealt from the test labels (see :func:`deal_rounds`); with ``alpha_range``, unequal mixes."""
     if time_limit is not None and time_limit <= 0:
         raise ValueError(f"the time limit must be a positive number of seconds or None; got {time_limit}")
-    return Game(deal_rounds(y_test, seed, rounds), str(opponent), int(seed), mixing.check_alpha(alpha),
-                None if time_limit is None else float(time_limit))
+    alpha_range = None if alpha_range is None else check_alpha_range(alpha_range)
+    return Game(deal_rounds(y_test, seed, rounds, alpha_range), str(opponent), int(seed), mixing.check_alpha(alpha),
+                None if time_limit is None else float(time_limit), alpha_range=alpha_range)
 
 
 def random_guesser(game: Game) -> Callable[[np.ndarray], dict]:
@@ -425,6 +479,48 @@ def class_summary(results: list[RoundResult]) -> list[ClassResult]:
     return [ClassResult(cls, *counts[cls]) for cls in sorted(counts)]
 
 
+def hardest_pair_met(results: list[RoundResult]) -> dict | None:
+    """The pair of classes (class of A, class of B) the player did worst on over a game's rounds
+    (``breakdowns.pair_breakdown`` of the player's answers; ties: the pair met most often, then the first).
+
+    Returns:
+        ``{"a": 0-4, "b": 5-9 (CIFAR-10 classes), "human": the player's share of right halves on it, "model": the
+        opponent's, "count": rounds with that pair, "rounds": their numbers}``, or None for a game without
+        rounds.
+    """
+    from cifarmix import breakdowns
+
+    if not results:
+        return None
+    a_classes = [r.round.first for r in results]
+    b_classes = [r.round.second for r in results]
+    human = breakdowns.pair_breakdown(a_classes, b_classes, [r.human_correct[0] for r in results],
+                                      [r.human_correct[1] for r in results])
+    model = breakdowns.pair_breakdown(a_classes, b_classes, [r.model_correct[0] for r in results],
+                                      [r.model_correct[1] for r in results])
+    worst = breakdowns.hardest_pair(human)
+    a, b = worst["a"], worst["b"] - GROUP_SIZE
+    return {"a": a, "b": worst["b"], "human": worst["mean_accuracy"], "model": model["mean_accuracy"][a][b],
+            "count": worst["count"],
+            "rounds": [r.round.number for r in results if (r.round.first, r.round.second) == (a, b)]}
+
+
+def hardest_pair_sentence(results: list[RoundResult], opponent: str = "") -> str:
+    """One markdown sentence for the end of a game: the hardest pair the player met, and how the opponent did
+    on it; or that every pair was named right."""
+    worst = hardest_pair_met(results)
+    if worst is None:
+        return ""
+    if worst["human"] == 1.0:
+        return "You named both photos right in every round: no pair of classes caught you out."
+    halves = 2 * worst["count"]
+    rounds = ", ".join(str(n) for n in worst["rounds"])
+    them = opponent_noun(opponent)
+    return (f"**The hardest pair you met:** {class_label(worst['a'])} + {class_label(worst['b'])} "
+            f"(round{'s' if worst['count'] > 1 else ''} {rounds}): you named {round(worst['human'] * halves)} of "
+            f"{halves} photos right; {them} named {round(worst['model'] * halves)}.")
+
+
 def verdict(human_score: int, model_score: int) -> str:
     """"human", "model" or "tie" for a final score."""
     if human_score == model_score:
@@ -468,7 +564,7 @@ def record(game: Game, store, player: str) -> int:
         except ValueError:
             name = "anonymous"
         game.score_id = store.add_score(name, game.human_score, len(game.results), game.opponent,
-                                        game.model_score, game.details(), guesses=guess_rows(game))
+                                        game.model_score, game.details(), guesses=guess_rows(game), mode=game.mode)
     return game.score_id
 
 
@@ -490,6 +586,16 @@ def classroom_summary(frame) -> list[dict]:
                      "rounds": int(row.rounds), "human_accuracy": human, "model_rounds": int(row.model_rounds),
                      "model_accuracy": model, "winner": winner})
     return rows
+
+
+def mode_text(mode: str, alpha_range=None) -> str:
+    """How a page names a game's mode: ``"equal mixes (50 / 50)"``, ``"unequal mixes (A 20-80%)"``."""
+    if mode not in MODES:
+        raise ValueError(f"Expected a game mode among {', '.join(MODES)}; got {mode!r}.")
+    if mode == "equal":
+        return MODES[mode].lower()
+    span = f" (A {alpha_range[0]:.0%}-{alpha_range[1]:.0%})" if alpha_range else ""
+    return MODES[mode].lower() + span.replace("%-", "-")
 
 
 def opponent_noun(reference: str, sentence_start: bool = False) -> str:

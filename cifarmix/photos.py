@@ -179,3 +179,17 @@ def to_rgb(image, notes: list[str] | None = None):
     except ValueError:
         raise PhotoError(f"Photos in the {mode} colour mode cannot be converted to RGB here; save it as an "
                          f"ordinary JPEG or PNG.") from None
+
+
+def framed(photo: Photo, colour: tuple[int, int, int] = (255, 200, 0), width: int | None = None) -> np.ndarray:
+    """``photo.original`` with the centre square the model sees outlined (uint8 RGB, a copy), so a class sees
+    which part of the photo went into the mix."""
+    original = np.array(photo.original, dtype=np.uint8, copy=True)
+    left, top, right, bottom = photo.crop_box
+    width = width or max(2, min(original.shape[:2]) // 80)
+    colour = np.asarray(colour, dtype=np.uint8)
+    original[top:top + width, left:right] = colour
+    original[max(top, bottom - width):bottom, left:right] = colour
+    original[top:bottom, left:left + width] = colour
+    original[top:bottom, max(left, right - width):right] = colour
+    return original

@@ -16,7 +16,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from cifarmix import figures, game
+from cifarmix import figures, game, mixing
 from cifarmix.store import PLAYER_NAME_MAX
 from pages import ui
 
@@ -25,7 +25,9 @@ LEADERBOARD_SIZE = 10
 ERROR_KEY = "game_error"
 RETRY_KEY = "game_save_retry"  # the save failed in a way that trying again may mend
 TIME_LIMITS = (0, 10, 20, 30)
-SETUP_KEYS = ("game_player", "game_opponent", "game_time_limit")
+SETUP_KEYS = ("game_player", "game_opponent", "game_time_limit", "game_mode", "game_alpha_range")
+BOARD_MODE_KEY = "game_board_mode"  # which mode's games the leaderboard and the classroom chart show
+MAPS_KEY = "game_maps"  # the reveal's "Where did the model look?" toggle; its choice is kept across rounds
 GROUPS = {"first": ("Group A", range(5), "12345"), "second": ("Group B", range(5, 10), "67890")}
 
 
@@ -35,8 +37,10 @@ GROUPS = {"first": ("Group A", range(5), "12345"), "second": ("Group B", range(5
 def start_game(y) -> None:
     keep_setup()  # the setup widgets vanish during the game
     limit = st.session_state.get("game_time_limit") or None
+    unequal = st.session_state.get("game_mode") == "unequal"
+    alpha_range = tuple(st.session_state.get("game_alpha_range") or game.DEFAULT_ALPHA_RANGE) if unequal else None
     st.session_state[GAME_KEY] = game.new_game(y, secrets.randbits(32), st.session_state["game_opponent"],
-                                               time_limit=limit)
+                                               time_limit=limit, alpha_range=alpha_range)
     st.session_state.pop(ERROR_KEY, None)
 
 
@@ -46,6 +50,7 @@ def advance(g: game.Game) -> None:
         return
     g.advance()
     if g.stage == "over":
+        st.session_state[BOARD_MODE_KEY] = g.mode  # the board where this game ranks
         save(g)
 
 
@@ -104,6 +109,18 @@ def setup(y) -> None:
         st.session_state.setdefault("game_time_limit", 0)
         columns[2].segmented_control("Time per round", TIME_LIMITS, required=True,
                                      format_func=lambda s: f"{s} s" if s else "No limit", key="game_time_limit")
+        mixes = st.columns([3, 7], gap="medium", vertical_alignment="bottom")
+        st.session_state.setdefault("game_mode", "equal")
+        mixes[0].segmented_control("Mixes", list(game.MODES), required=True, key="game_mode",
+                                   format_func={"equal": "50 / 50", "unequal": "Unequal"}.get,
+                                   help="50 / 50: every picture is a plain average (the task). Unequal: each "
+                                        "round gives photo A its own share, drawn from the range you set; "
+                                        "the leaderboard keeps the two kinds of game apart.")
+        if st.session_state.get("game_mode") == "unequal":
+            st.session_state.setdefault("game_alpha_range", game.DEFAULT_ALPHA_RANGE)
+            mixes[1].slider("Share of photo A in each round, drawn from", mixing.ALPHA_MIN, mixing.ALPHA_MAX,
+                            step=mixing.ALPHA_STEP, key="game_alpha_range", format="%.2f",
+                            help="Each round picks a weight of A in this range at random (B gets the rest).")
         if len(choices) == 1:
             st.info("No trained model yet: you can play against the random guesser. Train a model on the "
                     "*Train* page to get a real opponent.", icon="🤖")
@@ -111,13 +128,14 @@ def setup(y) -> None:
     keep_setup()
 
 
-def rank_text(score_id: int) -> str:
+def rank_text(score_id: int, mode: str = "equal") -> str:
     try:
         rank, games = ui.run_store().score_rank(score_id)
     except (LookupError, sqlite3.Error) as error:  # a deleted score, a locked store: the game itself is saved
         return f"Your score is saved; its rank cannot be shown right now ({type(error).__name__})."
     where = "below" if rank <= LEADERBOARD_SIZE else f"(the top {LEADERBOARD_SIZE} are below)"
-    return f"Your game is #{rank} of {games} on the leaderboard {where}."
+    board = "the unequal-mixes leaderboard" if mode == "unequal" else "the leaderboard"
+    return f"Your game is #{rank} of {games} on {board} {where}."
 
 
 def keep_setup() -> None:
@@ -135,7 +153,8 @@ def scoreboard(g: game.Game) -> None:
     columns[2].metric(game.opponent_label(g.opponent), g.model_score, delta=f"🔥 {g.model_streak} in a row" if g.model_streak > 1 else None,
                       delta_color="off")
     limit = f" · {g.time_limit:g} s per round" if g.time_limit else ""
-    columns[3].caption(f"Playing against {ui.escape_markdown(ui.model_title(g.opponent))}{limit}")
+    mixes = f" · {game.mode_text(g.mode, g.alpha_range)}" if g.mode != "equal" else ""
+    columns[3].caption(f"Playing against {ui.escape_markdown(ui.model_title(g.opponent))}{limit}{mixes}")
     with columns[4].popover("Quit", help="Abandon this game"):  # two steps: one stray tap loses nothing
         st.markdown("Abandon this game? It will not be saved.")
         st.button("Yes, quit", on_click=quit_game, key="game_quit", type="primary")
@@ -215,12 +234,35 @@ def reveal_stage(g: game.Game, x) -> None:
                   help="Keyboard: → (not Enter, so a second Enter after Submit cannot skip this reveal)")
     columns = st.columns(3, gap="medium")
     with columns[0]:
-        ui.show_image(game.round_image(x, r, g.alpha), "the mix you saw", factor=6)
+        weight = game.round_pair(r, g.alpha).alpha
+        ui.show_image(game.round_image(x, r, g.alpha), "the mix you saw" + (
+            f": {weight:.0%} A + {1 - weight:.0%} B" if g.mode != "equal" else ""), factor=6)
     with columns[1]:
         ui.show_image(x[r.a_index], f"A: {ui.class_label(r.true_classes[0])}", factor=6)
     with columns[2]:
         ui.show_image(x[r.b_index], f"B: {ui.class_label(r.true_classes[1])}", factor=6)
     st.dataframe(reveal_table(result, g.opponent), hide_index=True)
+    where_the_model_looked(g, x)
+
+
+def where_the_model_looked(g: game.Game, x) -> None:
+    """After the answer (this is only ever drawn in the reveal): each head's saliency map of the round's mix,
+    behind a toggle whose choice is kept for the next rounds. The random guesser looks nowhere."""
+    if g.opponent == ui.BASELINE:
+        return
+    kept = f"{MAPS_KEY}_kept"
+    if not st.toggle("Where did the model look?", value=bool(st.session_state.get(kept)), key=MAPS_KEY,
+                     help="Each head's saliency map of this mix: the brighter a pixel, the more it raised the "
+                          "head's probability for the answer it gave. Shown only once you have answered."):
+        st.session_state[kept] = False
+        return
+    st.session_state[kept] = True
+    model = ui.get_model(g.opponent)
+    if model is None:
+        return
+    r = g.last_result.round
+    found = ui.pair_maps(model, game.round_pair(r, g.alpha), x)
+    ui.show_maps(game.round_image(x, r, g.alpha), found, components=(x[r.a_index], x[r.b_index]))
 
 
 def reveal_table(result: game.RoundResult, opponent: str) -> pd.DataFrame:
@@ -256,10 +298,11 @@ def summary(g: game.Game) -> None:
         if st.session_state.get(RETRY_KEY):
             st.button("Try saving again", icon="💾", on_click=save, args=(g,), key="game_save_again")
     elif g.score_id is not None:
-        st.caption(rank_text(g.score_id))
+        st.caption(rank_text(g.score_id, g.mode))
     per_class = game.class_summary(g.results)
     st.markdown("#### Class by class")
     st.markdown(game.who_did_better(per_class, g.opponent))
+    st.markdown(game.hardest_pair_sentence(g.results, g.opponent))
     them = game.opponent_label(g.opponent)
     st.dataframe(pd.DataFrame([{
         "Class": ui.class_label(c.class_index), "Came up": c.rounds, "You right": c.human_correct,
@@ -268,10 +311,17 @@ def summary(g: game.Game) -> None:
     st.button("Play again", icon="🔁", type="primary", on_click=quit_game, key="game_again")
 
 
-def leaderboard() -> None:
-    st.subheader("🏆 Leaderboard")
+def board_mode() -> str:
+    """Which games the leaderboard and the classroom chart show: 50 / 50 or unequal mixes (kept apart)."""
+    st.session_state.setdefault(BOARD_MODE_KEY, "equal")
+    return st.segmented_control("Games with", list(game.MODES), format_func=game.MODES.get, required=True,
+                                key=BOARD_MODE_KEY) or "equal"
+
+
+def leaderboard(mode: str) -> None:
+    st.subheader("🏆 Leaderboard" + ("" if mode == "equal" else " · unequal mixes"))
     try:
-        rows = ui.run_store().leaderboard(limit=LEADERBOARD_SIZE)
+        rows = ui.run_store().leaderboard(limit=LEADERBOARD_SIZE, mode=mode)
     except sqlite3.Error as error:  # a locked or damaged store: say so, the page goes on
         st.warning(f"The leaderboard cannot be read right now ({type(error).__name__}: {error}).", icon="🏆")
         return
@@ -283,6 +333,8 @@ def leaderboard() -> None:
     st.dataframe(pd.DataFrame([{
         "#": rank, "Player": row["player"], "Score": row["score"], "Opponent's score": row["model_score"],
         "Opponent": ui.model_title(row["opponent"], titles), "Time per round": time_limit_text(row["details"]),
+        **({"Mixes": game.mode_text(row["mode"], (row["details"] or {}).get("alpha_range"))}
+           if mode != "equal" else {}),
         "Date": ui.format_time(row["created_at"]),
     } for rank, row in enumerate(rows, start=1)]), hide_index=True)
 
@@ -294,10 +346,11 @@ def time_limit_text(details: dict | None) -> str:
     return f"{details['time_limit']:g} s" if details["time_limit"] else "no limit"
 
 
-def classroom() -> None:
-    st.subheader("👩‍🏫 People vs models, over every game played here")
+def classroom(mode: str) -> None:
+    st.subheader("👩‍🏫 People vs models, over every game played here"
+                 + ("" if mode == "equal" else " with unequal mixes"))
     try:
-        rows = game.classroom_summary(ui.run_store().class_accuracy(ignored_models=[ui.BASELINE]))
+        rows = game.classroom_summary(ui.run_store().class_accuracy(ignored_models=[ui.BASELINE], mode=mode))
     except sqlite3.Error as error:
         st.warning(f"The class-by-class results cannot be read right now ({type(error).__name__}: {error}).",
                    icon="👩‍🏫")
@@ -323,14 +376,14 @@ current = st.session_state.get(GAME_KEY)
 if current is None or current.stage == "over":
     header()  # not during a round: on a projector the picture, the picks and Next round must fit one screen
 splits = ui.require_data()
-if current is None:
-    setup(splits.y_test)
-    leaderboard()
-    classroom()
-elif current.stage == "over":
-    summary(current)
-    leaderboard()
-    classroom()
+if current is None or current.stage == "over":
+    if current is None:
+        setup(splits.y_test)
+    else:
+        summary(current)
+    shown_mode = board_mode()
+    leaderboard(shown_mode)
+    classroom(shown_mode)
 else:
     scoreboard(current)
     if current.stage == "guess":

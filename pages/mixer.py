@@ -1,26 +1,50 @@
-"""Mixer: pick two test images (or let chance pick), mix them, and see what the model makes of the mix.
+"""Mixer: pick two test images (or let chance pick), or your own photos, mix them, and see what the model makes of
+the mix, and where each of its heads looks.
 
 The pair on screen lives in the URL (``?a=<test index>&b=<test index>&w=<weight of A>``), so a copied link
-shows the same mix; a bad link value gives a warning and a random (or default) value instead.
+shows the same mix; a bad link value gives a warning and a random (or default) value instead. Your own photos
+(an upload or the camera) never go into the link, and stay in memory for this session only: an upload is
+decoded by ``cifarmix.photos`` and kept, decoded, in the session state; nothing is written to disk.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import streamlit as st
 
-from cifarmix import figures, game, mixing, pairs
+from cifarmix import breakdowns, figures, game, mixing, pairs, photos
 from pages import ui
 
 PAIR_KEY = "mixer_pair"
 GALLERY_SEED_KEY = "mixer_gallery_seed"
 GALLERY_SIZES = (6, 12, 18)
 GALLERY_COLUMNS = 6
-CONTROLS_HEIGHT = 170  # px: the same for the three columns, so the three images line up
+CONTROLS_HEIGHT = 250  # px: the same for the three columns, so the three images line up
 SIDES = {"a": ("Component A", range(5)), "b": ("Component B", range(5, 10))}
+SOURCES = {"cifar": "🖼️ A CIFAR-10 test photo", "upload": "📁 Your photo: upload",
+           "camera": "📷 Your photo: camera"}
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "gif", "webp", "avif", "bmp", "tif", "tiff"]
+MAPS_KEY = "mixer_maps"
+SWEEP_HINT_ALPHAS = "0.1,0.3,0.5,0.7,0.9"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One side of the mix as shown: its 32 x 32 pixels, and either a test image (``index``, ``cls``) or a photo
+    of the user's (``photo``); ``pixels`` is None while a photo is still to be chosen."""
+
+    side: str
+    pixels: np.ndarray | None
+    index: int | None = None
+    cls: int | None = None
+    photo: photos.Photo | None = None
+
+    @property
+    def is_photo(self) -> bool:
+        return self.index is None
 
 
 # ------------------------------------------------------------------------------------------------ state
@@ -87,32 +111,124 @@ def header() -> None:
                    "ship/truck — averaged pixel by pixel. Can you, and the model, still tell what is in the mix?")
 
 
-def pair_view(pair: pairs.Pair, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Each component with its pickers above it, then the mix with the weight; returns the mix."""
+def pair_view(pair: pairs.Pair, x: np.ndarray, y: np.ndarray,
+              entry=None) -> tuple[np.ndarray | None, tuple[Component, Component]]:
+    """Each component with its pickers (or its photo) above it, then the mix with the weight and, for the active
+    model ``entry``, how often it is right at this weight. Returns the mix (None while a photo is missing) and
+    the two components."""
     sync_widgets(pair, y)
     top = st.columns([2, 5], vertical_alignment="center")
     top[0].button("New random pair", icon="🎲", on_click=on_new_pair, args=(y,), type="primary", width="stretch")
-    top[1].caption("…or choose each photo below: its class, which photo of that class (or 🎲 for a random "
-                   "one), and how much of each goes into the mix.")
+    top[1].caption("…or choose each photo below: a CIFAR-10 photo (its class, which one, or 🎲), or your own "
+                   "(upload one, or take one with the camera), and how much of each goes into the mix.")
     columns = st.columns(3, gap="large")
+    shown = []
     for column, side, index in zip(columns, SIDES, (pair.a_index, pair.b_index)):
         with column:
-            with st.container(height=CONTROLS_HEIGHT, border=False):
-                component_picker(side, y)
-            ui.show_image(x[index], f"{SIDES[side][0]}: {ui.class_label(y[index])} (test image {index})")
+            shown.append(component_view(side, index, x, y))
+    components = (shown[0], shown[1])
     with columns[2]:
         with st.container(height=CONTROLS_HEIGHT, border=False):
             st.slider("Weight of A in the mix", mixing.ALPHA_MIN, mixing.ALPHA_MAX, step=mixing.ALPHA_STEP,
                       key="mixer_alpha", on_change=on_alpha,
                       help="0.5 is a plain average (the task's setting); move it to let one photo dominate.")
-        mixed = pair.image(x)
+            if entry is not None:
+                weight_caption(entry, pair.alpha)
+        if any(component.pixels is None for component in components):
+            st.info("Choose a photo for each side to see the mix.", icon="🖼️")
+            return None, components
+        mixed = mixing.mix(components[0].pixels, components[1].pixels, pair.alpha)
         ui.show_image(mixed, f"The mix: {pair.alpha:.0%} A + {1 - pair.alpha:.0%} B")
-    return mixed
+        if any(component.is_photo for component in components):
+            st.caption("Your photos stay in this browser session: they are not in the page's link, and nothing is "
+                       "saved.")
+    return mixed, components
+
+
+def component_view(side: str, index: int, x: np.ndarray, y: np.ndarray) -> Component:
+    """One side: where its photo comes from, then the CIFAR-10 pickers and test image, or the user's photo."""
+    label = SIDES[side][0]
+    with st.container(height=CONTROLS_HEIGHT, border=False):
+        source = st.selectbox(label, list(SOURCES), format_func=SOURCES.get, key=f"mixer_{side}_source",
+                              help="A CIFAR-10 test photo, or one of your own: uploaded, or taken with this "
+                                   "device's camera (it is cropped to its centre square and shrunk to 32 x 32, "
+                                   "as the model sees it).")
+        if source == "cifar":
+            component_picker(side, y)
+        elif source == "upload":
+            photo = own_photo(side, source)
+    if source == "cifar":
+        ui.show_image(x[index], f"{label}: {ui.class_label(y[index])} (test image {index})")
+        return Component(side, x[index], index=index, cls=int(y[index]))
+    if source == "camera":  # too tall for the controls' box
+        photo = own_photo(side, source)
+    if isinstance(photo, str):  # below the box, where the whole sentence shows
+        st.error(ui.escape_markdown(photo), icon="🖼️")
+        return Component(side, None)
+    if photo is None:
+        return Component(side, None)
+    inner = st.columns([3, 2], vertical_alignment="bottom")
+    inner[0].image(photos.framed(photo), caption="Your photo (the square goes into the mix)", width="stretch")
+    with inner[1]:
+        ui.show_image(photo.pixels, "What the model sees: 32 × 32", factor=4)
+    if photo.notes:
+        st.caption(ui.escape_markdown("; ".join(photo.notes).capitalize() + "."))
+    group = "airplane, automobile, bird, cat or deer" if side == "a" else "dog, frog, horse, ship or truck"
+    st.caption(f"The {'first' if side == 'a' else 'second'} head can only answer {group}.")
+    return Component(side, photo.pixels, photo=photo)
+
+
+def own_photo(side: str, source: str) -> photos.Photo | str | None:
+    """The user's photo for one side from the uploader or the camera: None until there is one, the one sentence
+    saying why when the upload cannot be used. The decoded photo (or the sentence) is kept in the session state
+    with the upload's id, so an upload is decoded once."""
+    if source == "upload":
+        upload = st.file_uploader("Your photo", type=UPLOAD_TYPES, key=f"mixer_{side}_upload",
+                                  help="JPEG, PNG, GIF, WebP, AVIF, BMP or TIFF, up to 20 MB; read in memory, "
+                                       "never saved.")
+    else:
+        upload = st.camera_input("Take a photo", key=f"mixer_{side}_camera",
+                                 help="The picture stays in this browser session; nothing is saved.")
+    kept_key = f"mixer_{side}_photo"
+    if upload is None:
+        st.session_state.pop(kept_key, None)
+        return None
+    file_id = getattr(upload, "file_id", None) or id(upload)
+    kept = st.session_state.get(kept_key)
+    if kept is None or kept[0] != (source, file_id):
+        try:
+            kept = ((source, file_id), photos.load_photo(upload))
+        except photos.PhotoError as error:
+            kept = ((source, file_id), str(error))
+        st.session_state[kept_key] = kept
+    return kept[1]
+
+
+def weight_caption(entry, alpha: float) -> None:
+    """Beside the slider: how often the active model is right at this weight, read from a stored weight sweep
+    of its current file (interpolated between the measured weights), or how to measure it."""
+    try:
+        found = breakdowns.latest_sweep(entry, ui.run_store())
+    except (OSError, ValueError):
+        return
+    if found is None:
+        how = (f"the Runs page (run #{entry.run_id}), or " if entry.run_id is not None else "")
+        st.caption(f"How often is the model right at each weight? Measure it on {how}the command line: "
+                   f"`python -m cifarmix evaluate {entry.reference} --alphas {SWEEP_HINT_ALPHAS}` (about a minute).")
+        return
+    at = breakdowns.accuracy_at(found["points"], alpha)
+    margin = f" ± {at['margin']:.0%}" if at["margin"] is not None else ""
+    where = (f" (measured at {at['measured_at']:g}, the nearest weight swept)" if at["measured_at"] is not None
+             else "")
+    settings = found["settings"]
+    st.caption(f"At this weight the model is right **{at['mean_accuracy']:.0%}**{margin} of the time{where}: "
+               f"first head {at['head_first']:.0%}, second {at['head_second']:.0%} "
+               f"({settings['repeats'] * settings['pairs']:,} test pairs per weight; ± is the 95% margin).")
 
 
 def component_picker(side: str, y: np.ndarray) -> None:
-    label, classes = SIDES[side]
-    st.selectbox(f"{label}", list(classes), format_func=ui.class_label, key=f"mixer_{side}_class",
+    _, classes = SIDES[side]
+    st.selectbox("Class", list(classes), format_func=ui.class_label, key=f"mixer_{side}_class",
                  on_change=on_class, args=(side, y))
     count = len(pairs.class_members(y, st.session_state[f"mixer_{side}_class"]))
     inner = st.columns([4, 1], vertical_alignment="bottom")
@@ -122,31 +238,52 @@ def component_picker(side: str, y: np.ndarray) -> None:
                     help="Another random photo of this class", width="stretch")
 
 
-def active_model() -> ui.SharedModel | None:
-    """The sidebar's model, loaded (None, with a box saying why, when there is none or it cannot load)."""
-    entry = ui.active_model()
+def active_model(entry) -> ui.SharedModel | None:
+    """The sidebar's model (``entry``), loaded (None, with a box saying why, when there is none or it cannot
+    load)."""
     if entry is None:
         ui.show_no_model("the model's answers")
         return None
     return ui.get_model(entry.reference)
 
 
-def model_answers(pair: pairs.Pair, mixed: np.ndarray, y: np.ndarray, model: ui.SharedModel | None) -> None:
+def model_answers(components: tuple[Component, Component], mixed: np.ndarray, model: ui.SharedModel | None) -> None:
     if model is None:
         return
     probs = model.predict(mixed[None])
     answer = game.model_answer(probs)
-    truth = (int(y[pair.a_index]), int(y[pair.b_index]))
+    truth = tuple(component.cls for component in components)
     said = []
     for guess, right, confidence in zip(answer.classes(), truth, answer.confidence):
-        mark = "✅" if guess == right else f"❌ (the answer is {ui.class_label(right)})"
-        said.append(f"**{ui.class_label(guess)}** ({confidence:.0%}) {mark}")
+        mark = ("" if right is None else "✅" if guess == right else
+                f"❌ (the answer is {ui.class_label(right)})")
+        said.append(f"**{ui.class_label(guess)}** ({confidence:.0%}) {mark}".rstrip())
     st.markdown(f"{ui.escape_markdown(model.title)} says: " + " and ".join(said))
     columns = st.columns(2, gap="medium")
     for column, head, classes, right in zip(columns, ("first", "second"), (SIDES["a"][1], SIDES["b"][1]), truth):
         column.plotly_chart(figures.probabilities(probs[head][0], list(classes), right,
                                                   f"{'First' if head == 'first' else 'Second'} head"),
                             key=f"mixer_probs_{head}", config={"displayModeBar": False})
+
+
+def where_heads_look(pair: pairs.Pair, components: tuple[Component, Component], mixed: np.ndarray, x: np.ndarray,
+                     model: ui.SharedModel | None) -> None:
+    """Behind a toggle (off by default, so a plain Mixer click never waits for it): each head's saliency map over
+    the mix and over its own component. Test-image mixes are cached per server, photo mixes per session."""
+    if model is None:
+        return
+    if not st.toggle("Where does each head look?", key=MAPS_KEY,
+                     help="Integrated gradients through the whole model (its test-time views included): the "
+                          "brighter a pixel, the more it raised the head's probability for its answer."):
+        return
+    if any(component.is_photo for component in components):
+        found = ui.private_maps(model, mixed)
+    else:
+        found = ui.pair_maps(model, pair, x)
+    ui.show_maps(mixed, found, components=(components[0].pixels, components[1].pixels))
+    st.caption("Bright yellow: the pixels that most raised the head's probability for its answer; unmarked "
+               "pixels did not help it (or spoke against it). The same map is drawn over the mix and over the "
+               "component that head names.")
 
 
 def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | None) -> None:
@@ -188,9 +325,12 @@ header()
 splits = ui.require_data()
 pair = current_pair(splits.y_test)
 st.query_params.from_dict(pair.to_query())
-mix = pair_view(pair, splits.x_test, splits.y_test)
+active = ui.active_model()
+mix, sides = pair_view(pair, splits.x_test, splits.y_test, active)
 st.subheader("What the model says")
-model = active_model()
-model_answers(pair, mix, splits.y_test, model)
+model = active_model(active)
+if mix is not None:
+    model_answers(sides, mix, model)
+    where_heads_look(pair, sides, mix, splits.x_test, model)
 st.divider()
 gallery(splits.x_test, splits.y_test, pair.alpha, model)

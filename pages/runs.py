@@ -1,18 +1,21 @@
 """Runs: every training run in a table; one run in depth (curves, confusion matrices per epoch, per-class
-accuracy, the test protocol, its mistakes, CSV export, delete); several runs compared side by side."""
+accuracy, the test protocol with its hardest pairs of classes, how much of an image it needs, its mistakes and
+where each head looked in them, CSV export, delete); several runs compared side by side (curves, weight
+curves, figures)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from cifarmix import catalog, evaluation, figures, jobs, mixing, models, runinfo
+from cifarmix import breakdowns, catalog, data, evaluation, figures, jobs, mixing, models, runinfo, saliency
 from cifarmix.store import RunStore
 from pages import ui
 
 GALLERY_SIZE = 16
 GALLERY_COLUMNS = 4
 GALLERY_ZOOM = 5  # 32 -> 160 pixels
+MAP_COLUMNS = 2  # mistakes with their maps: three pictures each
 NEEDS_DATA = "This needs the CIFAR-10 images, which this server could not load (see the sidebar's data status)."
 
 
@@ -179,6 +182,130 @@ def evaluation_results(results: list[dict]) -> None:
         {"first": shown["per_class_first"], "second": shown["per_class_second"]},
         title=f"Accuracy per class on the test protocol ({runinfo.evaluation_text(shown)})"),
         key="per_class_test")
+    hardest_pairs(shown)
+
+
+def hardest_pairs(result: dict) -> None:
+    """The 5 x 5 heatmap of the shown protocol result, by class of A and class of B (each head on hover)."""
+    breakdown = result.get("pair_breakdown")
+    if not breakdown:
+        st.caption("Which pairs of classes are hardest: this result was stored before evaluations kept their "
+                   "breakdown by pair; evaluate again to see it.")
+        return
+    worst = breakdowns.hardest_pair(breakdown)
+    st.plotly_chart(figures.pair_heatmap(breakdown, title=f"Which pairs are hardest "
+                                                          f"({runinfo.evaluation_text(result)})"),
+                    key="pair_heatmap")
+    if worst is not None:
+        st.caption(f"Hardest: {data.class_label(worst['a'])} + {data.class_label(worst['b'])}, "
+                   f"{runinfo.percent_text(worst['mean_accuracy'])} mean accuracy over {worst['count']:,} pairs "
+                   f"(first head {runinfo.percent_text(worst['head_first'])}, second "
+                   f"{runinfo.percent_text(worst['head_second'])}). Hover a cell for both heads.")
+
+
+# ------------------------------------------------------------------------------------ how much of an image
+
+
+SWEEP_MARGIN_TEXT = ("{pairs:,} test pairs per weight, the same pairs at every weight: each point's 95% margin of "
+                     "error is at most ±{margin:.0f} points (the bars on the mean show each point's own)")
+
+
+def sweep_caption(settings: dict) -> str:
+    """How many pairs a sweep scored per weight, and the worst-case 95% margin of a point's mean accuracy (a
+    pair's mean of two heads has a spread of at most 0.5)."""
+    pairs = settings["repeats"] * settings["pairs"]
+    return SWEEP_MARGIN_TEXT.format(pairs=pairs, margin=100 * breakdowns.Z95 * 0.5 / pairs ** 0.5)
+
+
+def run_entry(run: dict):
+    """The catalog entry of a run's model, or None (with the reason shown) when it has none to measure."""
+    if run["status"] in jobs.ACTIVE or not run.get("model_path"):
+        st.info("This needs the saved model of a run that has ended.", icon="⏳")
+        return None
+    try:
+        return catalog.resolve(f"run:{run['id']}", store())
+    except ValueError as error:
+        st.info(ui.escape_markdown(error), icon="🚫")
+        return None
+
+
+def compute_sweeps(entries: list, settings: dict) -> bool:
+    """Measure the weight sweep of each entry (stored; a progress bar over all of them); False on an error."""
+    splits = ui.data_status().splits
+    text = (f"Measuring {len(settings['alphas'])} weights × {settings['pairs']:,} test pairs"
+            + (f" for {len(entries)} runs" if len(entries) > 1 else "") + "…")
+    bar = st.progress(0.0, text=text)
+    try:
+        for index, entry in enumerate(entries):
+            def report(done: float, i: int = index) -> None:
+                share = min(1.0, (i + done) / len(entries))
+                bar.progress(share, text=f"{text} {share:.0%}")
+
+            breakdowns.sweep_and_store(entry, store(), splits.x_test, splits.y_test, settings, progress=report)
+    except (ValueError, OSError, models.ModelError) as error:
+        st.error(f"Could not measure the weight sweep: {ui.escape_markdown(error)}", icon="🚫")
+        return False
+    finally:
+        bar.empty()
+    return True
+
+
+def weight_sweep_section(run: dict) -> None:
+    st.subheader("How much of an image does it need?")
+    st.caption("Each head's accuracy as the share of photo A in the mix goes from 5% to 95%: where the first "
+               "head's curve crosses the second's is where the model stops seeing one photo for the other.")
+    if not ui.data_available():
+        st.info(NEEDS_DATA, icon="📦")
+        return
+    entry = run_entry(run)
+    if entry is None:
+        return
+    settings = breakdowns.sweep_settings(pairs=breakdowns.SWEEP_PAIRS)
+    found = breakdowns.stored_sweep(entry, store(), settings) or breakdowns.latest_sweep(entry, store())
+    if found is None:
+        if st.button("Compute", icon="📈", key=f"sweep_{run['id']}",
+                     help=f"{len(settings['alphas'])} weights × {settings['pairs']:,} test pairs: about a minute "
+                          "for a shipped-size model on two cores; stored, so it is measured once."):
+            if compute_sweeps([entry], settings):
+                found = breakdowns.stored_sweep(entry, store(), settings)
+        if found is None:
+            st.caption(sweep_caption(settings) + ".")
+            return
+    st.plotly_chart(figures.weight_curves({runinfo.short_label(run): found["points"]}),
+                    key=f"sweep_curve_{run['id']}")
+    seconds = f", measured in {runinfo.duration_text(found['seconds'])}" if found.get("seconds") else ""
+    st.caption(sweep_caption(found["settings"]) + f"{seconds}.")
+
+
+def compare_sweeps(runs: list[dict]) -> None:
+    """The weight curves of the compared runs that have one; a button measures the others."""
+    st.subheader("How much of an image each run needs")
+    entries, curves, missing = {}, {}, []
+    for run in runs:
+        if run["status"] in jobs.ACTIVE or not run.get("model_path"):
+            continue
+        try:
+            entry = catalog.resolve(f"run:{run['id']}", store())
+            found = breakdowns.latest_sweep(entry, store())
+        except (ValueError, OSError):
+            continue
+        entries[run["id"]] = entry
+        if found is None:
+            missing.append(run)
+        else:
+            curves[runinfo.short_label(run)] = found["points"]
+    settings = breakdowns.sweep_settings(pairs=breakdowns.SWEEP_PAIRS)
+    if missing and ui.data_available():
+        names = ", ".join(f"#{run['id']}" for run in missing)
+        if st.button(f"Compute for {names}", icon="📈", key="sweep_compare"):
+            if compute_sweeps([entries[run["id"]] for run in missing], settings):
+                st.rerun()
+    if not curves:
+        st.caption("None of these runs has a weight sweep yet.")
+        return
+    st.plotly_chart(figures.weight_curves(curves, title="How much of an image each run needs"),
+                    key="compare_sweeps")
+    st.caption("First head solid, second dashed; " + sweep_caption(settings) + " (for the default settings).")
 
 
 @st.cache_data(show_spinner="Finding the validation mixes it gets wrong…", max_entries=8)
@@ -213,11 +340,37 @@ def mistakes_gallery(run: dict) -> None:
     st.caption(f"The best checkpoint gets {found['count']:,} of {found['total']:,} validation mixes wrong in at "
                f"least one head. Here are the first {len(found['images'])}: under each, its two true classes, "
                "and after → the model's answer where a head got it wrong.")
+    if st.toggle("Where does each head look?", key=f"gallery_maps_{run['id']}",
+                 help="Each head's saliency map over every mistake: where it looked for the answer it gave."):
+        mistake_maps(run, found)
+        return
     for start in range(0, len(found["images"]), GALLERY_COLUMNS):  # one row at a time keeps the rows aligned
         for column, index in zip(st.columns(GALLERY_COLUMNS), range(start, len(found["images"]))):
             column.image(ui.upscale(found["images"][index], GALLERY_ZOOM),
                          caption=evaluation.mistake_caption(found, index),
                          width="stretch", output_format="PNG")  # same size in every column, crisp pixels
+
+
+def mistake_maps(run: dict, found: dict) -> None:
+    """Each mistake beside each head's map over it (cached per server by model file and image)."""
+    model = ui.get_model(f"run:{run['id']}")
+    if model is None:
+        return
+    images = found["images"]
+    bar = st.progress(0.0, text="Working out where each head looked…")
+    panels = []
+    for index, image in enumerate(images):
+        maps = ui.image_maps(model, image)
+        panels.append(saliency.panel(image, maps, scale=GALLERY_ZOOM, gap=4))
+        bar.progress((index + 1) / len(images), text=f"Working out where each head looked… {index + 1} of "
+                                                     f"{len(images)}")
+    bar.empty()
+    st.caption("Each mistake, then the first head's map over it, then the second head's: the brighter a pixel, "
+               "the more it pushed the head towards the answer it gave (right or wrong).")
+    for start in range(0, len(panels), MAP_COLUMNS):
+        for column, index in zip(st.columns(MAP_COLUMNS), range(start, len(panels))):
+            column.image(panels[index], caption=evaluation.mistake_caption(found, index), width="stretch",
+                         output_format="PNG")
 
 
 def csv_export(run: dict, epochs: pd.DataFrame) -> None:
@@ -273,6 +426,7 @@ def one_run(runs: list[dict]) -> None:
     run_curves(run["id"], epochs)
     confusion_by_epoch(run["id"])
     test_protocol(run)
+    weight_sweep_section(run)
     mistakes_gallery(run)
     st.subheader("Export and clean up")
     csv_export(run, epochs)
@@ -294,6 +448,7 @@ def compare_runs(runs: list[dict]) -> None:
     steps = {runinfo.short_label(by_id[i]): store().step_metrics(i) for i in chosen}
     st.plotly_chart(figures.overlay(steps, "loss", x="step", title="Training loss per step, by run"),
                     key="compare_steps")
+    compare_sweeps([by_id[i] for i in chosen])
     side_by_side([by_id[i] for i in chosen])
 
 

@@ -20,12 +20,19 @@ Run store and models
     ``model_entries()``          ``catalog.available(...)``: shipped models, then finished runs
     ``active_model()``           the ``ModelEntry`` picked in the sidebar, or None
     ``shared_model(reference)``  a loaded ``SharedModel`` (cached once per server, lock-guarded); raises ModelError
-                                 or ValueError. ``SharedModel.predict(images)`` -> ``{"first", "second"}`` probs
+                                 or ValueError. ``SharedModel.predict(images)`` -> ``{"first", "second"}`` probs;
+                                 ``SharedModel.explain(image)`` -> each head's saliency map (under the same lock)
     ``get_model(reference)``     the same, or None after showing a clear error box
     ``BASELINE``                 the reference of the untrained ``random`` baseline (always available)
     ``model_title(reference)``   a readable name for a model reference (``model_titles()``: all of them at once)
     ``run_id_from_link()``       the ``?run=`` of the URL as a run id, or None (warning once about a bad one)
     ``show_no_model(what)``      the "no trained model yet" box, with links to what still works
+
+Where each head looks (saliency maps; the first map of a model compiles for a few seconds, then ~0.2 s)
+    ``pair_maps(model, pair, x)``  maps of a test-image mix, cached per server by (model file, pair, weight)
+    ``image_maps(model, image)``  maps of a data-set image (a validation mistake), cached per server by content
+    ``private_maps(model, image)`` maps of a mix of the user's own photos, cached in the session only
+    ``show_maps(mix, found, components, component_names)``  each head's map over the mix and its component
 
 Layout and display
     ``sidebar()``                the shared sidebar: the active-model picker and the data status (app.py calls it)
@@ -38,6 +45,8 @@ Layout and display
     ``PAGE_MIXER`` / ``PAGE_GAME`` / ``PAGE_TRAIN`` / ``PAGE_RUNS``  page paths for ``st.page_link``
 
 Performance
+    ``keep_keras_kernels()``     Streamlit's ``keras.backend.clear_session()`` after each run, made a no-op (it
+                                 cleared TensorFlow's kernel cache: every compiled call paid again). Called here.
     ``freeze_long_lived()``      ``gc.freeze()``: Streamlit runs ``keras.backend.clear_session()`` (a full
                                  ``gc.collect()``) after every script run; see the function. Already called here.
 """
@@ -54,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cifarmix import catalog, data, game, models, pairs, paths
+from cifarmix import catalog, data, game, models, pairs, paths, saliency
 from cifarmix.store import RunStore, parse_run_id
 
 BASELINE = game.BASELINE_OPPONENT
@@ -79,6 +88,29 @@ def freeze_long_lived() -> None:
     each cached load; cheap to call again.
     """
     gc.freeze()
+
+
+def keep_keras_kernels() -> None:
+    """Stop Streamlit's reset of Keras after every script run (``keras.backend.clear_session()``).
+
+    Streamlit makes that call for apps that build models inside the script. Here models are loaded once per
+    server and shared by every session (``shared_model``); the call builds nothing back, but it clears
+    TensorFlow's kernel cache, so after every click the next call of each compiled function instantiates it
+    again: a saliency map of the champion took ~2 s instead of ~0.3 s, and every prediction paid too. Streamlit
+    looks the function up on ``keras.backend`` at each run: it now finds one that keeps the kernels (and the full
+    ``gc.collect()`` that ``freeze_long_lived`` works around). The server process never trains (training runs
+    are processes of their own), so nothing here needs Keras' global state reset. Called at import; idempotent.
+    """
+    import keras
+
+    if getattr(keras.backend.clear_session, "_cifarmix_kept", False):
+        return
+
+    def clear_session(free_memory: bool = True) -> None:
+        """Kept by cifarmix's app (see ``pages.ui.keep_keras_kernels``): nothing to reset per script run."""
+
+    clear_session._cifarmix_kept = True
+    keras.backend.clear_session = clear_session
 
 
 # ------------------------------------------------------------------------------------------------------- data
@@ -182,12 +214,16 @@ class SharedModel:
         reference: what it was loaded from (``BASELINE``, a shipped name, ``run:12``).
         title: a readable name.
         model: the ``keras.Model`` (use ``predict`` rather than calling it directly).
+        key: the reference with the file's modification time (what caches of its answers are keyed by).
+        explained: True once a saliency map was computed (its function compiled: the next maps take ~0.2 s).
     """
 
-    def __init__(self, model, reference: str, title: str):
+    def __init__(self, model, reference: str, title: str, key: str | None = None):
         self.model = model
         self.reference = reference
         self.title = title
+        self.key = key or reference
+        self.explained = False
         self._lock = threading.Lock()
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -195,11 +231,19 @@ class SharedModel:
         with self._lock:
             return models.predict(self.model, images)
 
+    def explain(self, image: np.ndarray) -> dict:
+        """``saliency.explain_with_answers`` under the lock: each head's map (``first``, ``second``: 32 x 32 in
+        [0, 1]), the explained ``classes`` and ``probabilities``. The first call compiles (a few seconds)."""
+        with self._lock:
+            found = saliency.explain_with_answers(self.model, image)
+        self.explained = True
+        return found
+
 
 @st.cache_resource(max_entries=MODEL_CACHE_ENTRIES, show_spinner="Loading the model…")
 def _shared_model(reference: str, path: str, stamp: int, title: str) -> SharedModel:
     """Load once per (reference, file, modification time): a retrained run's new file is picked up."""
-    shared = SharedModel(models.load_model(path), reference, title)
+    shared = SharedModel(models.load_model(path), reference, title, key=f"{reference}@{stamp}")
     shared.predict(np.zeros((1, 32, 32, 3), dtype=np.float32))  # warm up: the first call traces the model
     freeze_long_lived()
     return shared
@@ -271,6 +315,73 @@ def show_no_model(what: str = "the model's answers") -> None:
         links[0].page_link(PAGE_TRAIN, label="Train a model", icon="🏋️")
         links[1].page_link(PAGE_MIXER, label="Mix images", icon="🎨")
         links[2].page_link(PAGE_GAME, label="Play the game", icon="🎮")
+
+
+# ------------------------------------------------------------------------------------ where each head looks
+
+MAPS_SPINNER = "Working out where each head looks (the first time for a model takes a few seconds)…"
+PRIVATE_MAPS_KEY = "ui_private_maps"
+PRIVATE_MAPS_ENTRIES = 8
+
+
+@st.cache_data(max_entries=512, show_spinner=MAPS_SPINNER)
+def _pair_maps(model_key: str, a_index: int, b_index: int, alpha: float, _model: SharedModel,
+               _image: np.ndarray) -> dict:
+    """Maps of one test-image mix, cached per server by (model file, pair, weight): the mix is fixed by them."""
+    return _model.explain(_image)
+
+
+def pair_maps(model: SharedModel, pair: pairs.Pair, x_test: np.ndarray) -> dict:
+    """Each head's saliency map of a test-image mix (``SharedModel.explain``), computed once per server for a
+    model file, pair and weight (a class looking at the same mix pays once)."""
+    return _pair_maps(model.key, pair.a_index, pair.b_index, pair.alpha, model, pair.image(x_test))
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _image_maps(model_key: str, digest: str, _model: SharedModel, _image: np.ndarray) -> dict:
+    return _model.explain(_image)
+
+
+def image_maps(model: SharedModel, image: np.ndarray) -> dict:
+    """Each head's saliency map of a data-set image (a validation mistake), cached per server by model file and
+    the image's content. Not for the user's own photos: see ``private_maps``."""
+    import hashlib
+
+    image = np.asarray(image, dtype=np.float32)
+    return _image_maps(model.key, hashlib.sha256(image.tobytes()).hexdigest(), model, image)
+
+
+def private_maps(model: SharedModel, image: np.ndarray) -> dict:
+    """Each head's saliency map of a mix made from the user's own photos: cached in this session only (never in
+    a server-wide cache, so nothing derived from an upload outlives the session)."""
+    import hashlib
+
+    image = np.asarray(image, dtype=np.float32)
+    key = (model.key, hashlib.sha256(image.tobytes()).hexdigest())
+    cache = st.session_state.setdefault(PRIVATE_MAPS_KEY, {})
+    if key not in cache:
+        with st.spinner(MAPS_SPINNER):
+            cache[key] = model.explain(image)
+        while len(cache) > PRIVATE_MAPS_ENTRIES:
+            cache.pop(next(iter(cache)))
+    return cache[key]
+
+
+def show_maps(mix: np.ndarray, found: dict, components: tuple[np.ndarray, np.ndarray] | None = None,
+              component_names: tuple[str, str] = ("A", "B"), factor: int = 4) -> None:
+    """Each head's map drawn over the mix and (given ``components``) over its own component, side by side
+    (columns stack on a phone). Under each: the head's answer and how sure it is."""
+    tiles = []
+    for head, offset, name in (("first", 0, component_names[0]), ("second", 5, component_names[1])):
+        cls = found["classes"][head]
+        answer = f"{class_label(cls + offset)} ({found['probabilities'][head][cls]:.0%})"
+        tiles.append((saliency.overlay(mix, found[head], scale=factor),
+                      f"{'First' if head == 'first' else 'Second'} head says {answer}: where it looks in the mix"))
+        if components is not None:
+            tiles.append((saliency.overlay(components[0 if head == "first" else 1], found[head], scale=factor),
+                          f"…and the same map over {name}"))
+    for column, (picture, caption) in zip(st.columns(len(tiles)), tiles):
+        column.image(picture, caption=caption, width="stretch", output_format="PNG")
 
 
 # ------------------------------------------------------------------------------------------------- sidebar
@@ -364,4 +475,5 @@ def format_time(iso: str) -> str:
     return f"{iso[:10]} {iso[11:16]} UTC" if iso and len(iso) >= 16 else str(iso)
 
 
+keep_keras_kernels()  # before the first script run ends
 freeze_long_lived()  # the imports above (TensorFlow, Keras, plotly) live as long as the server

@@ -83,8 +83,9 @@ def test_a_full_round_pick_submit_reveal_next(tiny_data, no_models):
 
 def game_state_keys(at: AppTest) -> set[str]:
     """The page's own session keys, beside its widgets' and the setup choices it copies aside."""
-    widgets = {"game_submit", "game_next", "game_quit"} | {f"game_pick_{cls}" for cls in range(10)}
-    setup = {"game_player", "game_opponent", "game_time_limit"}
+    widgets = {"game_submit", "game_next", "game_quit", "game_maps", "game_maps_kept", "game_board_mode"}
+    widgets |= {f"game_pick_{cls}" for cls in range(10)}
+    setup = {"game_player", "game_opponent", "game_time_limit", "game_mode", "game_alpha_range"}
     setup |= {f"{key}_kept" for key in setup}
     return {key for key in at.session_state if key.startswith("game")} - widgets - setup
 
@@ -118,6 +119,12 @@ def test_a_full_game_ends_in_a_summary_and_a_plain_text_leaderboard_entry(tiny_d
     assert board["Opponent"].tolist() == [catalog.resolve(shipped_model, RunStore()).title]  # not the raw reference
     assert not any(name in markdown.value for markdown in at.markdown)
     assert RunStore().class_accuracy()["rounds"].sum() == 20
+    hardest = next(m.value for m in at.markdown if m.value.startswith("**The hardest pair you met:**"))
+    from cifarmix import game
+
+    worst = game.hardest_pair_met(g.results)
+    assert set(worst["rounds"]) <= {3, 6, 9} and worst["human"] == 0.0  # the rounds answered wrong
+    assert f"{ui_label(worst['a'])} + {ui_label(worst['b'])}" in hardest and "the model named" in hardest
     assert len(at.get("plotly_chart")) == 1  # the classroom chart, which says what it counts
     assert any("A photo the player left unnamed" in c.value and "not counted" in c.value for c in at.caption)
 
@@ -258,3 +265,69 @@ def test_enter_submits_but_does_not_also_skip_the_reveal(tiny_data, no_models):
     answer_round(at)
     shortcuts["game_next"] = at.button(key="game_next").proto.shortcut
     assert shortcuts["game_submit"] != shortcuts["game_next"]
+
+
+def test_the_models_maps_show_only_in_the_reveal_after_the_answer_and_the_choice_is_kept(
+        tiny_data, shipped_model, monkeypatch):
+    import streamlit as st
+
+    from pages import ui
+
+    st.cache_data.clear()
+    explained = []
+    real_explain = ui.SharedModel.explain
+    monkeypatch.setattr(ui.SharedModel, "explain",
+                        lambda self, image: explained.append(1) or real_explain(self, image))
+    at = game_page()
+    start_game(at, opponent=shipped_model)
+    assert current(at).stage == "guess" and not at.toggle and explained == []  # nothing before the answer
+    answer_round(at)
+    toggle = at.toggle(key="game_maps")
+    assert toggle.label == "Where did the model look?" and toggle.value is False and explained == []
+    images = len(at.image)
+    at = toggle.set_value(True).run()
+    assert not at.exception and explained == [1] and len(at.image) == images + 4
+    assert any(c.startswith("First head says") for image in at.image for c in image.captions)
+    at.button(key="game_next").click().run()
+    assert current(at).stage == "guess" and not at.toggle and explained == [1]  # round 2, not answered yet
+    answer_round(at)
+    assert at.toggle(key="game_maps").value is True and explained == [1, 1]  # kept on: round 2's maps
+    assert len([c for image in at.image for c in image.captions if "head says" in c]) == 2
+
+
+def test_the_random_guesser_has_no_maps_to_show(tiny_data, no_models):
+    at = game_page()
+    start_game(at)
+    answer_round(at)
+    assert current(at).stage == "reveal" and not at.toggle
+
+
+def test_unequal_mixes_draw_each_rounds_weight_from_the_teachers_range_and_keep_their_own_board(
+        tiny_data, no_models):
+    at = game_page()
+    at.button_group(key="game_mode").set_value("unequal").run()
+    assert at.slider(key="game_alpha_range").value == (0.2, 0.8)
+    at.slider(key="game_alpha_range").set_value((0.3, 0.4)).run()
+    start_game(at, name="Una")
+    g = current(at)
+    assert g.mode == "unequal" and g.alpha_range == (0.3, 0.4)
+    assert all(r.alpha in (0.3, 0.35, 0.4) for r in g.rounds)
+    assert "unequal mixes (A 30-40%)" in " ".join(c.value for c in at.caption)
+    for _ in range(10):
+        answer_round(at)
+        if current(at).stage == "reveal" and current(at).position == 0:
+            weight = g.rounds[0].alpha
+            assert f"the mix you saw: {weight:.0%} A + {1 - weight:.0%} B" in [
+                c for image in at.image for c in image.captions]
+        at.button(key="game_next").click().run()
+    assert current(at).stage == "over" and not at.exception
+    assert "on the unequal-mixes leaderboard below" in " ".join(c.value for c in at.caption)
+    assert at.button_group(key="game_board_mode").value == "unequal"
+    board = at.dataframe[1].value
+    assert board["Player"].tolist() == ["Una"] and board["Mixes"].tolist() == ["unequal mixes (A 30-40%)"]
+    [saved] = RunStore().leaderboard()
+    assert saved["mode"] == "unequal" and [r["alpha"] for r in saved["details"]["rounds"]] == [
+        r.alpha for r in g.rounds]
+    at.button_group(key="game_board_mode").set_value("equal").run()  # the 50 / 50 board: not this game
+    assert not at.exception and "No games yet" in " ".join(c.value for c in at.caption)
+    assert "After the first game" in " ".join(c.value for c in at.caption)  # nor its classroom chart

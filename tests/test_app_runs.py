@@ -262,3 +262,87 @@ def test_compare_asks_for_a_second_run_when_only_one_is_picked(finished_run):
     compare = next(m for m in at.multiselect if m.label == "Runs to compare")
     assert compare.value == [finished_run]  # the only run with epochs
     assert "Pick two or more runs" in texts(at.info)
+
+
+# ------------------------------------------------------------------------------ issue 14: breakdowns and maps
+
+
+def test_an_evaluation_shows_which_pairs_of_classes_are_hardest(finished_run):
+    at = open_runs_page(finished_run)
+    next(w for w in at.number_input if w.label == "Repeats").set_value(1)
+    next(w for w in at.number_input if w.label == "Test pairs per repeat").set_value(200)
+    at = no_exceptions(next(b for b in at.button if b.label == "Evaluate on the test protocol").click().run())
+    [stored] = RunStore().evaluations(run_id=finished_run)
+    breakdown = stored["result"]["pair_breakdown"]
+    assert np.sum(breakdown["count"]) == 200
+    heatmap = chart(at, "pair_heatmap")["data"][0]
+    assert len(heatmap["z"]) == 5 and all(len(row) == 5 for row in heatmap["z"])
+    assert "first head" in heatmap["hovertemplate"]
+    assert "Hardest: " in texts(at.caption) and "Hover a cell for both heads" in texts(at.caption)
+
+
+def test_an_evaluation_stored_before_the_breakdown_says_to_evaluate_again(finished_run):
+    RunStore().add_evaluation(finished_run, f"run:{finished_run}", {
+        "repeats": 1, "pairs": 100, "alpha": 0.5, "seed": 2024, "mean_accuracy": 0.5, "std": 0.0,
+        "head_first": 0.5, "head_second": 0.5, "mean_f1": 0.5, "per_class_first": [0.5] * 5,
+        "per_class_second": [0.5] * 5})
+    at = open_runs_page(finished_run)
+    assert "evaluate again to see it" in texts(at.caption)
+    assert not [c for c in at.get("plotly_chart") if c.key == "pair_heatmap"]
+
+
+def test_the_weight_sweep_is_computed_once_with_a_progress_bar_then_read_from_the_store(finished_run, monkeypatch):
+    from cifarmix import breakdowns
+
+    monkeypatch.setattr(breakdowns, "SWEEP_PAIRS", 40)  # a quick sweep: 10 weights x 40 pairs
+    measured = []
+    real_sweep = breakdowns.weight_sweep
+    monkeypatch.setattr(breakdowns, "weight_sweep", lambda *a, **k: measured.append(k) or real_sweep(*a, **k))
+    at = open_runs_page(finished_run)
+    assert not [c for c in at.get("plotly_chart") if c.key == f"sweep_curve_{finished_run}"]
+    assert "95% margin of error is at most ±15 points" in texts(at.caption)  # 40 pairs per weight
+    at = no_exceptions(at.button(key=f"sweep_{finished_run}").click().run())
+    assert len(measured) == 1 and measured[0]["pairs"] == 40
+    curve = chart(at, f"sweep_curve_{finished_run}")
+    assert [trace["name"] for trace in curve["data"]][-1] == "mean of both"
+    assert curve["data"][0]["x"] == list(breakdowns.SWEEP_ALPHAS)
+    [stored] = RunStore().sweeps(run_id=finished_run)
+    assert stored["settings"]["pairs"] == 40 and stored["model_ref"] == f"run:{finished_run}"
+    again = open_runs_page(finished_run)
+    assert len(measured) == 1
+    assert not [b for b in again.button if b.key == f"sweep_{finished_run}"]  # nothing left to compute
+    assert chart(again, f"sweep_curve_{finished_run}")["data"][0]["y"] == curve["data"][0]["y"]
+
+
+def test_compared_runs_get_a_weight_curve_each(finished_run, monkeypatch):
+    from cifarmix import breakdowns
+
+    monkeypatch.setattr(breakdowns, "SWEEP_PAIRS", 30)
+    store = RunStore()
+    run = store.get_run(finished_run)
+    copy = Path(run["model_path"]).with_name("copy.keras")
+    shutil.copy(run["model_path"], copy)
+    other = store.create_run("allconv", {}, run["config"], 1, name="twin")
+    store.log_epoch(other, 1, {"val_mean_accuracy": 0.3})
+    store.update_run(other, epochs_done=1, total_epochs=1, best_val_mean=0.3, best_epoch=1, model_path=copy)
+    store.set_status(other, "finished", "done")
+    at = open_runs_page()
+    button_label = f"Compute for #{other}, #{finished_run}"
+    assert "None of these runs has a weight sweep yet." in texts(at.caption)
+    at = no_exceptions(button(at, button_label).click().run())
+    curves = chart(at, "compare_sweeps")
+    names = [trace["name"] for trace in curves["data"]]
+    assert len(names) == 4 and any("twin" in name and "second head" in name for name in names)
+    assert len(RunStore().sweeps()) == 2
+
+
+def test_the_mistakes_show_where_each_head_looked(finished_run):
+    at = open_runs_page(finished_run)
+    at = no_exceptions(next(t for t in at.toggle if t.label.startswith("Show misclassified")).set_value(True).run())
+    plain = len(at.get("image"))
+    at = no_exceptions(at.toggle(key=f"gallery_maps_{finished_run}").set_value(True).run())
+    images = at.get("image")
+    assert len(images) == plain, "each mistake once, now beside its maps"
+    assert all("✗" in image.proto.imgs[0].caption for image in images)
+    assert "the first head's map over it, then the second head's" in texts(at.caption)
+    assert not at.get("progress")  # the bar is gone once the maps are drawn

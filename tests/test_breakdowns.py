@@ -87,6 +87,71 @@ def test_model_pair_breakdown_covers_every_scored_pair(test_set):
     assert (table["pairs"], table["alpha"]) == (500, 0.6)
 
 
+class FileEntry:
+    """A catalog entry whose model is the Oracle and whose "file" is a small file of the test's own."""
+
+    def __init__(self, path, reference="demo", run_id=None):
+        self.path, self.reference, self.run_id, self.untrained_arch, self.loads = path, reference, run_id, None, 0
+
+    def load(self):
+        self.loads += 1
+        return Oracle()
+
+
+def test_a_sweep_is_stored_and_read_back_instead_of_recomputed(test_set, tmp_path):
+    from cifarmix.store import RunStore
+
+    x, y = test_set
+    model_file = tmp_path / "model.keras"
+    model_file.write_bytes(b"version one")
+    entry, store = FileEntry(model_file), RunStore(tmp_path / "store.sqlite3")
+    settings = {"alphas": [0.3, 0.7], "repeats": 1, "pairs": 100}
+    first = breakdowns.sweep_and_store(entry, store, x, y, settings)
+    assert not first["stored"] and entry.loads == 1 and [p["alpha"] for p in first["points"]] == [0.3, 0.7]
+    again = breakdowns.sweep_and_store(entry, store, x, y, {**settings, "alphas": [0.30000000000000004, 0.7]})
+    assert again["stored"] and entry.loads == 1 and again["points"] == first["points"]  # no model loaded
+    assert breakdowns.stored_sweep(entry, store, breakdowns.sweep_settings(**settings))["points"] == first["points"]
+    assert breakdowns.latest_sweep(entry, store)["settings"]["pairs"] == 100
+    model_file.write_bytes(b"version two, a new best checkpoint")  # the model changed: its old sweep does not count
+    assert breakdowns.latest_sweep(entry, store) is None
+    assert not breakdowns.sweep_and_store(entry, store, x, y, settings)["stored"] and entry.loads == 2
+    assert len(store.sweeps(model_ref="demo")) == 1  # replaced, not added
+    unsaved = breakdowns.sweep_and_store(FileEntry(model_file, "other"), store, x, y, settings, save=False)
+    assert not unsaved["stored"] and store.sweeps(model_ref="other") == []
+
+
+def test_sweep_settings_are_checked():
+    assert breakdowns.sweep_settings() == {"alphas": list(breakdowns.SWEEP_ALPHAS), "repeats": 1, "pairs": 500,
+                                           "seed": 2024}
+    for bad in ({"alphas": []}, {"alphas": [1.0]}, {"pairs": 0}, {"repeats": 0}):
+        with pytest.raises(ValueError):
+            breakdowns.sweep_settings(**bad)
+
+
+def test_accuracy_at_interpolates_between_measured_weights_and_holds_the_ends():
+    points = [{"alpha": 0.7, "mean_accuracy": 0.8, "head_first": 0.9, "head_second": 0.7, "margin": 0.02},
+              {"alpha": 0.3, "mean_accuracy": 0.6, "head_first": 0.5, "head_second": 0.7, "margin": 0.04}]
+    middle = breakdowns.accuracy_at(points, 0.5)
+    assert middle["mean_accuracy"] == pytest.approx(0.7) and middle["head_first"] == pytest.approx(0.7)
+    assert middle["margin"] == pytest.approx(0.03) and middle["measured_at"] is None
+    low = breakdowns.accuracy_at(points, 0.1)
+    assert low["mean_accuracy"] == 0.6 and low["measured_at"] == 0.3
+    assert breakdowns.accuracy_at(points, 0.95)["measured_at"] == 0.7
+    assert breakdowns.accuracy_at([{"alpha": 0.5, "mean_accuracy": 0.5}], 0.5)["margin"] is None
+
+
+def test_the_protocol_result_holds_its_pair_breakdown(test_set):
+    from cifarmix import evaluation
+
+    x, y = test_set
+    result = evaluation.evaluate(Oracle(), x, y, repeats=2, pairs=200, batch_size=100)
+    table = result["pair_breakdown"]
+    assert np.sum(table["count"]) == 400
+    assert all(value in (0.0, None) for row in table["head_first"] for value in row)  # at 0.5 the Oracle's A is wrong
+    assert all(value in (1.0, None) for row in table["head_second"] for value in row)
+    assert breakdowns.hardest_pair(table)["mean_accuracy"] == 0.5
+
+
 @pytest.mark.slow
 def test_the_champion_needs_more_of_a_component_to_name_it(real_data):
     """On real mixes the first head gets better as A's weight grows and the second head worse (small: 3 x 120)."""

@@ -143,6 +143,7 @@ def test_export_ships_a_flip_averaged_model_with_a_card(tiny_data, tmp_path, mon
                 "machine", "data_copy", "evaluation"):
         assert key in card, key
     assert card["evaluation"]["repeats"] == 2 and card["flip_averaging"] is True
+    assert sum(map(sum, card["evaluation"]["pair_breakdown"]["count"])) == 400  # which pairs are hardest, kept
     assert card["pairs_seen"] == 2 * 16  # one epoch of 2 batches of 16 pairs
     assert card["test_time_views"] == {"name": "flip", "count": 2, "shifts": [[0, 0]]}
     assert set(card["milestones"]) == {"0.7", "0.772"}
@@ -202,3 +203,42 @@ def test_a_mixing_weight_outside_the_apps_range_is_refused(capsys, command):
 def test_train_refuses_options_that_are_not_a_json_object(capsys, options, reason):
     code, _, err = run(capsys, "train", "--preset", "smoke", "--options", options)
     assert code == 2 and reason in err and "Traceback" not in err
+
+
+def test_evaluate_alphas_prints_each_heads_accuracy_per_weight_and_stores_it(tiny_data, untrained_model_file,
+                                                                             capsys):
+    from cifarmix import breakdowns, cli
+    from cifarmix.store import RunStore
+
+    assert cli.SWEEP_DEFAULTS == {"repeats": breakdowns.SWEEP_REPEATS, "pairs": breakdowns.SWEEP_PAIRS}
+    model = str(untrained_model_file)
+    code, out, err = run(capsys, "evaluate", model, "--alphas", "0.1,0.5,0.9", "--pairs", "60", "--json")
+    assert code == 0, err
+    points = json.loads(out)
+    assert [point["alpha"] for point in points] == [0.1, 0.5, 0.9]
+    assert all(set(point) == {"alpha", "head_first", "head_second", "mean_accuracy"} for point in points)
+    assert all(point["mean_accuracy"] == pytest.approx((point["head_first"] + point["head_second"]) / 2)
+               for point in points)
+    assert "margin of error" in err and "stored in the run store" in err
+    [stored] = RunStore().sweeps(model_ref=model)
+    assert stored["settings"] == {"alphas": [0.1, 0.5, 0.9], "repeats": 1, "pairs": 60, "seed": 2024}
+
+    code, again, err = run(capsys, "evaluate", model, "--alphas", "0.1,0.5,0.9", "--pairs", "60", "--json")
+    assert code == 0 and json.loads(again) == points and "read from the run store" in err  # not measured again
+    code, out, _ = run(capsys, "evaluate", model, "--alphas", "0.3,0.7", "--pairs", "60")
+    assert code == 0 and "weight of A" in out and "first head" in out and "± 95%" in out
+    assert len(RunStore().sweeps(model_ref=model)) == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--alphas", "0.5,1.5"], "must lie in 0.05..0.95"),
+    (["--alphas", ","], "separated by commas"),
+    (["--alphas", "0.5", "--alpha", "0.3"], "not both"),
+])
+def test_evaluate_alphas_refuses_bad_weights(tiny_data, untrained_model_file, capsys, argv, message):
+    try:
+        code = main(["evaluate", str(untrained_model_file), *argv])
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err

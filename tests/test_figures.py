@@ -157,3 +157,38 @@ def test_accuracy_against_cost_shows_our_lineage_beside_the_peers():
     assert [trace.name for trace in by_hours.data] == ["cifarmix"]  # the peers trained on GPUs: no CPU hours
     old_card = {"name": "old", "pairs_seen": 5, "train_wall_minutes": 30, "best_val_mean_accuracy": 0.5}
     assert [p.cpu_hours for p in peers.lineage_points(old_card)] == [1.0]
+
+
+SWEEP = [{"alpha": a, "head_first": a, "head_second": 1 - a, "mean_accuracy": 0.5, "margin": 0.03, "pairs": 500}
+         for a in (0.9, 0.1, 0.5)]
+
+
+def test_weight_curves_of_one_model_draw_both_heads_and_the_mean_with_its_margin():
+    figure = figures.weight_curves({"champion": SWEEP})
+    assert [trace.name for trace in figure.data] == [figures.HEAD_TITLES["first"], figures.HEAD_TITLES["second"],
+                                                     "mean of both"]
+    assert list(figure.data[0].x) == [0.1, 0.5, 0.9]  # sorted by weight
+    assert list(figure.data[0].y) == pytest.approx([0.1, 0.5, 0.9])
+    assert list(figure.data[2].error_y.array) == [0.03] * 3
+    assert "500 per weight" in figure.layout.title.subtitle.text
+
+
+def test_weight_curves_of_several_models_draw_two_lines_each_and_skip_empty_ones():
+    figure = figures.weight_curves({"#1 <b>a</b>": SWEEP, "#2": SWEEP, "#3": []})
+    assert len(figure.data) == 4 and figure.data[0].name == "#1 &lt;b&gt;a&lt;/b&gt; · first head"
+    assert figure.data[1].line.dash == "dash" and figure.data[0].line.color == figure.data[1].line.color
+    assert figures.weight_curves({"x": []}).layout.annotations[0].text == "no weight sweep yet"
+
+
+def test_pair_heatmap_shows_mean_accuracy_per_pair_of_classes_and_each_head_on_hover():
+    from cifarmix import breakdowns
+
+    table = breakdowns.pair_breakdown([0, 0, 3], [5, 5, 9], [1, 0, 1], [1, 1, 0])
+    figure = figures.pair_heatmap(table)
+    heatmap = figure.data[0]
+    assert len(heatmap.z) == 5 and len(heatmap.z[0]) == 5
+    assert heatmap.z[0][0] == 0.75 and heatmap.text[3][4] == "50%" and heatmap.text[1][1] == "—"
+    assert heatmap.customdata[0][0] == [0.5, 1.0, 2]
+    assert "first head" in heatmap.hovertemplate and "pairs" in heatmap.hovertemplate
+    assert heatmap.y[0].endswith("airplane") and heatmap.x[4].endswith("truck")
+    assert figures.pair_heatmap(None).layout.annotations[0].text == "no breakdown by pair of classes yet"

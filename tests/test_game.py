@@ -196,6 +196,64 @@ def test_class_summary_counts_each_class_where_it_was_the_answer():
     assert game.verdict(5, 5) == "tie" and game.verdict(0, 5) == "model"
 
 
+def test_the_hardest_pair_met_is_the_one_the_player_got_most_wrong():
+    g = game.new_game(Y_TEST, seed=3, opponent="champion")
+    hard = g.rounds[4]  # this round's pair of classes is the one the player misses
+
+    def player(r: game.Round) -> Answer:
+        return wrong(r) if (r.first, r.second) == (hard.first, hard.second) else perfect(r)
+
+    play(g, player, model=perfect)
+    worst = game.hardest_pair_met(g.results)
+    assert (worst["a"], worst["b"]) == hard.true_classes and worst["human"] == 0.0 and worst["model"] == 1.0
+    assert 5 in worst["rounds"] and worst["count"] == len(worst["rounds"])
+    sentence = game.hardest_pair_sentence(g.results, "champion")
+    assert sentence.startswith("**The hardest pair you met:**") and game.class_label(hard.first) in sentence
+    assert f"you named 0 of {2 * worst['count']} photos right; the model named {2 * worst['count']}" in sentence
+    perfect_game = play(game.new_game(Y_TEST, seed=3, opponent="champion"), perfect)
+    assert "no pair of classes caught you out" in game.hardest_pair_sentence(perfect_game.results)
+    assert game.hardest_pair_met([]) is None and game.hardest_pair_sentence([]) == ""
+
+
+def test_unequal_mixes_draw_a_weight_of_a_per_round_from_the_range_on_the_same_photos():
+    equal = game.new_game(Y_TEST, seed=7, opponent="m")
+    unequal = game.new_game(Y_TEST, seed=7, opponent="m", alpha_range=(0.2, 0.4))
+    assert equal.mode == "equal" and unequal.mode == "unequal" and unequal.alpha_range == (0.2, 0.4)
+    assert [(r.a_index, r.b_index) for r in unequal.rounds] == [(r.a_index, r.b_index) for r in equal.rounds]
+    weights = [r.alpha for r in unequal.rounds]
+    assert all(w in (0.2, 0.25, 0.3, 0.35, 0.4) for w in weights) and len(set(weights)) > 1
+    assert weights == [r.alpha for r in game.new_game(Y_TEST, seed=7, opponent="m", alpha_range=(0.2, 0.4)).rounds]
+    assert all(r.alpha is None for r in equal.rounds)
+    x = np.random.default_rng(0).integers(0, 256, (400, 32, 32, 3), dtype=np.uint8)
+    first = unequal.rounds[0]
+    expected = first.alpha * x[first.a_index].astype(np.float32) + (1 - first.alpha) * x[first.b_index]
+    np.testing.assert_allclose(game.round_image(x, first, unequal.alpha), expected, atol=1e-3)
+    image, _ = game.play_model_round(unequal, x, lambda images: {h: np.eye(5)[[0]] for h in ("first", "second")})
+    np.testing.assert_allclose(image, expected, atol=1e-3)  # the model answers the round's own mix
+    assert game.new_game(Y_TEST, seed=7, opponent="m", alpha_range=(0.3, 0.3)).rounds[0].alpha == 0.3
+    for bad in ((0.6, 0.4), (0.0, 0.5), (0.5, 1.0), ("a", 0.5)):
+        with pytest.raises(ValueError, match="range of weights"):
+            game.new_game(Y_TEST, seed=7, opponent="m", alpha_range=bad)
+    assert game.mode_text("unequal", (0.2, 0.8)) == "unequal mixes (A 20-80%)"
+    assert game.mode_text("equal") == "equal mixes (50 / 50)"
+
+
+def test_an_unequal_game_is_saved_with_its_mode_and_each_rounds_weight(tmp_path):
+    store = RunStore(tmp_path / "s.sqlite3")
+    g = play(game.new_game(Y_TEST, seed=1, opponent="m", alpha_range=(0.2, 0.8)), perfect)
+    game.record(g, store, "Ann")
+    plain = play(game.new_game(Y_TEST, seed=1, opponent="m"), wrong)
+    game.record(plain, store, "Bo")
+    [unequal] = store.leaderboard(mode="unequal")
+    assert unequal["player"] == "Ann" and unequal["mode"] == "unequal"
+    assert unequal["details"]["alpha_range"] == [0.2, 0.8]
+    assert [r["alpha"] for r in unequal["details"]["rounds"]] == [r.alpha for r in g.rounds]
+    assert [row["player"] for row in store.leaderboard(mode="equal")] == ["Bo"]
+    assert store.score_rank(plain.score_id) == (1, 1)  # first of the one equal-mixes game
+    assert store.class_accuracy(mode="unequal")["human_accuracy"].tolist() == [1.0] * 10
+    assert store.class_accuracy(mode="equal")["human_accuracy"].tolist() == [0.0] * 10
+
+
 def test_guess_rows_fit_the_store_and_leave_out_unanswered_heads():
     g = game.new_game(Y_TEST, seed=0, opponent="champion", rounds=2)
     g.answer(Answer(g.current.first, None), perfect(g.current), 1.0)

@@ -278,3 +278,13 @@ def test_cli_photo_options_go_together(untrained_model_file, tmp_path, capsys):
     assert "both --a-file and --b-file" in capsys.readouterr().err
     assert main(["mix", "--first", "3", "--json"]) == 2
     assert "go with your own photos" in capsys.readouterr().err
+
+
+def test_framed_outlines_the_centre_square_on_a_copy():
+    photo = photos.load_photo(encoded(Image.new("RGB", (300, 100), GREEN), "PNG"))
+    picture = photos.framed(photo, colour=(255, 0, 0), width=2)
+    assert picture.shape == photo.original.shape
+    assert tuple(picture[0, 150]) == (255, 0, 0) and tuple(picture[50, 100]) == (255, 0, 0)  # top, left edge
+    assert tuple(picture[50, 199]) == (255, 0, 0) and tuple(picture[99, 150]) == (255, 0, 0)  # right, bottom
+    assert close(picture[50, 150], GREEN) and close(picture[50, 20], GREEN), "inside and outside untouched"
+    assert close(photo.original[0, 150], GREEN), "the photo itself is not drawn on"

@@ -62,7 +62,7 @@ def test_migrations_create_every_table_in_an_empty_file_in_wal_mode(tmp_path):
     path.touch()
     db = RunStore(path)
     assert db.schema_version() == len(store_db.MIGRATIONS)
-    assert {"runs", "step_metrics", "epoch_metrics", "confusion_matrices", "evaluations", "scores",
+    assert {"runs", "step_metrics", "epoch_metrics", "confusion_matrices", "evaluations", "sweeps", "scores",
             "guesses"} <= tables(path)
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -180,6 +180,22 @@ OLD_SCHEMA_STEPS = {
         PRAGMA user_version = 1;
     """,
     2: "ALTER TABLE runs ADD COLUMN train_seconds REAL; PRAGMA user_version = 2;",
+    3: "ALTER TABLE runs ADD COLUMN process_started INTEGER; PRAGMA user_version = 3;",
+    4: """
+        CREATE TABLE sweeps (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER REFERENCES runs (id) ON DELETE CASCADE,
+            model_ref TEXT NOT NULL,
+            model_version TEXT NOT NULL DEFAULT '',
+            settings TEXT NOT NULL,
+            points TEXT NOT NULL,
+            seconds REAL,
+            created_at TEXT NOT NULL,
+            UNIQUE (model_ref, settings)
+        );
+        CREATE INDEX sweeps_by_run ON sweeps (run_id);
+        PRAGMA user_version = 4;
+    """,
 }
 OLD_ROWS = """
     INSERT INTO runs (id, name, arch, options, config, seed, status, device, created_at, started_at, finished_at,
@@ -216,6 +232,10 @@ def old_store(path, version: int) -> None:
         conn.executescript(OLD_ROWS)
         if version >= 2:
             conn.execute("UPDATE runs SET train_seconds = 3540.5 WHERE id = 4")
+        if version >= 4:
+            conn.execute("INSERT INTO sweeps (run_id, model_ref, model_version, settings, points, seconds, created_at)"
+                         " VALUES (4, 'run:4', 'sha256:0123', '{\"alphas\":[0.5]}', '[{\"alpha\": 0.5}]', 3.5,"
+                         " '2025-02-01T10:00:00.000+00:00')")
     conn.close()
 
 
@@ -251,7 +271,8 @@ def test_an_old_store_file_opens_upgraded_to_the_current_schema_with_its_rows_in
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     after = every_row(path)
-    assert after.keys() == before.keys()
+    assert after.keys() >= before.keys()
+    assert all(after[table] == [] for table in after.keys() - before.keys())  # tables added since: empty
     for table, rows in before.items():  # every row kept, every value as it was; the added columns empty
         assert len(after[table]) == len(rows) > 0, table
         assert [{key: row[key] for key in old} for row, old in zip(after[table], rows)] == rows, table
@@ -363,11 +384,12 @@ def test_delete_run_removes_rows_in_every_table_and_its_folder(db, run_id):
         db.log_epoch(run, 0, {"loss": 1.0})
         db.log_confusion(run, 0, "first", np.eye(5, dtype=int))
         db.add_evaluation(run, "best.keras", {"mean_accuracy": 0.5})
+        db.add_sweep(f"run:{run}", {"alphas": [0.5]}, [{"alpha": 0.5, "mean_accuracy": 0.5}], run_id=run)
     folder = paths.run_dir(run_id)
     (folder / "best.keras").write_bytes(b"model")
     db.delete_run(run_id)
     assert db.get_run(run_id) is None and not folder.exists()
-    for table in ("runs", "step_metrics", "epoch_metrics", "confusion_matrices", "evaluations"):
+    for table in ("runs", "step_metrics", "epoch_metrics", "confusion_matrices", "evaluations", "sweeps"):
         assert row_count(db.path, table, run_id) == 0
         assert row_count(db.path, table, other) == 1
     assert paths.runs_dir().exists()
@@ -512,6 +534,40 @@ def test_evaluations_are_newest_first_decoded_and_filterable(db, run_id):
     assert db.evaluations(model_ref="shipped/seed_cnn")[0]["run_id"] is None
 
 
+# ------------------------------------------------------------------------------------------------------ sweeps
+
+SWEEP_SETTINGS = {"alphas": [0.1, 0.5, 0.9], "repeats": 1, "pairs": 500, "seed": 2024}
+SWEEP_POINTS = [{"alpha": a, "head_first": a, "head_second": 1 - a, "mean_accuracy": 0.5} for a in (0.1, 0.5, 0.9)]
+
+
+def test_a_sweep_is_found_by_its_model_and_exact_settings(db, run_id):
+    sweep_id = db.add_sweep(f"run:{run_id}", SWEEP_SETTINGS, SWEEP_POINTS, run_id=run_id, model_version="v1",
+                            seconds=12.5)
+    found = db.sweep(f"run:{run_id}", dict(reversed(list(SWEEP_SETTINGS.items()))))  # key order does not matter
+    assert found["id"] == sweep_id and found["points"] == SWEEP_POINTS and found["settings"] == SWEEP_SETTINGS
+    assert (found["run_id"], found["model_version"], found["seconds"]) == (run_id, "v1", 12.5)
+    assert db.sweep(f"run:{run_id}", SWEEP_SETTINGS | {"pairs": 1000}) is None  # other settings: not this one
+    assert db.sweep("champion", SWEEP_SETTINGS) is None
+    assert db.sweep(f"run:{run_id}", SWEEP_SETTINGS, model_version="v1")["id"] == sweep_id
+    assert db.sweep(f"run:{run_id}", SWEEP_SETTINGS, model_version="v2") is None  # measured on another file
+
+
+def test_a_new_sweep_with_the_same_settings_replaces_the_old_one(db):
+    db.add_sweep("champion", SWEEP_SETTINGS, SWEEP_POINTS, model_version="v1")
+    newer = [dict(point, mean_accuracy=0.6) for point in SWEEP_POINTS]
+    db.add_sweep("champion", SWEEP_SETTINGS, newer, model_version="v2")
+    other = db.add_sweep("champion", SWEEP_SETTINGS | {"pairs": 200}, SWEEP_POINTS, model_version="v2")
+    assert [s["points"] for s in db.sweeps(model_ref="champion") if s["id"] != other] == [newer]
+    assert [s["id"] for s in db.sweeps(model_ref="champion", model_version="v2")][0] == other  # newest first
+    assert db.sweeps(model_ref="allconv") == [] and db.sweeps(run_id=1) == []
+
+
+def test_a_sweep_for_an_unknown_run_is_refused(db):
+    with pytest.raises(UnknownRunError):
+        db.add_sweep("run:99", SWEEP_SETTINGS, SWEEP_POINTS, run_id=99)
+    assert db.sweeps() == []
+
+
 # -------------------------------------------------------------------------------------------------------- game
 
 def test_player_names_are_stripped_cleaned_and_cut_to_24_characters(db):
@@ -525,6 +581,27 @@ def test_player_names_are_stripped_cleaned_and_cut_to_24_characters(db):
 def test_empty_player_names_are_refused(db, name):
     with pytest.raises(ValueError, match="at least one visible character"):
         db.add_score(name, 1, 1, "m", 0)
+
+
+def test_games_saved_before_modes_count_as_equal_mixes_and_modes_are_kept_apart(db):
+    old = db.add_score("old", 50, 10, "m", 40, guesses=[{"head": "first", "true_class": 1, "human_class": 1,
+                                                          "model_class": 2, "opponent": "m"}])
+    with db._connection() as conn:  # as a game saved before v5 left it
+        conn.execute("UPDATE scores SET mode = NULL")
+        conn.execute("UPDATE guesses SET mode = NULL")
+    unequal = db.add_score("new", 90, 10, "m", 10, mode="unequal",
+                           guesses=[{"head": "first", "true_class": 1, "human_class": 3, "model_class": 1,
+                                     "opponent": "m"}])
+    assert [(row["player"], row["mode"]) for row in db.leaderboard()] == [("new", "unequal"), ("old", "equal")]
+    assert [row["id"] for row in db.leaderboard(mode="equal")] == [old]
+    assert db.score_rank(old) == (1, 1) and db.score_rank(unequal) == (1, 1)
+    assert db.class_accuracy(mode="equal")["human_accuracy"].tolist() == [1.0]
+    assert db.class_accuracy(mode="unequal")["human_accuracy"].tolist() == [0.0]
+    assert db.class_accuracy()["rounds"].tolist() == [2]
+    with pytest.raises(ValueError, match="game mode"):
+        db.add_score("x", 1, 1, "m", 1, mode="sideways")
+    with pytest.raises(ValueError, match="game mode"):
+        db.leaderboard(mode="sideways")
 
 
 def test_leaderboard_is_best_score_first_then_earliest(db):

@@ -1,4 +1,5 @@
-"""The run store: one SQLite file holding runs, their metrics and confusion matrices, evaluations and game scores.
+"""The run store: one SQLite file holding runs, their metrics and confusion matrices, evaluations, weight sweeps
+and game scores.
 
 One module per concept, each a ``Database`` subclass with its tables' operations; ``RunStore`` is all of them
 over one file, and this package re-exports every public name, so callers import from ``cifarmix.store``:
@@ -7,6 +8,7 @@ over one file, and this package re-exports every public name, so callers import 
 - ``runs``: the runs: create, read, update, statuses, stop flags, kill bookkeeping, delete;
 - ``metrics``: step and epoch metrics, confusion matrices;
 - ``evaluations``: test-protocol results;
+- ``sweeps``: weight sweeps (each head's accuracy against the mixing weight), one per model and settings;
 - ``scores``: game scores and guesses: leaderboard, rank, per-class accuracy;
 - ``values``: the statuses, heads, class indices, names and run ids it accepts.
 """
@@ -26,8 +28,11 @@ from cifarmix.store.evaluations import Evaluations
 from cifarmix.store.metrics import STEP_COLUMNS, Metrics
 from cifarmix.store.runs import JSON_RUN_COLUMNS, RUN_COLUMNS, UPDATABLE_RUN_COLUMNS, Runs, UnknownRunError
 from cifarmix.store.scores import Scores
+from cifarmix.store.sweeps import Sweeps, settings_key
 from cifarmix.store.values import (
     ACTIVE_STATUSES,
+    DEFAULT_GAME_MODE,
+    GAME_MODES,
     HEADS,
     PLAYER_NAME_MAX,
     RUN_ID_MAX_DIGITS,
@@ -40,17 +45,17 @@ from cifarmix.store.values import (
 )
 
 __all__ = [
-    "ACTIVE_STATUSES", "BUSY_TIMEOUT_S", "HEADS", "JSON_RUN_COLUMNS", "LOCK_RETRIES", "LOCK_RETRY_SLEEP_S",
-    "MIGRATIONS", "PLAYER_NAME_MAX", "RUN_COLUMNS", "RUN_ID_MAX_DIGITS", "RUN_NAME_MAX", "STATUSES", "STEP_COLUMNS",
-    "TERMINAL_STATUSES", "UPDATABLE_RUN_COLUMNS", "Database", "Evaluations", "Metrics", "RunStore", "Runs",
-    "SchemaTooNewError", "Scores", "UnknownRunError", "clean_player_name", "clean_run_name", "parse_run_id",
-    "utc_now",
+    "ACTIVE_STATUSES", "BUSY_TIMEOUT_S", "DEFAULT_GAME_MODE", "GAME_MODES", "HEADS", "JSON_RUN_COLUMNS",
+    "LOCK_RETRIES", "LOCK_RETRY_SLEEP_S", "MIGRATIONS", "PLAYER_NAME_MAX", "RUN_COLUMNS", "RUN_ID_MAX_DIGITS",
+    "RUN_NAME_MAX", "STATUSES", "STEP_COLUMNS", "TERMINAL_STATUSES", "UPDATABLE_RUN_COLUMNS", "Database",
+    "Evaluations", "Metrics", "RunStore", "Runs", "SchemaTooNewError", "Scores", "Sweeps", "UnknownRunError",
+    "clean_player_name", "clean_run_name", "parse_run_id", "settings_key", "utc_now",
 ]
 
 
-class RunStore(Runs, Metrics, Evaluations, Scores):
-    """The SQLite run store: runs, metrics, evaluations and scores over one file. Safe to share between threads;
-    every process may open its own.
+class RunStore(Runs, Metrics, Evaluations, Sweeps, Scores):
+    """The SQLite run store: runs, metrics, evaluations, sweeps and scores over one file. Safe to share between
+    threads; every process may open its own.
 
     Args:
         path: the database file; default ``paths.db_path()`` (under ``$CIFARMIX_HOME``). Its folder is

@@ -11,8 +11,8 @@ same file at once, so:
 - the schema is created and changed only by the numbered steps in ``MIGRATIONS``, applied in order, with the
   applied count kept in ``PRAGMA user_version``.
 
-Every connection is opened here: the table modules (runs, metrics, evaluations, scores) only pass an operation
-on a connection to ``Database._read`` or ``Database._write``.
+Every connection is opened here: the table modules (runs, metrics, evaluations, sweeps, scores) only pass an
+operation on a connection to ``Database._read`` or ``Database._write``.
 
 Timestamps are UTC ISO-8601 strings such as ``2025-01-31T12:00:00.123+00:00`` (they sort as text).
 """
@@ -122,11 +122,33 @@ _V2_TRAIN_SECONDS = ("ALTER TABLE runs ADD COLUMN train_seconds REAL",)
 # v3: when the run's process started (clock ticks since boot, from /proc): with the pid, it tells the run's own
 # process from a later one that got the same pid.
 _V3_PROCESS_STARTED = ("ALTER TABLE runs ADD COLUMN process_started INTEGER",)
+# v4: weight sweeps (each head's accuracy against the mixing weight of A), one per model and settings: the
+# settings are canonical JSON (sorted keys), the model's version says which file the points were measured on.
+_V4_SWEEPS = (
+    """CREATE TABLE sweeps (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER REFERENCES runs (id) ON DELETE CASCADE,
+        model_ref TEXT NOT NULL,
+        model_version TEXT NOT NULL DEFAULT '',
+        settings TEXT NOT NULL,
+        points TEXT NOT NULL,
+        seconds REAL,
+        created_at TEXT NOT NULL,
+        UNIQUE (model_ref, settings)
+    )""",
+    "CREATE INDEX sweeps_by_run ON sweeps (run_id)",
+)
+
+# v5: the game's mode ("equal" mixes or "unequal" ones, with a weight of A drawn per round) on each score and
+# guess, so the leaderboard and the classroom chart keep modes apart; NULL (games saved before) is "equal".
+_V5_GAME_MODES = ("ALTER TABLE scores ADD COLUMN mode TEXT", "ALTER TABLE guesses ADD COLUMN mode TEXT")
 
 MIGRATIONS: list[Sequence[str]] = [
     _V1_INITIAL_SCHEMA,
     _V2_TRAIN_SECONDS,
     _V3_PROCESS_STARTED,
+    _V4_SWEEPS,
+    _V5_GAME_MODES,
 ]
 
 

@@ -228,7 +228,7 @@ class Runs(Database):
         return folder
 
     def delete_run(self, run_id: int) -> None:
-        """Delete a run: its rows in every table (metrics, confusion matrices, evaluations) and its folder.
+        """Delete a run: its rows in every table (metrics, confusion matrices, evaluations, sweeps) and its folder.
 
         Stop the run's process first; a training process whose run was deleted gets UnknownRunError on its
         next write and True from ``stop_requested``.
@@ -243,7 +243,7 @@ class Runs(Database):
 
         def delete(conn: sqlite3.Connection) -> None:
             require_run(conn, run_id)
-            for table in ("step_metrics", "epoch_metrics", "confusion_matrices", "evaluations"):
+            for table in ("step_metrics", "epoch_metrics", "confusion_matrices", "evaluations", "sweeps"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (int(run_id),))
             conn.execute("DELETE FROM runs WHERE id = ?", (int(run_id),))
 

@@ -1,5 +1,9 @@
 """Scores: the guessing game's finished games (the leaderboard) and the guesses made in them (the classroom's
 per-class table of people against models). A game and its guesses are saved in one transaction.
+
+Each score and guess has the game's mode (``GAME_MODES``: equal mixes, or unequal ones); games saved before
+modes existed count as ``"equal"``. The leaderboard, a game's rank and the per-class table each take a mode, so
+the modes are kept apart.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from typing import Any
 import pandas as pd
 
 from cifarmix.store.db import Database, utc_now
-from cifarmix.store.values import clean_player_name, validate_class, validate_head
+from cifarmix.store.values import DEFAULT_GAME_MODE, clean_player_name, validate_class, validate_head, validate_mode
+
+MODE_OF_ROW = f"COALESCE(mode, '{DEFAULT_GAME_MODE}')"  # a row saved before modes existed: an equal-mixes game
 
 
 def _json_or_none(text: str | None) -> Any:
@@ -23,7 +29,7 @@ class Scores(Database):
     """The scores and guesses tables."""
 
     def add_score(self, player: str, score: int, rounds: int, opponent: str, model_score: int,
-                  details: dict | None = None, guesses: Iterable[dict] = ()) -> int:
+                  details: dict | None = None, guesses: Iterable[dict] = (), mode: str = DEFAULT_GAME_MODE) -> int:
         """Record a finished game, and its guesses with it: both are saved, or (on any error) neither, so a
         save that failed can be tried again without counting a game's guesses twice.
 
@@ -36,6 +42,7 @@ class Scores(Database):
             details: anything else worth keeping (JSON-able).
             guesses: the game's guess rows, one per head guessed: dicts with head ("first"/"second"),
                 true_class, human_class, model_class (CIFAR-10 indices 0-9) and opponent (the model's name).
+            mode: the game's mode (``GAME_MODES``), given to its guesses too.
 
         Returns:
             The score id.
@@ -44,32 +51,44 @@ class Scores(Database):
             ValueError: if the name has no visible character, or a guess row is malformed.
         """
         now = utc_now()
+        mode = validate_mode(mode)
         record = (clean_player_name(player), int(score), int(rounds), str(opponent), int(model_score),
-                  None if details is None else json.dumps(details), now)
-        guess_records = [self._guess_record(row, now) for row in guesses]
+                  None if details is None else json.dumps(details), now, mode)
+        guess_records = [self._guess_record(row, now) + (mode,) for row in guesses]
 
         def insert(conn: sqlite3.Connection) -> int:
             self._insert_guesses(conn, guess_records)
             return conn.execute(
-                "INSERT INTO scores (player, score, rounds, opponent, model_score, details, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", record).lastrowid
+                "INSERT INTO scores (player, score, rounds, opponent, model_score, details, created_at, mode)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record).lastrowid
 
         return self._write(insert)
 
-    def leaderboard(self, limit: int = 10, opponent: str | None = None) -> list[dict]:
-        """The best games, best score first, then the earliest; optionally only against ``opponent``.
+    def leaderboard(self, limit: int = 10, opponent: str | None = None, mode: str | None = None) -> list[dict]:
+        """The best games, best score first, then the earliest; optionally only against ``opponent`` and/or
+        only of one ``mode``.
 
         Returns:
-            Dicts with id, player, score, rounds, opponent, model_score, details (decoded or None), created_at.
+            Dicts with id, player, score, rounds, opponent, model_score, details (decoded or None), created_at,
+            mode (``"equal"`` for a game saved before modes existed).
         """
-        where, params = ("WHERE opponent = ?", [opponent]) if opponent is not None else ("", [])
+        conditions, params = [], []
+        if opponent is not None:
+            conditions.append("opponent = ?")
+            params.append(opponent)
+        if mode is not None:
+            conditions.append(f"{MODE_OF_ROW} = ?")
+            params.append(validate_mode(mode))
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._read(lambda conn: conn.execute(
             f"SELECT * FROM scores {where} ORDER BY score DESC, created_at, id LIMIT ?",
             [*params, int(limit)]).fetchall())
-        return [{**dict(row), "details": _json_or_none(row["details"])} for row in rows]
+        return [{**dict(row), "details": _json_or_none(row["details"]), "mode": row["mode"] or DEFAULT_GAME_MODE}
+                for row in rows]
 
     def score_rank(self, score_id: int) -> tuple[int, int]:
-        """Where a game stands on the leaderboard: ``(rank, number of games)``; rank 1 is the best.
+        """Where a game stands on its mode's leaderboard: ``(rank, number of games of that mode)``; rank 1 is
+        the best.
 
         Ties are ordered as ``leaderboard`` orders them (the earlier game first).
 
@@ -77,21 +96,24 @@ class Scores(Database):
             LookupError: if there is no such score.
         """
         def query(conn):
-            row = conn.execute("SELECT score, created_at, id FROM scores WHERE id = ?", (int(score_id),)).fetchone()
+            row = conn.execute(f"SELECT score, created_at, id, {MODE_OF_ROW} AS mode FROM scores WHERE id = ?",
+                               (int(score_id),)).fetchone()
             if row is None:
                 raise LookupError(f"there is no game #{score_id} on the leaderboard")
             better = conn.execute(
-                "SELECT COUNT(*) FROM scores WHERE score > ? OR (score = ? AND (created_at < ?"
-                " OR (created_at = ? AND id < ?)))",
-                (row["score"], row["score"], row["created_at"], row["created_at"], row["id"])).fetchone()[0]
-            return better + 1, conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+                f"SELECT COUNT(*) FROM scores WHERE {MODE_OF_ROW} = ? AND (score > ? OR (score = ? AND"
+                " (created_at < ? OR (created_at = ? AND id < ?))))",
+                (row["mode"], row["score"], row["score"], row["created_at"], row["created_at"],
+                 row["id"])).fetchone()[0]
+            games = conn.execute(f"SELECT COUNT(*) FROM scores WHERE {MODE_OF_ROW} = ?", (row["mode"],)).fetchone()[0]
+            return better + 1, games
 
         return self._read(query)
 
     @staticmethod
     def _insert_guesses(conn: sqlite3.Connection, records: list[tuple]) -> None:
-        conn.executemany("INSERT INTO guesses (head, true_class, human_class, model_class, opponent, created_at)"
-                         " VALUES (?, ?, ?, ?, ?, ?)", records)
+        conn.executemany("INSERT INTO guesses (head, true_class, human_class, model_class, opponent, created_at,"
+                         " mode) VALUES (?, ?, ?, ?, ?, ?, ?)", records)
 
     @staticmethod
     def _guess_record(row: dict, now: str) -> tuple:
@@ -103,13 +125,15 @@ class Scores(Database):
         classes = [validate_class(field, row[field]) for field in ("true_class", "human_class", "model_class")]
         return (row["head"], *classes, str(row["opponent"]), now)
 
-    def class_accuracy(self, ignored_models: Iterable[str] = ()) -> pd.DataFrame:
-        """Human and model accuracy per true CIFAR-10 class over all games, for classes guessed at least once.
+    def class_accuracy(self, ignored_models: Iterable[str] = (), mode: str | None = None) -> pd.DataFrame:
+        """Human and model accuracy per true CIFAR-10 class over all games (of ``mode``, if given), for classes
+        guessed at least once.
 
         Args:
             ignored_models: opponents whose answers do not count for the models (the random guesser: it is
                 no model, and averaging its 20% in would flatter the people). The people's answers in those
                 games still count for the people.
+            mode: only the guesses of games of this mode (``GAME_MODES``).
 
         Returns:
             Columns class_index, rounds, human_accuracy, model_rounds, model_accuracy (fractions 0-1; NaN
@@ -117,10 +141,11 @@ class Scores(Database):
         """
         ignored = [str(name) for name in ignored_models]
         counted = f"opponent NOT IN ({', '.join('?' * len(ignored))})" if ignored else "1"
+        where, mode_params = (f"WHERE {MODE_OF_ROW} = ?", [validate_mode(mode)]) if mode is not None else ("", [])
         rows = self._read(lambda conn: conn.execute(
             f"SELECT true_class, COUNT(*), AVG(human_class = true_class), SUM({counted}),"
             f" AVG(CASE WHEN {counted} THEN model_class = true_class END)"
-            " FROM guesses GROUP BY true_class ORDER BY true_class", ignored * 2).fetchall())
+            f" FROM guesses {where} GROUP BY true_class ORDER BY true_class", ignored * 2 + mode_params).fetchall())
         frame = pd.DataFrame([tuple(row) for row in rows],
                              columns=["class_index", "rounds", "human_accuracy", "model_rounds", "model_accuracy"])
         return frame.astype({"class_index": "int64", "rounds": "int64", "model_rounds": "int64",

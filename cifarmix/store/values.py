@@ -1,5 +1,5 @@
 """The values the run store takes from its callers, checked or cleaned before any SQL sees them: run statuses,
-heads, class indices, run and player names, and run ids typed by people.
+heads, class indices, game modes, run and player names, and run ids typed by people.
 
 This module imports nothing of the store, so every other store module (the schema included) can use it.
 """
@@ -19,6 +19,8 @@ ACTIVE_STATUSES = ("queued", "running")
 PLAYER_NAME_MAX = 24
 RUN_NAME_MAX = 40
 RUN_ID_MAX_DIGITS = 18  # SQLite integers are 64-bit: longer numbers cannot be run ids
+GAME_MODES = ("equal", "unequal")  # plain averages, or a weight of A drawn per round from a range
+DEFAULT_GAME_MODE = "equal"  # what a game saved before modes existed was
 
 
 def _printable(text: str) -> str:
@@ -86,3 +88,10 @@ def validate_class(field: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= 9:
         raise ValueError(f"Expected {field} to be a CIFAR-10 class index 0-9; found {value!r}.")
     return int(value)
+
+
+def validate_mode(mode: str) -> str:
+    """``mode`` if it is one of ``GAME_MODES``; ValueError if not."""
+    if mode not in GAME_MODES:
+        raise ValueError(f"Expected a game mode among {', '.join(GAME_MODES)}; found {mode!r}.")
+    return mode
