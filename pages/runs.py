@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cifarmix import breakdowns, catalog, data, evaluation, figures, jobs, mixing, models, runinfo, saliency
+from cifarmix import breakdowns, catalog, data, evaluation, figures, jobs, mixing, models, peers, runinfo, saliency
 from cifarmix.store import RunStore
 from pages import ui
 
@@ -474,6 +474,17 @@ def side_by_side(runs: list[dict]) -> None:
     st.dataframe(pd.DataFrame(table), key="compare_table")  # plain text: run names are never rendered as markdown
 
 
+def against_the_peers() -> None:
+    """The shipped models' accuracy against their training cost, beside the published results on the task."""
+    axis = st.segmented_control("Cost", ["pairs seen", "CPU core-hours"], default="pairs seen", key="peers_axis")
+    x = "cpu_hours" if axis == "CPU core-hours" else "pairs"
+    ours = [point for entry in catalog.shipped() for point in peers.lineage_points(entry.card)]
+    st.plotly_chart(figures.accuracy_against_cost(ours, peers.PEERS, x=x), width="stretch", key="peers_chart")
+    st.caption("Shipped models: validation accuracy after each training cycle (cumulative pairs and 2-core hours), "
+               "then the test protocol. Published results are test accuracies with the pairs their write-ups "
+               "report; all trained on GPUs, so they have no point on the CPU core-hours view.")
+
+
 # ---------------------------------------------------------------------------------------------------- page
 
 header()
@@ -485,8 +496,10 @@ if not all_runs:
     no_runs()
     st.stop()
 runs_table(all_runs)
-one, several = st.tabs(["One run", "Compare runs"])
+one, several, field = st.tabs(["One run", "Compare runs", "Against the peers"])
 with one:
     one_run(all_runs)
 with several:
     compare_runs(all_runs)
+with field:
+    against_the_peers()

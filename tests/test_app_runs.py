@@ -346,3 +346,17 @@ def test_the_mistakes_show_where_each_head_looked(finished_run):
     assert all("✗" in image.proto.imgs[0].caption for image in images)
     assert "the first head's map over it, then the second head's" in texts(at.caption)
     assert not at.get("progress")  # the bar is gone once the maps are drawn
+
+
+def test_the_shipped_models_are_shown_against_the_peers(finished_run, shipped_model, tmp_path):
+    import json as json_module
+
+    card = tmp_path / "models" / shipped_model / "card.json"
+    card.write_text(json_module.dumps({"title": "Demo", "name": "demo", "evaluation": {"mean_accuracy": 0.81},
+                                       "lineage": [{"pairs": 1_800_000, "minutes": 88, "best_val_mean_accuracy": 0.795},
+                                                   {"pairs": 1_000_000, "minutes": 100,
+                                                    "best_val_mean_accuracy": 0.80}]}))
+    figure = chart(open_runs_page(), "peers_chart")
+    ours, published = figure["data"]
+    assert ours["name"] == "cifarmix" and list(ours["x"]) == [1_800_000, 2_800_000, 2_800_000]
+    assert max(published["y"]) == pytest.approx(84.87)
