@@ -68,7 +68,7 @@ def dummy_trainer():
 
 
 @pytest.mark.parametrize(("label", "value", "reason"), [
-    ("Epochs", 0, "epochs must be a positive integer; got 0"),
+    ("Epochs", 0, "epochs must be a positive integer in 1..10,000; got 0"),
     ("Learning rate", 0.0, "learning rate must lie in (0, 10)"),
 ])
 def test_the_form_refuses_an_invalid_value_with_the_reason_and_creates_no_run(tiny_data, label, value, reason):
