@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from cifarmix import config, data, mixing, paths
+from cifarmix import config, data, mixing, paths, slots
 from cifarmix.models import ModelError
 from cifarmix.views import VIEW_SETS
 
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 "set-views": cmd_set_views, "explain": cmd_explain}
     try:
         return handlers[args.command](args) or 0
-    except (CliError, data.DataError, ModelError, ValueError, paths.HomeError) as error:
+    except (CliError, data.DataError, ModelError, ValueError, paths.HomeError, slots.TrainingRefused) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,10 +5,17 @@ Each table row is one case the fault test found; the README's "What the app prom
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
-from cifarmix import architectures, jobs
+from cifarmix import architectures, checkpoints, jobs, paths, processes, slots, training
 from cifarmix.cli import main
 from cifarmix.config import TrainConfig
 from cifarmix.store import RunStore
@@ -33,6 +40,26 @@ def cli(capsys, *argv) -> tuple[int, str]:
     except SystemExit as stop:
         code = stop.code
     return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def stranger():
+    """A live process that is no training of ours: (pid, start time)."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "cifarmix", "train"])
+    try:
+        yield process.pid, processes.start_time(process.pid)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def held_run(store: RunStore, pid: int, started: int | None, status: str = "running") -> int:
+    """A run that the process ``pid`` trains (as the store records it)."""
+    config = TrainConfig(arch="allconv", epochs=2).validate()
+    run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed)
+    store.update_run(run_id, pid=pid, process_started=started)
+    store.set_status(run_id, status, "training")
+    return run_id
 
 
 # --- 5 and 6: absurd numbers and options are refused before any work ------------------------------------------
@@ -104,3 +131,161 @@ def test_the_form_and_the_cli_refuse_the_same_configs_before_a_run_exists(values
 ])
 def test_parameters_are_counted_from_the_shapes_exactly(name, options):
     assert architectures.estimated_params(name, **options) == architectures.param_count(name, **options)
+
+
+# --- 3: two resumes of one run at the same moment -----------------------------------------------------------
+
+CLAIMER = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from cifarmix import processes
+    from cifarmix.store import RunStore
+    store = RunStore(sys.argv[1])
+    go = Path(sys.argv[2])
+    while not go.exists():
+        time.sleep(0.001)
+    won = store.claim(int(sys.argv[3]), os.getpid(), processes.start_time(os.getpid()))
+    print("won" if won else "lost", flush=True)
+    time.sleep(3)  # the winner stays alive while the other decides
+""")
+
+
+def test_two_processes_claiming_one_run_at_the_same_moment_one_wins(store, tmp_path):
+    for attempt in range(3):
+        run_id = held_run(store, 2**22 + 7, None, status="killed")  # a killed run: resumable by anyone
+        go = tmp_path / f"go-{attempt}"
+        claimers = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(store.path), str(go), str(run_id)],
+                                     stdout=subprocess.PIPE, text=True, cwd=paths.project_root())
+                    for _ in range(2)]
+        time.sleep(4)  # both have imported the store and wait for the signal
+        go.touch()
+        results = sorted(process.communicate(timeout=60)[0].strip() for process in claimers)
+        assert results == ["lost", "won"]
+        winner = store.get_run(run_id)
+        assert winner["status"] == "running" and winner["pid"] in {process.pid for process in claimers}
+
+
+def test_a_trainer_whose_run_another_live_process_holds_stops_without_touching_it(store, stranger, capsys):
+    pid, started = stranger
+    run_id = held_run(store, pid, started)
+    before = store.get_run(run_id)
+    with pytest.raises(slots.RunBusy, match=f"in process {pid}; two processes must not train one run"):
+        training.Trainer(store, run_id).run()  # what a second `train --resume` does after the first's check
+    assert store.get_run(run_id) == before
+
+
+def test_a_claim_takes_a_run_from_a_dead_process_and_keeps_its_own(store):
+    run_id = held_run(store, 2**22 + 7, None)
+    me = os.getpid(), processes.start_time(os.getpid())
+    assert store.claim(run_id, *me) and store.claim(run_id, *me)
+    assert (store.get_run(run_id)["pid"], store.get_run(run_id)["process_started"]) == me
+
+
+# --- 10: one training limit for the app and the command line ------------------------------------------------
+
+
+def test_the_cli_keeps_the_servers_training_limit(tiny_data, store, stranger, capsys, monkeypatch):
+    monkeypatch.setenv(slots.MAX_ENV, "1")
+    pid, started = stranger
+    busy = held_run(store, pid, started)
+    killed = held_run(store, 2**22 + 7, None, status="killed")
+    code, err = cli(capsys, "train", "--preset", "smoke")
+    assert code == 2 and f"already runs 1 training(s) (#{busy}) and allows 1 at once" in err
+    assert [run["id"] for run in store.list_runs()] == [killed, busy]  # no new run
+    code, err = cli(capsys, "train", "--resume", str(killed))
+    assert code == 2 and "allows 1 at once" in err and store.get_run(killed)["status"] == "killed"
+
+
+# --- 4 and 9: a damaged or missing resume state -------------------------------------------------------------
+
+
+def stopped_run(store: RunStore, model_file: Path, epochs_done: int = 1) -> int:
+    """A stopped run after ``epochs_done`` epochs, its folder as training leaves it (without training)."""
+    config = TrainConfig(arch="random", epochs=4, batch_size=8, steps_per_epoch=1, val_pairs=10).validate()
+    run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed)
+    folder = paths.run_dir(run_id)
+    for epoch in range(1, epochs_done + 1):
+        store.log_epoch(run_id, epoch, {"val_mean_accuracy": 0.2 + epoch / 100})
+        (folder / checkpoints.last_checkpoint_name(epoch)).write_bytes(model_file.read_bytes())
+        checkpoints.save_state(folder, dict(checkpoints.fresh_state(), epoch=epoch,
+                                            last_model=checkpoints.last_checkpoint_name(epoch)))
+    store.update_run(run_id, epochs_done=epochs_done)
+    store.set_status(run_id, "stopped", "stopped on request")
+    return run_id
+
+
+DAMAGED_STATES = [
+    ("state", "{}", "has no epoch count"),
+    ("state", '{"epoch": "2", "last_model": "last-e1.keras"}', "has epoch = '2', not a whole number of epochs"),
+    ("state", '{"epoch": 1, "train_seconds": [1]}', "has train_seconds = [1], not a number of seconds"),
+    ("state", '{"epoch": 1, "last_model": "../../elsewhere.keras"}', "not a checkpoint file name"),
+    ("state", '{"epoch": 1, "last_model": "last-e1.keras"', "is not valid JSON (Expecting"),
+    ("state", "", "is not valid JSON (it is empty)"),
+    ("state", '{"epoch": 1, "last_model": "last-e9.keras"}', "names the checkpoint last-e9.keras of epoch 1, "
+                                                            "which is missing"),
+    ("checkpoint", None, "is damaged: not a complete .keras archive"),
+]
+
+
+@pytest.mark.parametrize("what, text, problem", DAMAGED_STATES)
+def test_a_damaged_resume_state_is_named_with_its_problem_and_the_run_is_left_as_it_was(
+        what, text, problem, store, untrained_model_file, capsys):
+    run_id = stopped_run(store, untrained_model_file)
+    folder = paths.run_dir(run_id)
+    damaged = folder / checkpoints.STATE_FILE if what == "state" else folder / "last-e1.keras"
+    if text is None:
+        damaged.write_bytes(damaged.read_bytes()[:5000])  # cut short
+    else:
+        damaged.write_text(text)
+    before = store.get_run(run_id)
+    code, err = cli(capsys, "train", "--resume", str(run_id))
+    assert code == 2 and str(damaged) in err and problem in err and "Traceback" not in err
+    assert "no older checkpoint to resume from" in err
+    assert store.get_run(run_id) == before
+
+
+def test_a_damaged_last_pair_resumes_from_the_one_before(store, untrained_model_file):
+    run_id = stopped_run(store, untrained_model_file, epochs_done=2)
+    folder = paths.run_dir(run_id)
+    assert sorted(p.name for p in folder.glob("last-e*.keras")) == ["last-e1.keras", "last-e2.keras"]
+    last = folder / "last-e2.keras"
+    last.write_bytes(last.read_bytes()[:5000])
+    state, note = training.Trainer(store, run_id).resume_state()
+    assert state["epoch"] == 1 and str(last) in note and "resuming from epoch 1 (last-e1.keras)" in note
+
+
+def test_a_run_whose_last_checkpoint_was_cut_short_trains_on_from_the_one_before(tiny_data, store):
+    config = TrainConfig(arch="random", epochs=2, batch_size=8, steps_per_epoch=2, val_pairs=10).validate()
+    run = training.train(config, store)
+    last = paths.run_dir(run["id"]) / "last-e2.keras"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    store.update_run(run["id"], config=dict(config.to_dict(), epochs=3))
+    store.set_status(run["id"], "killed", "test")
+    resumed = training.resume(run["id"], store)
+    assert resumed["status"] == "finished" and resumed["epochs_done"] == 3
+    assert store.epoch_metrics(run["id"])["epoch"].tolist() == [1, 2, 3]  # epoch 2 redone, nothing lost
+
+
+def test_save_state_keeps_the_previous_pair_until_a_newer_one_replaces_it(tmp_path):
+    for epoch in (1, 2, 3):
+        (tmp_path / f"last-e{epoch}.keras").write_bytes(b"weights")
+        checkpoints.save_state(tmp_path, dict(checkpoints.fresh_state(), epoch=epoch,
+                                              last_model=f"last-e{epoch}.keras"))
+        assert sorted(p.name for p in tmp_path.glob("*.keras")) == [f"last-e{e}.keras" for e in (epoch - 1, epoch)
+                                                                   if e]
+    assert json.loads((tmp_path / checkpoints.PREVIOUS_STATE_FILE).read_text())["epoch"] == 2
+
+
+def test_a_run_whose_folder_was_deleted_is_not_started_over(store, untrained_model_file, capsys, monkeypatch):
+    import shutil
+
+    run_id = stopped_run(store, untrained_model_file, epochs_done=2)
+    shutil.rmtree(paths.run_dir(run_id))
+    metrics = store.epoch_metrics(run_id).to_dict()
+    code, err = cli(capsys, "train", "--resume", str(run_id))
+    assert code == 2 and f"run {run_id} cannot resume: the run has 2 epochs recorded, but its folder" in err
+    assert "no state.json" in err and "overwrite the recorded epochs, so it is refused" in err
+    monkeypatch.setattr(jobs, "_spawn", lambda *args: pytest.fail("a process was started"))
+    with pytest.raises(ValueError, match="overwrite the recorded epochs"):
+        jobs.resume(run_id, store)  # the Train page's Resume says it too, before starting a process
+    assert store.epoch_metrics(run_id).to_dict() == metrics and store.get_run(run_id)["status"] == "stopped"
