@@ -89,13 +89,31 @@ def stop(run_id: int, store: RunStore | None = None) -> None:
             store.set_status(run_id, "stopped", "stopped before it started")
 
 
-def kill(run_id: int, store: RunStore | None = None) -> None:
+def kill(run_id: int, store: RunStore | None = None) -> bool:
     """End a run's process at once (SIGTERM to the process group a started run leads, else to the process alone);
-    it can be resumed from its last epoch."""
+    it can be resumed from its last epoch. Returns whether a signal was sent (False: the process had ended).
+
+    Only the process the store names by pid *and* start time, as the training recorded it when it claimed its run,
+    is signalled: never a later process given the same pid, nor one that merely looks like a cifarmix process.
+
+    Raises:
+        ValueError: the run records no start time for its process (runs recorded before cifarmix kept one), so its
+            process cannot be told from a stranger: nothing is signalled.
+    """
     store = store or RunStore()
     run = store.get_run(run_id)
-    if run_is_alive(run):  # never a later process that was given the same pid
-        processes.terminate(run["pid"])
+    if not run or not run.get("pid"):
+        return False
+    if run.get("process_started") is None:
+        if processes.start_time(run["pid"]) is None:
+            return False  # no process has that pid any more: nothing to end
+        raise ValueError(f"run {run_id} records process {run['pid']} without its start time (it was recorded by an "
+                         "older cifarmix), so cifarmix cannot tell it from another process with that pid and will "
+                         "not signal it. Use Stop, or end the process yourself if it is this run's training.")
+    if not processes.is_alive(run["pid"], run["process_started"]):
+        return False  # it has ended (or its pid now names another process): nothing of this run's to end
+    processes.terminate(run["pid"])
+    return True
 
 
 def log_tail(run_id: int, lines: int = 30) -> str:

@@ -289,3 +289,20 @@ def test_a_run_whose_folder_was_deleted_is_not_started_over(store, untrained_mod
     with pytest.raises(ValueError, match="overwrite the recorded epochs"):
         jobs.resume(run_id, store)  # the Train page's Resume says it too, before starting a process
     assert store.epoch_metrics(run_id).to_dict() == metrics and store.get_run(run_id)["status"] == "stopped"
+
+
+# --- 7: "Kill the process now" signals only the run's own training ------------------------------------------
+
+
+def test_kill_refuses_to_signal_a_process_recorded_without_its_start_time(store, stranger):
+    pid, _ = stranger
+    run_id = held_run(store, pid, None)  # an old record; the pid now names a "cifarmix" process
+    with pytest.raises(ValueError, match="without its start time.*will not signal it"):
+        jobs.kill(run_id, store)
+    assert processes.is_alive(pid, processes.start_time(pid))
+
+
+def test_kill_leaves_a_process_whose_start_time_is_not_the_recorded_one(store, stranger):
+    pid, started = stranger
+    run_id = held_run(store, pid, started + 1)
+    assert jobs.kill(run_id, store) is False and processes.is_alive(pid, started)
