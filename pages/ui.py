@@ -16,6 +16,7 @@ Data
     ``show_data_help(message)``  the help box for a given message: what went wrong and how to get CIFAR-10
 
 Run store and models
+    ``require_home()``           the home folder and run store, or one error box and ``st.stop()`` (app.py calls it)
     ``run_store()``              the server's ``RunStore`` (one per database file)
     ``model_entries()``          ``catalog.available(...)``: shipped models, then finished runs
     ``active_model()``           the ``ModelEntry`` picked in the sidebar, or None
@@ -157,6 +158,17 @@ def require_data() -> data.Splits:
 
 
 # ------------------------------------------------------------------------------------------- store and models
+
+
+def require_home() -> None:
+    """The cifarmix home folder and its run store, or one error box saying which folder or file and what is wrong
+    (``paths.HomeError``, ``store.StoreError``) and ``st.stop()``: no page can work without them."""
+    try:
+        paths.home()
+        run_store()
+    except paths.HomeError as error:
+        st.error(f"**cifarmix cannot keep its files, so no page can open.** {escape_markdown(error)}", icon="🗄️")
+        st.stop()
 
 
 @st.cache_resource

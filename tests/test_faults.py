@@ -18,7 +18,7 @@ import pytest
 from cifarmix import architectures, checkpoints, jobs, paths, processes, slots, training
 from cifarmix.cli import main
 from cifarmix.config import TrainConfig
-from cifarmix.store import RunStore
+from cifarmix.store import RunStore, StoreError
 
 
 @pytest.fixture
@@ -306,3 +306,38 @@ def test_kill_leaves_a_process_whose_start_time_is_not_the_recorded_one(store, s
     pid, started = stranger
     run_id = held_run(store, pid, started + 1)
     assert jobs.kill(run_id, store) is False and processes.is_alive(pid, started)
+
+
+# --- 2: an unusable home or store file ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage, said", [("a folder", "unable to open"), ("garbage", "not a database")])
+def test_an_unusable_store_file_is_named_not_a_traceback(damage, said, cifarmix_home, capsys):
+    cifarmix_home.mkdir(parents=True)
+    if damage == "a folder":
+        (cifarmix_home / "cifarmix.sqlite3").mkdir()
+    else:
+        (cifarmix_home / "cifarmix.sqlite3").write_bytes(b"this is no database " * 100)
+    with pytest.raises(StoreError, match="cannot use its run store .*cifarmix.sqlite3.*CIFARMIX_HOME="):
+        RunStore()
+    code, err = cli(capsys, "runs")
+    assert code == 2 and "cannot use its run store" in err and said in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("damage", ["home", "store"])
+def test_the_app_shows_one_message_for_an_unusable_home_or_store(damage, cifarmix_home, monkeypatch, no_models,
+                                                                 fresh_caches):
+    from streamlit.testing.v1 import AppTest
+
+    if damage == "home":
+        monkeypatch.setenv(paths.HOME_ENV, "/proc/no-such-folder/cifarmix")
+    else:
+        (cifarmix_home / "cifarmix.sqlite3").mkdir(parents=True)
+    from pages import ui
+
+    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    assert not at.exception
+    [error] = at.error
+    assert "cannot keep its files" in error.value
+    named = ui.escape_markdown("/proc/no-such-folder/cifarmix" if damage == "home" else "its run store")
+    assert named in error.value

@@ -20,6 +20,7 @@ from cifarmix.store.db import (
     MIGRATIONS,
     Database,
     SchemaTooNewError,
+    StoreError,
     utc_now,
 )
 from cifarmix.store.evaluations import Evaluations
@@ -43,8 +44,8 @@ __all__ = [
     "ACTIVE_STATUSES", "BUSY_TIMEOUT_S", "HEADS", "JSON_RUN_COLUMNS", "LOCK_RETRIES", "LOCK_RETRY_SLEEP_S",
     "MIGRATIONS", "PLAYER_NAME_MAX", "RUN_COLUMNS", "RUN_ID_MAX_DIGITS", "RUN_NAME_MAX", "STATUSES", "STEP_COLUMNS",
     "TERMINAL_STATUSES", "UPDATABLE_RUN_COLUMNS", "Database", "Evaluations", "Metrics", "RunStore", "Runs",
-    "SchemaTooNewError", "Scores", "UnknownRunError", "clean_player_name", "clean_run_name", "parse_run_id",
-    "utc_now",
+    "SchemaTooNewError", "Scores", "StoreError", "UnknownRunError", "clean_player_name", "clean_run_name",
+    "parse_run_id", "utc_now",
 ]
 
 
