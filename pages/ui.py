@@ -309,9 +309,11 @@ def _model_picker() -> None:
         st.session_state[ACTIVE_MODEL_KEY] = "champion" if "champion" in references else references[0]
     st.selectbox("Active model", references, format_func=titles.get, key=ACTIVE_MODEL_KEY,
                  help="The model that answers on the Mixer page (shipped models first, then your finished runs).")
-    card = next(entry.card for entry in entries if entry.reference == st.session_state[ACTIVE_MODEL_KEY])
-    if card.get("description"):
-        st.caption(card["description"])
+    entry = next(entry for entry in entries if entry.reference == st.session_state[ACTIVE_MODEL_KEY])
+    if catalog.card_description(entry.card):
+        st.caption(escape_markdown(catalog.card_description(entry.card)))  # plain, bounded text: never markdown
+    if entry.problem:
+        st.caption(escape_markdown(f"Its model card is not used: {entry.problem}."))
 
 
 def _data_badge() -> None:

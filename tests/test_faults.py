@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from cifarmix import architectures, checkpoints, jobs, paths, processes, slots, training
+from cifarmix import architectures, catalog, checkpoints, jobs, paths, processes, runinfo, slots, training
 from cifarmix.cli import main
 from cifarmix.config import TrainConfig
-from cifarmix.store import RunStore, StoreError
+from cifarmix.store import RunStore, StoreError, clean_player_name, clean_run_name
 
 
 @pytest.fixture
@@ -341,3 +341,74 @@ def test_the_app_shows_one_message_for_an_unusable_home_or_store(damage, cifarmi
     assert "cannot keep its files" in error.value
     named = ui.escape_markdown("/proc/no-such-folder/cifarmix" if damage == "home" else "its run store")
     assert named in error.value
+
+
+# --- 11 and 1: plain, bounded text ------------------------------------------------------------------------------
+
+FAMILY = "\U0001F468\u200d\U0001F469\u200d\U0001F467"  # one emoji made of three joined by zero-width joiners
+RAINBOW_FLAG = "\U0001F3F3\ufe0f\u200d\U0001F308"
+
+
+@pytest.mark.parametrize("typed", ["\u3164\u3164\u3164", "\u2800", "\u200b\u200c\u200d", "\u115f\u1160",
+                                   "\ufe0f\u034f", " \u0301 ", "\u2060\ufeff\u00ad", "\U000e0041\U000e0042"])
+def test_a_name_of_invisible_characters_is_refused_as_empty(typed):
+    with pytest.raises(ValueError, match="at least one visible character"):
+        clean_player_name(typed)
+    assert clean_run_name(typed) is None
+
+
+@pytest.mark.parametrize("typed, kept", [(FAMILY, FAMILY), (RAINBOW_FLAG, RAINBOW_FLAG), ("Ana\u200dBel", "AnaBel"),
+                                         ("\u3164Bo\u3164", "Bo"), ("Zoë", "Zoë")])
+def test_names_keep_combined_emoji_and_lose_only_what_draws_nothing(typed, kept):
+    assert clean_player_name(typed) == kept
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), None, "abc"])
+def test_an_accuracy_that_is_not_a_number_reads_as_a_dash(value):
+    assert runinfo.percent_text(value) == "-"
+    run = {"id": 1, "status": "failed", "arch": "allconv", "best_val_mean": value}
+    assert runinfo.best_val_text(run) == "-" and "%" not in runinfo.run_label(run)
+
+
+def test_a_nan_epoch_accuracy_and_a_nan_test_result_read_as_a_dash(store):
+    run_id = store.create_run("allconv", {}, {}, 0)
+    store.log_epoch(run_id, 1, {"val_mean_accuracy": float("nan")})  # a diverged epoch (SQLite keeps NULL)
+    last = store.epoch_metrics(run_id)["val_mean_accuracy"].iloc[-1]  # what the Train page shows
+    assert runinfo.percent_text(last) == "-"
+    result = {"mean_accuracy": float("nan"), "std": float("nan"), "repeats": 1, "pairs": 10}
+    assert runinfo.evaluation_text(result).startswith("- ± - ·")
+
+
+def test_a_huge_card_title_and_a_markdown_description_are_bounded_plain_text(tmp_path, untrained_model_file):
+    folder = tmp_path / "models" / "loud"
+    folder.mkdir(parents=True)
+    (folder / "model.keras").write_bytes(untrained_model_file.read_bytes())
+    description = "[click me](https://evil.example) ![](https://evil.example/pixel.png) " + "x" * 5000
+    (folder / "card.json").write_text(json.dumps({"title": "T" * 100_000, "description": description}))
+    [entry] = catalog.shipped(tmp_path / "models")
+    assert len(entry.title) <= catalog.TITLE_LIMIT
+    assert len(catalog.card_description(entry.card)) <= catalog.DESCRIPTION_LIMIT
+
+
+def test_the_sidebar_shows_a_cards_description_as_plain_text_and_its_problem(tmp_path, untrained_model_file,
+                                                                             monkeypatch, tiny_data, fresh_caches):
+    from streamlit.testing.v1 import AppTest
+
+    from pages import ui
+
+    root = tmp_path / "models"
+    for name, card in (("aaa", "[1, 2, 3]"),
+                       ("bbb", json.dumps({"description": "[click me](https://evil.example) **loud**"}))):
+        (root / name).mkdir(parents=True)
+        (root / name / "model.keras").write_bytes(untrained_model_file.read_bytes())
+        (root / name / "card.json").write_text(card)
+    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(root))
+    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    assert not at.exception
+    shown = [caption.value for caption in at.sidebar.caption]
+    assert ui.escape_markdown("Its model card is not used: its card.json holds a list, not an object.") in shown
+    at = AppTest.from_file("../app.py", default_timeout=60)
+    at.session_state["sidebar_model"] = "bbb"
+    at.run()
+    shown = [caption.value for caption in at.sidebar.caption]
+    assert ui.escape_markdown("[click me](https://evil.example) **loud**") in shown
