@@ -15,6 +15,7 @@ page = st.navigation([
     st.Page(ui.PAGE_TRAIN, title="Train", icon=":material/model_training:"),
     st.Page(ui.PAGE_RUNS, title="Runs", icon=":material/monitoring:"),
 ])
+ui.require_home()  # an unusable CIFARMIX_HOME or run store: one message, not a traceback on every page
 ui.data_status()  # CIFAR-10 is loaded once per server; the first visitor sees its spinner here, not in the sidebar
 ui.sidebar()
 page.run()

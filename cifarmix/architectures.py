@@ -16,6 +16,8 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -42,6 +44,51 @@ class Architecture:
     needs_gpu: bool
     source: str
     default_options: dict = field(default_factory=dict, hash=False)
+    option_rules: dict = field(default_factory=dict, hash=False)  # option -> Option: its type and range
+
+
+@dataclass(frozen=True)
+class Option:
+    """What one architecture option accepts: ``kind`` is ``int``, ``float``, ``bool``, ``choice`` or ``ints`` (a
+    list of ``length`` integers); numbers lie in ``low..high`` (``high`` excluded when ``high_open``)."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+    choices: tuple = ()
+    length: int | None = None
+
+    def accepted(self) -> str:
+        """What it accepts, for people: ``an integer in 8..1024``, ``one of 'max', 'avg'``."""
+        span = "" if self.low is None else f"{self.low:g}..{self.high:g}" + (" (excluded)" if self.high_open else "")
+        return {
+            "int": f"an integer in {span}",
+            "float": f"a number in {span}",
+            "bool": "true or false",
+            "choice": "one of " + ", ".join(repr(choice) for choice in self.choices),
+            "ints": f"a list of {self.length} integers in {span}",
+        }[self.kind]
+
+    def fits(self, value) -> bool:
+        """Whether ``value`` is of this option's type and in its range."""
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "choice":
+            return isinstance(value, str) and value in self.choices
+        if self.kind == "ints":
+            return isinstance(value, (list, tuple)) and len(value) == self.length and all(
+                Option("int", self.low, self.high).fits(item) for item in value)
+        number = isinstance(value, int) if self.kind == "int" else isinstance(value, (int, float))
+        if isinstance(value, bool) or not number or not math.isfinite(value):
+            return False
+        return self.low <= value and (value < self.high if self.high_open else value <= self.high)
+
+
+ACTIVATION = Option("choice", choices=ACTIVATIONS)
+DROPOUT = Option("float", 0, 1, high_open=True)
+HIDDEN = Option("int", 1, 4096)
+WIDTH = Option("int", 8, 1024)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -377,6 +424,7 @@ _ENTRIES = (
         needs_gpu=False,
         source="seed notebook: ACCNRR, 77.2%",
         default_options={"activation": "relu", "head_l2": 0.001},
+        option_rules={"activation": ACTIVATION, "head_l2": Option("float", 0, 1)},
     ),
     Architecture(
         name="allconv-leaky",
@@ -387,6 +435,7 @@ _ENTRIES = (
         needs_gpu=False,
         source="seed notebook: ACCNL (appendix), 74.5%",
         default_options={"activation": "leaky_relu", "head_l2": 0.0},
+        option_rules={"activation": ACTIVATION, "head_l2": Option("float", 0, 1)},
     ),
     Architecture(
         name="fmp",
@@ -397,6 +446,7 @@ _ENTRIES = (
         needs_gpu=False,
         source="seed notebook: FMP3, 69.7%",
         default_options={"dropout": 0.5, "overlapping": True},
+        option_rules={"dropout": DROPOUT, "overlapping": Option("bool")},
     ),
     Architecture(
         name="large-allconv",
@@ -416,6 +466,7 @@ _ENTRIES = (
         needs_gpu=True,
         source="Inception report: naive Inception v1, 56% on CIFAR-10",
         default_options={"hidden": 1000},
+        option_rules={"hidden": HIDDEN},
     ),
     Architecture(
         name="googlenet",
@@ -428,6 +479,8 @@ _ENTRIES = (
         default_options={
             "three_by_three": False, "aux_heads": False, "hidden": 1000, "dropout": 0.4, "aux_dropout": 0.7,
         },
+        option_rules={"three_by_three": Option("bool"), "aux_heads": Option("bool"), "hidden": HIDDEN,
+                      "dropout": DROPOUT, "aux_dropout": DROPOUT},
     ),
     Architecture(
         name="resnet-cpu",
@@ -439,6 +492,8 @@ _ENTRIES = (
         source="cifarmix: airbench-style design",
         default_options={"widths": [64, 256, 256], "head_width": 128, "dropout": 0.1, "pooling": "max",
                          "activation": "gelu"},
+        option_rules={"widths": Option("ints", 8, 1024, length=3), "head_width": WIDTH, "dropout": DROPOUT,
+                      "pooling": Option("choice", choices=POOLINGS), "activation": ACTIVATION},
     ),
 )
 
@@ -458,8 +513,15 @@ def get(name: str) -> Architecture:
 
 
 def check_options(name: str, options: dict | None = None) -> dict:
-    """``options`` merged over the architecture's defaults; ValueError for unknown or non-JSON options."""
+    """``options`` merged over the architecture's defaults.
+
+    Raises:
+        ValueError: for options that are not an object, unknown or non-JSON options, or a value of the wrong type
+            or out of its range (``Architecture.option_rules``), naming the option and what it accepts.
+    """
     architecture = get(name)
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"Options for {name!r} must be an object of option -> value; got {options!r}.")
     options = dict(options or {})
     unknown = sorted(set(options) - set(architecture.default_options))
     if unknown:
@@ -469,7 +531,115 @@ def check_options(name: str, options: dict | None = None) -> dict:
         json.dumps(options)
     except (TypeError, ValueError) as error:
         raise ValueError(f"Options for {name!r} must be JSON values (numbers, strings, lists): {error}") from None
+    for option, value in options.items():
+        rule = architecture.option_rules.get(option)
+        if rule is not None and not rule.fits(value):
+            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+            raise ValueError(f"{option} must be {rule.accepted()} for architecture {name!r}; got {shown}.")
     return {**architecture.default_options, **options}
+
+
+# Parameters of the networks whose size no option changes (their seed tables, checked by the tests).
+_FIXED_PARAMS = {"random": 30_730, "allconv": 1_374_730, "allconv-leaky": 1_374_730, "fmp": 474_410,
+                 "large-allconv": 70_098_570}
+# GoogLeNet without its last Dense layer and heads: with the table's 1x1 "3x3" branches, and with real 3x3 kernels.
+_GOOGLENET_BASE = {False: 3_173_680, True: 5_831_984}
+_GOOGLENET_FEATURES = 1024  # channels after 5b's global pooling
+_GOOGLENET_AUX_FEATURES = (2048, 2112)  # the auxiliary classifiers' flattened 2x2 pools of 4a and 4d
+_NAIVE_FEATURES, _NAIVE_MODULE = 32 * 32 * 227, 256 + 3584 + 2432  # flattened module output; its convolutions
+
+
+def _dense_and_heads(features: int, hidden: int) -> int:
+    """Dense(hidden) on ``features`` inputs, then the two 5-way heads."""
+    return features * hidden + hidden + 2 * (5 * hidden + 5)
+
+
+def estimated_params(name: str, **options) -> int:
+    """The parameter count of ``build(name, **options)`` from the architecture's shapes, without building it
+    (so a huge option is refused in microseconds, not after allocating it). Equal to :func:`param_count`."""
+    resolved = check_options(name, options)
+    if name in _FIXED_PARAMS:
+        return _FIXED_PARAMS[name]
+    if name == "inception-naive":
+        return _NAIVE_MODULE + _dense_and_heads(_NAIVE_FEATURES, resolved["hidden"])
+    if name == "googlenet":
+        hidden = resolved["hidden"]
+        total = _GOOGLENET_BASE[bool(resolved["three_by_three"])] + _dense_and_heads(_GOOGLENET_FEATURES, hidden)
+        if resolved["aux_heads"]:
+            total += sum(_dense_and_heads(features, hidden) for features in _GOOGLENET_AUX_FEATURES)
+        return total
+    if name == "resnet-cpu":
+        def conv_bn(inputs: int, filters: int) -> int:  # 3x3 convolution without bias, BatchNorm's 4 per channel
+            return 9 * inputs * filters + 4 * filters
+
+        total, channels = conv_bn(3, STEM_WIDTH), STEM_WIDTH
+        for width in resolved["widths"]:
+            total += conv_bn(channels, width) + conv_bn(width, width)
+            channels = width
+        head = resolved["head_width"]
+        return total + 2 * (conv_bn(channels, head) + 5 * head + 5)
+    return param_count(name, **options)  # an architecture without a formula: build it once
+
+
+def activation_floats(name: str, **options) -> int | None:
+    """Roughly the floats one training image keeps for the backward pass (the layers' outputs), for the
+    architectures whose options set their widths (``resnet-cpu``); None for the others (their size is fixed)."""
+    if name != "resnet-cpu":
+        return None
+    resolved = check_options(name, options)
+    size, channels = 32, STEM_WIDTH
+    total = 3 * size * size * channels  # stem: convolution, BatchNorm, activation
+    for width in resolved["widths"]:
+        # convolution at this size, then pool, BatchNorm, activation and the residual block at half the size
+        total += size * size * width + 7 * (size // 2) ** 2 * width
+        size //= 2
+    return total + 2 * 4 * size * size * resolved["head_width"]
+
+
+PARAMETER_BUDGET = {"cpu": 50_000_000, "gpu": 1_000_000_000}  # the largest network cifarmix trains on each
+
+
+def has_gpu() -> bool:
+    """Whether TensorFlow sees a GPU here."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def memory_budget_bytes() -> int:
+    """Half this machine's memory: what one training's weights, optimizer state and activations may take."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (OSError, ValueError):
+        return 8 * 2**30
+
+
+def check_budget(name: str, options: dict | None = None, batch_size: int = 1, gpu: bool | None = None) -> int:
+    """Refuse a network too big to train here, before anything is built; returns its parameter count.
+
+    The parameters are counted from the shapes (:func:`estimated_params`); on a CPU at most
+    ``PARAMETER_BUDGET["cpu"]``. The memory of one step (weights, gradients and two optimizer moments per
+    parameter, plus ``batch_size`` images' activations twice over) must fit in :func:`memory_budget_bytes`.
+
+    Raises:
+        ValueError: naming the network's size and the budget it exceeds.
+    """
+    options = dict(options or {})
+    params = estimated_params(name, **options)
+    device = "gpu" if (has_gpu() if gpu is None else gpu) else "cpu"
+    limit = PARAMETER_BUDGET[device]
+    if params > limit:
+        hint = " (it needs a GPU)" if device == "cpu" else ""
+        raise ValueError(f"{name} with these options has {params:,} parameters; cifarmix trains at most {limit:,} "
+                         f"on a {device.upper()}{hint}: choose smaller options.")
+    floats = activation_floats(name, **options) or 0
+    needed = 16 * params + 8 * floats * batch_size
+    budget = memory_budget_bytes()
+    if needed > budget:
+        raise ValueError(f"{name} with these options at batch size {batch_size} needs about {needed / 2**30:.1f} GB "
+                         f"per training step; this machine allows {budget / 2**30:.1f} GB: choose smaller widths or "
+                         "a smaller batch.")
+    return params
 
 
 def build(name: str, **options) -> keras.Model:

@@ -139,7 +139,7 @@ def from_runs(store: RunStore) -> list[ModelEntry]:
         if path is None or not path.is_file() or run["status"] in ("queued", "running"):
             continue
         best = run.get("best_val_mean")
-        score = f" — {best:.1%} val" if best is not None else ""
+        score = f" — {best:.1%} val" if isinstance(best, (int, float)) and math.isfinite(best) else ""
         label = run.get("name") or run["arch"]
         entries.append(ModelEntry(f"run:{run['id']}", f"run #{run['id']} {label}{score}", path, run_id=run["id"]))
     return entries

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from cifarmix import data, mixing, paths
+from cifarmix import config, data, mixing, paths, slots
 from cifarmix.models import ModelError
 from cifarmix.views import VIEW_SETS
 
@@ -21,14 +21,22 @@ class CliError(Exception):
     """A user-facing error: printed as one message, exit code 2."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _in_range(bounds):
+    """An argparse type for a number in ``bounds`` (a ``config.Range``): anything else is refused, naming the
+    accepted range, before a command does any work (so no run is created, no array allocated)."""
+
+    def parse(text: str):
+        try:
+            value = int(text) if bounds.integer else float(text)
+        except ValueError:
+            kind = "a whole number" if bounds.integer else "a number"
+            raise argparse.ArgumentTypeError(f"expected {kind} in {bounds.text()}, got {text!r}") from None
+        problem = bounds.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"expected {problem.split(' must be ', 1)[1]}")
+        return value
+
+    return parse
 
 
 def _mixing_weight(text: str) -> float:
@@ -48,7 +56,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
 
@@ -68,11 +76,11 @@ def _alpha_list(text: str) -> list[float]:
 def _protocol_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     """The test protocol's size: repeats x pairs (default 10 x 10,000; a weight sweep's default is smaller)."""
     also = (f"; with --alphas {SWEEP_DEFAULTS['repeats']}" if sweep else "")
-    parser.add_argument("--repeats", type=_positive_int, default=None if sweep else 10,
-                        help=f"test-protocol repeats (default 10{also})")
+    parser.add_argument("--repeats", type=_in_range(config.EVAL_REPEATS), default=None if sweep else 10,
+                        help=f"test-protocol repeats, {config.EVAL_REPEATS.text()} (default 10{also})")
     also = (f"; with --alphas {SWEEP_DEFAULTS['pairs']:,} per weight" if sweep else "")
-    parser.add_argument("--pairs", type=_positive_int, default=None if sweep else 10_000,
-                        help=f"pairs per repeat (default 10,000{also})")
+    parser.add_argument("--pairs", type=_in_range(config.EVAL_PAIRS), default=None if sweep else 10_000,
+                        help=f"pairs per repeat, {config.EVAL_PAIRS.text()} (default 10,000{also})")
 
 
 def _data_argument(parser: argparse.ArgumentParser) -> None:
@@ -94,11 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", help="start from a named recipe: champion, allconv, demo, smoke")
     train.add_argument("--arch", help="architecture name (see `architectures`)")
     train.add_argument("--options", help='architecture options as JSON, e.g. \'{"widths": [64, 128, 256]}\'')
-    train.add_argument("--epochs", type=_positive_int)
-    train.add_argument("--batch-size", type=_positive_int)
-    train.add_argument("--steps-per-epoch", type=_positive_int)
-    train.add_argument("--train-size", type=_positive_int, help="training images to use (class-balanced subset)")
-    train.add_argument("--val-pairs", type=_positive_int)
+    train.add_argument("--epochs", type=_in_range(config.EPOCHS))
+    train.add_argument("--batch-size", type=_in_range(config.BATCH_SIZE))
+    train.add_argument("--steps-per-epoch", type=_in_range(config.STEPS_PER_EPOCH))
+    train.add_argument("--train-size", type=_in_range(config.TRAIN_SIZE),
+                       help="training images to use (class-balanced subset)")
+    train.add_argument("--val-pairs", type=_in_range(config.VAL_PAIRS))
     train.add_argument("--lr", type=_positive_float)
     train.add_argument("--optimizer")
     train.add_argument("--schedule")
@@ -108,23 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="flip + translate each component before mixing")
     train.add_argument("--precision", help="auto (by the device), float32, mixed_bfloat16 or mixed_float16")
     train.add_argument("--batch-scaling", help="auto (a larger batch on a GPU with the memory for it) or none")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--time-budget", type=_positive_float, metavar="MINUTES",
+    train.add_argument("--seed", type=_in_range(config.SEED))
+    train.add_argument("--time-budget", type=_in_range(config.TIME_BUDGET), metavar="MINUTES",
                        help="stop cleanly after this many minutes of training (summed over resumes)")
     train.add_argument("--name")
     train.add_argument("--init-from", metavar="MODEL",
                        help="start from this model's weights (a shipped model, a run id or a .keras file), with a "
                        "fresh optimizer and schedule: a warm restart")
     _data_argument(train)
-    train.add_argument("--run-id", type=_positive_int, help=argparse.SUPPRESS)  # used by cifarmix.jobs
-    train.add_argument("--resume", type=_positive_int, metavar="RUN_ID", help="continue a stopped or killed run")
+    train.add_argument("--run-id", type=_in_range(config.RUN_ID), help=argparse.SUPPRESS)  # used by cifarmix.jobs
+    train.add_argument("--resume", type=_in_range(config.RUN_ID), metavar="RUN_ID",
+                       help="continue a stopped or killed run")
 
     evaluate = commands.add_parser(
         "evaluate", help="score a model on the test protocol, or each head's accuracy against the weight of A")
     evaluate.add_argument("model", nargs="?", help="a .keras file, a run id, or a shipped model name")
     evaluate.add_argument("--arch", help="evaluate a freshly built, untrained model of this architecture")
     _protocol_arguments(evaluate, sweep=True)
-    evaluate.add_argument("--seed", type=int)
+    evaluate.add_argument("--seed", type=_in_range(config.SEED))
     evaluate.add_argument("--alpha", type=_mixing_weight, help="mixing weight of A (default 0.5, the protocol)")
     evaluate.add_argument("--alphas", type=_alpha_list, metavar="W,W,...",
                           help="how much of an image the model needs: each head's accuracy at each of these weights "
@@ -139,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("runs", help="list training runs")
 
     export = commands.add_parser("export", help="ship a run's best model to artifacts/models/NAME with a model card")
-    export.add_argument("run_id", type=_positive_int)
+    export.add_argument("run_id", type=_in_range(config.RUN_ID))
     export.add_argument("--name", required=True, help="shipped model name, e.g. champion")
     export.add_argument("--preset", help="the preset the run was trained with (for the card's command)")
     export.add_argument("--views", default="flip", choices=list(VIEW_SETS),
@@ -157,12 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     _data_argument(set_views)
 
     mix = commands.add_parser("mix", help="write a mixed test image as PNG")
-    mix.add_argument("--first", type=int, help="test-set index of component A, of group A (classes 0-4, airplane … "
-                     "deer); default: a random one")
-    mix.add_argument("--second", type=int, help="test-set index of component B, of group B (classes 5-9, dog … "
-                     "truck); default: a random one")
+    mix.add_argument("--first", type=_in_range(config.TEST_INDEX),
+                     help="test-set index of component A, of group A (classes 0-4, airplane … deer); default: random")
+    mix.add_argument("--second", type=_in_range(config.TEST_INDEX),
+                     help="test-set index of component B, of group B (classes 5-9, dog … truck); default: random")
     mix.add_argument("--alpha", type=_mixing_weight, default=0.5)
-    mix.add_argument("--seed", type=int, default=0)
+    mix.add_argument("--seed", type=_in_range(config.SEED), default=0)
     mix.add_argument("--out", default="mix.png")
     mix.add_argument("--a-file", metavar="PHOTO", help="your own photo as component A (with --b-file)")
     mix.add_argument("--b-file", metavar="PHOTO", help="your own photo as component B (with --a-file)")
@@ -172,9 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", help="where each head looks: saliency maps of a test mix (PNG, .npz)")
     explain.add_argument("model", help="a .keras file, a run id, or a shipped model name")
-    explain.add_argument("--a", type=int, required=True, metavar="TEST_INDEX",
+    explain.add_argument("--a", type=_in_range(config.TEST_INDEX), required=True, metavar="TEST_INDEX",
                          help="test-set index of component A (classes 0-4)")
-    explain.add_argument("--b", type=int, required=True, metavar="TEST_INDEX",
+    explain.add_argument("--b", type=_in_range(config.TEST_INDEX), required=True, metavar="TEST_INDEX",
                          help="test-set index of component B (classes 5-9)")
     explain.add_argument("--alpha", type=_mixing_weight, default=0.5, help="mixing weight of A (default 0.5)")
     explain.add_argument("--out", required=True, metavar="FILE.png",
@@ -191,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 "set-views": cmd_set_views, "explain": cmd_explain}
     try:
         return handlers[args.command](args) or 0
-    except (CliError, data.DataError, ModelError, ValueError, paths.HomeError) as error:
+    except (CliError, data.DataError, ModelError, ValueError, paths.HomeError, slots.TrainingRefused) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -223,8 +233,6 @@ def cmd_architectures(args) -> None:
 
 def _train_overrides(args) -> dict:
     """The training settings the user typed (None for those left to the preset or the defaults)."""
-    from cifarmix import config
-
     overrides = dict(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                      steps_per_epoch=args.steps_per_epoch, train_size=args.train_size, val_pairs=args.val_pairs,
                      lr=args.lr, optimizer=args.optimizer, schedule=args.schedule,

@@ -21,6 +21,58 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 BATCH_SCALINGS = ("none", "auto")  # auto: a larger batch on a GPU with the memory for it (devices.scaled_batch)
 
 
+@dataclass(frozen=True)
+class Range:
+    """The numbers a setting accepts: ``low..high`` (ends included); whole numbers only when ``integer``.
+
+    One place for every bound a person can type: ``TrainConfig.validate`` checks a config with them, and the
+    command line's argument types (``cifarmix.cli``) refuse a number outside them before anything runs.
+    """
+
+    what: str  # the setting, as messages name it: "epochs", "batch size"
+    low: float
+    high: float
+    integer: bool = True
+
+    def text(self) -> str:
+        """The range for people: ``1..10,000``."""
+        return f"{self.low:,}..{self.high:,}" if self.integer else f"{self.low:g}..{self.high:g}"
+
+    def problem(self, value) -> str | None:
+        """Why ``value`` is refused (one sentence), or None when it is accepted."""
+        kind = ("positive integer" if self.low == 1 else "whole number") if self.integer else "number"
+        number = isinstance(value, int) if self.integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not number or not (
+                self.integer or math.isfinite(value)) or not self.low <= value <= self.high:
+            shown = f"{value:g}" if isinstance(value, float) else repr(value)
+            return f"{self.what} must be a {kind} in {self.text()}; got {shown}"
+        return None
+
+    def check(self, value):
+        """``value`` if accepted; ValueError naming the setting, the accepted range and what was found."""
+        problem = self.problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+# Every bound a person can type (the form, the CLI). Generous for real use, small enough that no value is absurd:
+# nothing here can overflow a SQLite integer or a NumPy seed, or ask for more memory than a machine has.
+EPOCHS = Range("epochs", 1, 10_000)
+BATCH_SIZE = Range("batch size", 1, 2048)
+STEPS_PER_EPOCH = Range("steps per epoch", 1, 1_000_000)
+TRAIN_SIZE = Range("training subset size (images)", 20, 50_000)
+VAL_PAIRS = Range("validation pairs", 10, 100_000)
+SEED = Range("seed", 0, 2**31 - 1)  # NumPy and Keras seeds; a run adds its epoch to it
+TIME_BUDGET = Range("time budget (minutes)", 0.001, 100_000, integer=False)
+TRANSLATE = Range("translation (pixels)", 0, 8)
+PATIENCE = Range("patience (epochs)", 0, 10_000)
+RUN_ID = Range("run id", 1, 10**18 - 1)  # the store reads at most 18 digits as a run id (values.RUN_ID_MAX_DIGITS)
+EVAL_REPEATS = Range("test-protocol repeats", 1, 100)
+EVAL_PAIRS = Range("pairs per repeat", 1, 100_000)  # at most 10,000,000 pairs in all: a few hundred MB
+TEST_INDEX = Range("test-set index", 0, 9_999)  # CIFAR-10 has 10,000 test images
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (stored with the run, so it can be resumed or repeated)."""
@@ -54,28 +106,40 @@ class TrainConfig:
     cycle: int | None = None  # which cycle of it, from 1
 
     def validate(self) -> "TrainConfig":
-        """Raise ValueError naming the first bad field, what was expected and what was found."""
+        """Raise ValueError naming the first bad field, what was expected and what was found.
+
+        Numbers must lie in their ``Range`` (the module's constants), the architecture's options must be of their
+        types and ranges, and the network must fit the machine's parameter and memory budget
+        (``architectures.check_budget``, from its shapes: nothing is built).
+        """
         architectures.get(self.arch)
+        for value, bounds in ((self.epochs, EPOCHS), (self.batch_size, BATCH_SIZE), (self.val_pairs, VAL_PAIRS),
+                              (self.seed, SEED), (self.translate, TRANSLATE),
+                              (self.early_stop_patience, PATIENCE), (self.plateau_patience, PATIENCE)):
+            bounds.check(value)
+        for value, bounds in ((self.steps_per_epoch, STEPS_PER_EPOCH), (self.train_size, TRAIN_SIZE),
+                              (self.time_budget_minutes, TIME_BUDGET)):
+            if value is not None:
+                bounds.check(value)
+        numbers = {"learning rate": self.lr, "label smoothing": self.label_smoothing,
+                   "weight decay": self.weight_decay, "warm-up epochs": self.warmup_epochs, "alpha": self.alpha}
+        for what, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{what} must be a finite number; got {value!r}")
         checks = [
-            (self.epochs >= 1, f"epochs must be a positive integer; got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be a positive integer; got {self.batch_size}"),
-            (self.steps_per_epoch is None or self.steps_per_epoch >= 1,
-             f"steps per epoch must be positive; got {self.steps_per_epoch}"),
-            (self.train_size is None or self.train_size >= 20,
-             f"training subset size must be at least 20 images; got {self.train_size}"),
-            (self.val_pairs >= 10, f"validation pairs must be at least 10; got {self.val_pairs}"),
-            (math.isfinite(self.lr) and 0 < self.lr < 10, f"learning rate must lie in (0, 10); got {self.lr}"),
+            (0 < self.lr < 10, f"learning rate must lie in (0, 10); got {self.lr}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}; got {self.schedule!r}"),
             (0 <= self.label_smoothing < 1, f"label smoothing must lie in [0, 1); got {self.label_smoothing}"),
-            (0 <= self.translate <= 8, f"translation must lie in 0..8 pixels; got {self.translate}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}; got {self.precision!r}"),
             (self.batch_scaling in BATCH_SCALINGS,
              f"batch scaling must be one of {BATCH_SCALINGS}; got {self.batch_scaling!r}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0; got {self.weight_decay}"),
-            (self.warmup_epochs >= 0, f"warm-up epochs must be >= 0; got {self.warmup_epochs}"),
-            (self.time_budget_minutes is None or self.time_budget_minutes > 0,
-             f"the time budget must be a positive number of minutes; got {self.time_budget_minutes}"),
+            (0 <= self.weight_decay <= 1, f"weight decay must lie in 0..1; got {self.weight_decay}"),
+            (0 <= self.warmup_epochs <= self.epochs,
+             f"warm-up epochs must lie in 0..{self.epochs} (the run's epochs); got {self.warmup_epochs}"),
+            (isinstance(self.augment, bool), f"augment must be true or false; got {self.augment!r}"),
+            (self.init_from is None or isinstance(self.init_from, str),
+             f"the model to start from must be a name, a run id or a path; got {self.init_from!r}"),
             (self.schedule != "budget-cosine" or self.time_budget_minutes is not None,
              "the budget-cosine schedule anneals over the time budget: give a time budget in minutes"),
         ]
@@ -83,7 +147,8 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
         mixing.check_alpha_range(self.alpha)
-        architectures.check_options(self.arch, self.options)
+        architectures.check_options(self.arch, self.options)  # each option's type and range
+        architectures.check_budget(self.arch, self.options, self.batch_size)  # counted, not built
         return self
 
     def to_dict(self) -> dict:

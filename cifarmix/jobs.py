@@ -1,74 +1,25 @@
 """Start, watch and stop training runs as separate ``python -m cifarmix train`` processes.
 
-A server runs at most ``CIFARMIX_MAX_TRAININGS`` (default 1) trainings at once; the check and the start
-happen under a file lock, so two people pressing Start together cannot both slip past the limit.
+A server runs at most ``CIFARMIX_MAX_TRAININGS`` (default 1) trainings at once, the command line's included: the
+check and the start happen under one file lock (``cifarmix.slots``), so two people pressing Start together cannot
+both slip past the limit.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import subprocess
 import sys
 import threading
 
-from cifarmix import paths, processes
+from cifarmix import checkpoints, paths, processes, slots
 from cifarmix.store import ACTIVE_STATUSES, RunStore
 from cifarmix.config import TrainConfig
+from cifarmix.slots import MAX_ENV, JobLimitReached, active_runs, max_trainings, reap, run_is_alive  # noqa: F401
 
-MAX_ENV = "CIFARMIX_MAX_TRAININGS"
 ACTIVE = ACTIVE_STATUSES
 LOG_FILE = "train.log"
-
-
-class JobLimitReached(RuntimeError):
-    """Starting another training would exceed the server's limit."""
-
-
-def max_trainings() -> int:
-    """The server's limit on simultaneous trainings (``CIFARMIX_MAX_TRAININGS``, default 1)."""
-    try:
-        return max(1, int(os.environ.get(MAX_ENV, "1")))
-    except ValueError:
-        return 1
-
-
-@contextlib.contextmanager
-def _start_lock():
-    with open(paths.home() / "jobs.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def run_is_alive(run: dict | None) -> bool:
-    """True if the run's recorded training process is alive (by its pid and start time)."""
-    return bool(run) and processes.is_alive(run.get("pid"), run.get("process_started"))
-
-
-def reap(store: RunStore) -> list[int]:
-    """Mark active runs whose process has died as ``killed`` (resumable). Returns their ids.
-
-    The list is a snapshot: a run may end on its own, or be resumed in a new process, between reading it and
-    finding its old process dead. ``RunStore.mark_killed`` checks again in the same transaction as it writes.
-    """
-    dead = []
-    for run in store.list_runs():
-        if run["status"] in ACTIVE and run.get("pid") and not run_is_alive(run):
-            if store.mark_killed(run["id"], run["pid"], run.get("process_started"),
-                                 "the training process ended unexpectedly after {epochs_done} epochs; "
-                                 f"resume with: python -m cifarmix train --resume {run['id']}"):
-                dead.append(run["id"])
-    return dead
-
-
-def active_runs(store: RunStore) -> list[dict]:
-    """Runs that are queued or running with a live process."""
-    reap(store)
-    return [run for run in store.list_runs() if run["status"] in ACTIVE]
+_start_lock = slots.start_lock
 
 
 def start(config: TrainConfig, store: RunStore | None = None, name: str | None = None,
@@ -82,27 +33,29 @@ def start(config: TrainConfig, store: RunStore | None = None, name: str | None =
     store = store or RunStore()
     config.validate()
     with _start_lock():
-        running = active_runs(store)
-        if len(running) >= max_trainings():
-            ids = ", ".join(f"#{run['id']}" for run in running)
-            raise JobLimitReached(
-                f"This server already runs {len(running)} training(s) ({ids}) and allows {max_trainings()} at once "
-                f"(setting {MAX_ENV}). Wait for it to finish or stop it first."
-            )
+        slots.check_room(store)
         run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed, name=name)
         _spawn(store, run_id, ["--run-id", str(run_id)], data_source)
     return run_id
 
 
 def resume(run_id: int, store: RunStore | None = None, data_source: str | None = None) -> int:
-    """Continue a stopped or killed run in a new process from its last checkpoint."""
+    """Continue a stopped or killed run in a new process from its last checkpoint.
+
+    Raises:
+        ValueError: the run cannot be resumed (active, finished, or its state damaged or missing: the reason).
+        JobLimitReached: the server already runs its maximum number of trainings.
+    """
     store = store or RunStore()
     with _start_lock():
-        if len(active_runs(store)) >= max_trainings():
-            raise JobLimitReached(f"This server already runs {max_trainings()} training(s); stop one first.")
+        slots.check_room(store, run_id)
         run = store.get_run(run_id)
         if run is None or run["status"] in ACTIVE or run["status"] == "finished":
             raise ValueError(f"run {run_id} cannot be resumed (status: {run and run['status']})")
+        try:  # a damaged or missing state is said here, not only in the new process's log
+            checkpoints.resume_state(paths.run_dir(run_id), run.get("epochs_done") or 0)
+        except checkpoints.StateError as error:
+            raise ValueError(f"run {run_id} cannot resume: {error}") from None
         store.update_run(run_id, pid=None, process_started=None)  # dead: reap() must not call the new start killed
         store.set_status(run_id, "queued", "resuming")  # re-queueing clears an old stop request
         _spawn(store, run_id, ["--resume", str(run_id)], data_source)
@@ -136,13 +89,31 @@ def stop(run_id: int, store: RunStore | None = None) -> None:
             store.set_status(run_id, "stopped", "stopped before it started")
 
 
-def kill(run_id: int, store: RunStore | None = None) -> None:
+def kill(run_id: int, store: RunStore | None = None) -> bool:
     """End a run's process at once (SIGTERM to the process group a started run leads, else to the process alone);
-    it can be resumed from its last epoch."""
+    it can be resumed from its last epoch. Returns whether a signal was sent (False: the process had ended).
+
+    Only the process the store names by pid *and* start time, as the training recorded it when it claimed its run,
+    is signalled: never a later process given the same pid, nor one that merely looks like a cifarmix process.
+
+    Raises:
+        ValueError: the run records no start time for its process (runs recorded before cifarmix kept one), so its
+            process cannot be told from a stranger: nothing is signalled.
+    """
     store = store or RunStore()
     run = store.get_run(run_id)
-    if run_is_alive(run):  # never a later process that was given the same pid
-        processes.terminate(run["pid"])
+    if not run or not run.get("pid"):
+        return False
+    if run.get("process_started") is None:
+        if processes.start_time(run["pid"]) is None:
+            return False  # no process has that pid any more: nothing to end
+        raise ValueError(f"run {run_id} records process {run['pid']} without its start time (it was recorded by an "
+                         "older cifarmix), so cifarmix cannot tell it from another process with that pid and will "
+                         "not signal it. Use Stop, or end the process yourself if it is this run's training.")
+    if not processes.is_alive(run["pid"], run["process_started"]):
+        return False  # it has ended (or its pid now names another process): nothing of this run's to end
+    processes.terminate(run["pid"])
+    return True
 
 
 def log_tail(run_id: int, lines: int = 30) -> str:

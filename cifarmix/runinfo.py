@@ -8,6 +8,7 @@ form everywhere: ``"42 s"``, ``"1 min 40 s"``, ``"1 h 05 min"`` (:func:`duration
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 
 from cifarmix import evaluation
@@ -97,8 +98,12 @@ def best_epoch_text(run: dict) -> str:
 
 
 def percent_text(value: float | None) -> str:
-    """An accuracy for people: ``"52.3%"``; ``"-"`` for None."""
-    return NONE if value is None else f"{value:.1%}"
+    """An accuracy for people: ``"52.3%"``; ``"-"`` for None and for what is not a finite number (NaN)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return NONE
+    return f"{number:.1%}" if math.isfinite(number) and not isinstance(value, bool) else NONE
 
 
 def best_val_text(run: dict) -> str:
@@ -118,7 +123,7 @@ def progress_text(run: dict, left: float | None = None) -> str:
 
 def run_label(run: dict) -> str:
     """A run in a pick list: ``#3 “name” allconv (finished) — 52.3% val`` (plain text: no markdown)."""
-    best = f" — {best_val_text(run)} val" if run.get("best_val_mean") is not None else ""
+    best = f" — {best_val_text(run)} val" if best_val_text(run) != NONE else ""
     return f"{short_label(run)} ({run['status']}){best}"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifarmix import architectures, checkpoints, data, devices, mixing, models, paths, processes, runinfo
+from cifarmix import architectures, checkpoints, data, devices, mixing, models, paths, processes, runinfo, slots
 from cifarmix.config import TrainConfig, preset  # noqa: F401  (bench/ scripts call training.preset)
 from cifarmix.heads import HEADS
 from cifarmix.store import ACTIVE_STATUSES, RunStore
@@ -111,11 +111,16 @@ class Trainer:
     def run(self) -> dict:
         """Train (or resume) to the configured number of epochs; returns the run's final record.
 
-        Any error marks the run ``failed`` with the error in its message (its checkpoints stay, so a failed run
-        can be resumed once the cause is fixed) and is raised again.
+        First, with nothing changed yet: the resume state is checked (:meth:`resume_state`: a damaged or missing
+        one raises ``checkpoints.StateError``) and the run is claimed for this process (``slots.claim``: the
+        server's training limit, and no other live process training it, else ``slots.TrainingRefused``).
+        Any later error marks the run ``failed`` with the error in its message (its checkpoints stay, so a failed
+        run can be resumed once the cause is fixed) and is raised again.
         """
+        state, note = self.resume_state()
+        slots.claim(self.store, self.run_id, "resuming" if state["epoch"] else "starting")
         try:
-            return self._train()
+            return self._train(state, note)
         except BaseException as error:
             if isinstance(error, KeyboardInterrupt):
                 self.store.set_status(self.run_id, "stopped", "interrupted from the keyboard; resume with: "
@@ -125,16 +130,30 @@ class Trainer:
                                       f"resume with: python -m cifarmix train --resume {self.run_id}")
             raise
 
-    def _train(self) -> dict:
+    def resume_state(self) -> tuple[dict, str | None]:
+        """The state this run resumes from and a note if it is an older one (``checkpoints.resume_state``).
+
+        Raises:
+            checkpoints.StateError: the state or its checkpoint is damaged with no sound older pair; or the run
+                has epochs recorded that its folder does not hold (deleted or replaced): resuming would start
+                over and overwrite them.
+        """
+        recorded = (self.store.get_run(self.run_id) or {}).get("epochs_done") or 0
+        try:
+            return checkpoints.resume_state(self.folder, recorded)
+        except checkpoints.StateError as error:
+            raise checkpoints.StateError(f"run {self.run_id} cannot resume: {error}") from None
+
+    def _train(self, state: dict, note: str | None = None) -> dict:
         from cifarmix import callbacks  # imports scikit-learn; only when training really starts
 
-        state = self.load_state()
         device = devices.detect()
         config = self.config = devices.applied(self.config, self.settings(device, state))
         # The time in training so far is that of the completed epochs (a killed session's partial epoch is redone).
-        self.store.update_run(self.run_id, pid=os.getpid(), process_started=processes.start_time(os.getpid()),
-                              device=device.text(), train_seconds=round(state["train_seconds"], 1))
-        self.store.set_status(self.run_id, "running", "resuming" if state["epoch"] else "starting")
+        self.store.update_run(self.run_id, device=device.text(), epochs_done=state["epoch"],
+                              train_seconds=round(state["train_seconds"], 1))
+        message = "resuming" if state["epoch"] else "starting"
+        self.store.set_status(self.run_id, "running", f"{message}; {note}" if note else message)
         splits = data.load_splits(self.data_source, seed=0)
         x_train, y_train = subset(splits.x_train, splits.y_train, config.train_size, config.seed)
         train_groups = mixing.split_groups(x_train, y_train)
@@ -203,10 +222,14 @@ class Trainer:
         config = self.config
         keras.utils.set_random_seed(config.seed + state["epoch"])
         last = checkpoints.last_checkpoint(self.folder, state)
-        if state["epoch"] and last.exists():
+        if state["epoch"]:  # resume_state checked that its checkpoint is there and whole
             import cifarmix.layers  # noqa: F401
 
-            return keras.saving.load_model(last, safe_mode=True, compile=True)
+            try:
+                return keras.saving.load_model(last, safe_mode=True, compile=True)
+            except Exception as error:
+                raise checkpoints.StateError(f"the checkpoint {last} could not be loaded "
+                                             f"({type(error).__name__}: {error})") from None
         model = architectures.build(config.arch, **config.options)
         if config.init_from:
             copy_weights(config.init_from, model, self.store)
@@ -268,10 +291,18 @@ def copy_weights(reference: str, model, store: RunStore) -> None:
 
 def train(config: TrainConfig, store: RunStore | None = None, name: str | None = None,
           data_source: str | None = None) -> dict:
-    """Validate ``config``, create its run and train it in this process. Returns the finished run record."""
+    """Validate ``config``, create its run and train it in this process. Returns the finished run record.
+
+    Raises:
+        ValueError: the configuration is invalid (no run is created).
+        slots.JobLimitReached: the server already runs its maximum number of trainings (no run is created).
+    """
     store = store or RunStore()
     config.validate()
-    run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed, name=name)
+    with slots.start_lock():  # counted and created at once: the server's limit holds for the CLI too
+        slots.check_room(store)
+        run_id = store.create_run(config.arch, config.options, config.to_dict(), config.seed, name=name)
+        store.claim(run_id, os.getpid(), processes.start_time(os.getpid()))  # it holds its slot from now on
     return Trainer(store, run_id, data_source).run()
 
 

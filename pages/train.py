@@ -278,7 +278,11 @@ def controls(run: dict) -> None:
             if st.button("Kill the process now", icon="⚠️", key=f"kill_{run['id']}",
                          help="Ends the training process at once. Its unfinished epoch is lost; Resume continues "
                               "from the last whole epoch."):
-                jobs.kill(run["id"], store())
+                try:
+                    jobs.kill(run["id"], store())
+                except ValueError as error:  # a process the store cannot identify is never signalled
+                    st.error(f"Not killed: {ui.escape_markdown(error)}", icon="🛑")
+                    return
                 st.rerun()
         elif st.button("Stop training", icon="⏹️", key=f"stop_{run['id']}",
                        help="Ends the run cleanly; the best checkpoint so far is kept."):

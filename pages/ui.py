@@ -16,6 +16,7 @@ Data
     ``show_data_help(message)``  the help box for a given message: what went wrong and how to get CIFAR-10
 
 Run store and models
+    ``require_home()``           the home folder and run store, or one error box and ``st.stop()`` (app.py calls it)
     ``run_store()``              the server's ``RunStore`` (one per database file)
     ``model_entries()``          ``catalog.available(...)``: shipped models, then finished runs
     ``active_model()``           the ``ModelEntry`` picked in the sidebar, or None
@@ -189,6 +190,17 @@ def require_data() -> data.Splits:
 
 
 # ------------------------------------------------------------------------------------------- store and models
+
+
+def require_home() -> None:
+    """The cifarmix home folder and its run store, or one error box saying which folder or file and what is wrong
+    (``paths.HomeError``, ``store.StoreError``) and ``st.stop()``: no page can work without them."""
+    try:
+        paths.home()
+        run_store()
+    except paths.HomeError as error:
+        st.error(f"**cifarmix cannot keep its files, so no page can open.** {escape_markdown(error)}", icon="🗄️")
+        st.stop()
 
 
 @st.cache_resource
@@ -408,9 +420,11 @@ def _model_picker() -> None:
         st.session_state[ACTIVE_MODEL_KEY] = "champion" if "champion" in references else references[0]
     st.selectbox("Active model", references, format_func=titles.get, key=ACTIVE_MODEL_KEY,
                  help="The model that answers on the Mixer page (shipped models first, then your finished runs).")
-    card = next(entry.card for entry in entries if entry.reference == st.session_state[ACTIVE_MODEL_KEY])
-    if card.get("description"):
-        st.caption(card["description"])
+    entry = next(entry for entry in entries if entry.reference == st.session_state[ACTIVE_MODEL_KEY])
+    if catalog.card_description(entry.card):
+        st.caption(escape_markdown(catalog.card_description(entry.card)))  # plain, bounded text: never markdown
+    if entry.problem:
+        st.caption(escape_markdown(f"Its model card is not used: {entry.problem}."))
 
 
 def _data_badge() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cifarmix import jobs, mixing, paths
+from cifarmix import jobs, mixing, paths, processes
 from cifarmix.config import PRESETS, TrainConfig, preset
 from cifarmix.store import RunStore
 
@@ -68,7 +68,7 @@ def dummy_trainer():
 
 
 @pytest.mark.parametrize(("label", "value", "reason"), [
-    ("Epochs", 0, "epochs must be a positive integer; got 0"),
+    ("Epochs", 0, "epochs must be a positive integer in 1..10,000; got 0"),
     ("Learning rate", 0.0, "learning rate must lie in (0, 10)"),
 ])
 def test_the_form_refuses_an_invalid_value_with_the_reason_and_creates_no_run(tiny_data, label, value, reason):
@@ -146,7 +146,7 @@ def test_a_stop_that_takes_too_long_can_be_forced_and_the_run_resumed_later(tiny
     stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "cifarmix-stuck"],
                              start_new_session=True)  # its own process group, as jobs starts them
     try:
-        store.update_run(busy, pid=stuck.pid)
+        store.update_run(busy, pid=stuck.pid, process_started=processes.start_time(stuck.pid))  # as jobs records
         at = no_exceptions(open_train_page(busy))
         at = no_exceptions(button(at, "Stop training").click().run())
         assert store.get_run(busy)["stop_requested"] and store.get_run(busy)["status"] == "running"

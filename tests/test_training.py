@@ -170,7 +170,8 @@ def test_the_callbacks_record_a_run_through_the_recorder_alone(tmp_path, monkeyp
     assert recorder.calls == [("steps", [1, 2]), ("progress", 2), ("epoch", 1), ("state", 1),
                               ("steps", [3, 4]), ("progress", 4), ("epoch", 2), ("state", 2)]  # then the stop
     assert checkpoints.load_state(tmp_path)["epoch"] == 2
-    assert sorted(p.name for p in tmp_path.glob("*.keras")) == ["last-e2.keras"]  # no validation score: no best
+    # no validation score: no best; the pair before the last is kept (state.previous.json names it)
+    assert sorted(p.name for p in tmp_path.glob("*.keras")) == ["last-e1.keras", "last-e2.keras"]
 
 
 def test_a_resume_drops_the_steps_of_a_killed_sessions_partial_epoch(tiny_data, store):
@@ -263,7 +264,8 @@ def test_a_kill_between_an_epochs_checkpoint_and_its_state_resumes_from_the_prev
         epoch_one.optimizer.iterations.numpy() == 3  # epoch 1's weights and optimizer, not a later epoch's
     resumed = training.resume(run["id"], store)
     assert resumed["epochs_done"] == 2
-    assert sorted(p.name for p in folder.glob("last*.keras")) == ["last-e2.keras"]  # older ones deleted
+    # the stray last-e2 was replaced by the resumed epoch 2; epoch 1's stays as the pair before the last
+    assert sorted(p.name for p in folder.glob("last*.keras")) == ["last-e1.keras", "last-e2.keras"]
 
 
 def test_a_run_saved_before_checkpoints_were_named_by_epoch_still_resumes(tiny_data, store):
@@ -277,7 +279,7 @@ def test_a_run_saved_before_checkpoints_were_named_by_epoch_still_resumes(tiny_d
     store.set_status(run["id"], "killed", "test")
     resumed = training.resume(run["id"], store)
     assert resumed["epochs_done"] == 2 and store.epoch_metrics(run["id"])["epoch"].tolist() == [1, 2]
-    assert sorted(p.name for p in folder.glob("last*.keras")) == ["last-e2.keras"]
+    assert sorted(p.name for p in folder.glob("last*.keras")) == ["last-e2.keras", "last.keras"]  # the one before
 
 
 def test_a_finished_run_cannot_be_resumed(tiny_data, store):

@@ -22,6 +22,7 @@ from cifarmix.store.db import (
     MIGRATIONS,
     Database,
     SchemaTooNewError,
+    StoreError,
     utc_now,
 )
 from cifarmix.store.evaluations import Evaluations
@@ -48,7 +49,7 @@ __all__ = [
     "ACTIVE_STATUSES", "BUSY_TIMEOUT_S", "DEFAULT_GAME_MODE", "GAME_MODES", "HEADS", "JSON_RUN_COLUMNS",
     "LOCK_RETRIES", "LOCK_RETRY_SLEEP_S", "MIGRATIONS", "PLAYER_NAME_MAX", "RUN_COLUMNS", "RUN_ID_MAX_DIGITS",
     "RUN_NAME_MAX", "STATUSES", "STEP_COLUMNS", "TERMINAL_STATUSES", "UPDATABLE_RUN_COLUMNS", "Database",
-    "Evaluations", "Metrics", "RunStore", "Runs", "SchemaTooNewError", "Scores", "Sweeps", "UnknownRunError",
+    "Evaluations", "Metrics", "RunStore", "Runs", "SchemaTooNewError", "Scores", "StoreError", "Sweeps", "UnknownRunError",
     "clean_player_name", "clean_run_name", "parse_run_id", "settings_key", "utc_now",
 ]
 

@@ -156,6 +156,31 @@ class SchemaTooNewError(RuntimeError):
     """Raised when the database was written by a newer cifarmix than this one."""
 
 
+class StoreError(paths.HomeError):
+    """The store's file cannot be opened, read or written (read-only, not a database, disk full...).
+
+    A ``HomeError``: the command line and the app show its message (which file, what is wrong, how to choose
+    another folder) in place of SQLite's traceback.
+    """
+
+
+# SQLite's words for a file it cannot use, as opposed to a lock (retried) or a programming error (raised as is).
+_FILE_PROBLEMS = ("readonly", "read-only", "unable to open", "disk i/o", "disk is full", "not a database",
+                  "malformed", "no such file", "permission", "access")
+
+
+def _file_problem(error: sqlite3.DatabaseError) -> bool:
+    message = str(error).lower()
+    return type(error) in (sqlite3.OperationalError, sqlite3.DatabaseError) and any(
+        word in message for word in _FILE_PROBLEMS)
+
+
+def _store_error(path: Path, error: sqlite3.DatabaseError) -> StoreError:
+    return StoreError(f"cifarmix cannot use its run store {path}: SQLite says {str(error)!r}. Make the file (and "
+                      f"its folder) writable, move the damaged file away, or choose another folder with "
+                      f"{paths.HOME_ENV}=/path/to/folder.")
+
+
 def utc_now() -> str:
     """The current time as a UTC ISO-8601 string with milliseconds."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -188,9 +213,14 @@ class Database:
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else paths.db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _retry_when_locked(self._enable_wal)
-        _retry_when_locked(self._migrate)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cifarmix cannot create the folder of its run store {self.path.parent} "
+                             f"({error.strerror or type(error).__name__}); choose another folder with "
+                             f"{paths.HOME_ENV}=/path/to/folder.") from None
+        self._guarded(lambda: _retry_when_locked(self._enable_wal))
+        self._guarded(lambda: _retry_when_locked(self._migrate))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -205,6 +235,15 @@ class Database:
         """Nothing to release: connections live only for one operation. Kept for symmetry and ``with``."""
 
     # ------------------------------------------------------------------------------------------ connections
+
+    def _guarded(self, operation: Callable[[], T]) -> T:
+        """Run ``operation``; SQLite's errors about the file itself become one ``StoreError`` naming it."""
+        try:
+            return operation()
+        except sqlite3.DatabaseError as error:
+            if _file_problem(error):
+                raise _store_error(self.path, error) from None
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         """A new autocommit connection with the busy timeout and foreign keys on."""
@@ -237,7 +276,7 @@ class Database:
                 conn.execute("COMMIT")
                 return result
 
-        return _retry_when_locked(attempt)
+        return self._guarded(lambda: _retry_when_locked(attempt))
 
     def _read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation(conn)`` in one read transaction (one consistent snapshot)."""
@@ -250,7 +289,7 @@ class Database:
                 finally:
                     conn.execute("ROLLBACK")
 
-        return _retry_when_locked(attempt)
+        return self._guarded(lambda: _retry_when_locked(attempt))
 
     # ------------------------------------------------------------------------------------- schema and WAL
 

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from cifarmix import paths
+from cifarmix import paths, processes
 from cifarmix.store.db import Database, utc_now
 from cifarmix.store.values import ACTIVE_STATUSES, TERMINAL_STATUSES, clean_run_name, validate_status
 
@@ -196,6 +196,40 @@ class Runs(Database):
                                       "pid": int(pid), "started": started}).rowcount == 1
 
         return self._write(update)
+
+    def claim(self, run_id: int, pid: int, started: int | None, message: str = "starting") -> bool:
+        """Hand run ``run_id`` to the process ``pid`` (started at ``started``, see ``processes.start_time``) in one
+        ``BEGIN IMMEDIATE`` transaction: of two processes claiming one run at the same moment, exactly one wins.
+
+        The claim wins when the run is not active, or is active with no process yet (queued by ``jobs``), or with
+        this very process, or with a process that is no longer alive; it then records the process and moves the
+        run to ``running`` with ``message``. It loses, and changes nothing, while another live process holds it.
+        (Checking that process's life inside the transaction is safe: no other claim can write meanwhile.)
+
+        Returns:
+            Whether this process now holds the run.
+
+        Raises:
+            UnknownRunError: for an unknown run.
+        """
+        active = ", ".join(repr(status) for status in ACTIVE_STATUSES)
+        sql = (f"UPDATE runs SET pid = :pid, process_started = :started, {_status_assignments('running')}"
+               " WHERE id = :id")
+
+        def take(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(f"SELECT status IN ({active}) AS active, pid, process_started FROM runs WHERE id = ?",
+                               (int(run_id),)).fetchone()
+            if row is None:
+                raise _unknown_run(run_id)
+            holder, holder_started = row["pid"], row["process_started"]
+            own = holder == int(pid) and holder_started in (None, started)
+            if row["active"] and holder and not own and processes.is_alive(holder, holder_started):
+                return False
+            conn.execute(sql, {"pid": int(pid), "started": started, "status": "running", "message": message,
+                               "now": utc_now(), "id": int(run_id)})
+            return True
+
+        return self._write(take)
 
     def request_stop(self, run_id: int) -> None:
         """Ask the run's training process to stop (it polls ``stop_requested``)."""

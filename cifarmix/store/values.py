@@ -23,30 +23,59 @@ GAME_MODES = ("equal", "unequal")  # plain averages, or a weight of A drawn per 
 DEFAULT_GAME_MODE = "equal"  # what a game saved before modes existed was
 
 
+ZERO_WIDTH_JOINER = "\u200d"
+# Characters that draw nothing though Unicode files them as letters or symbols (so they pass as "visible"): the
+# Hangul fillers, the blank Braille pattern and the Khmer inherent vowels; and marks that need a base to show on.
+INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5\u034f")
+
+
+def _pictographic(ch: str) -> bool:
+    """Whether ``ch`` draws as (part of) an emoji: a symbol, a skin-tone modifier or an emoji variation selector."""
+    return unicodedata.category(ch) in ("So", "Sk") or ch == "\ufe0f"
+
+
 def _printable(text: str) -> str:
-    """``text`` without control and other non-printable characters (Unicode category C)."""
-    return "".join(ch for ch in text if not unicodedata.category(ch).startswith("C"))
+    """``text`` without control and other non-printable characters (Unicode category C) and the characters that
+    draw nothing (``INVISIBLE``); a zero-width joiner between two emoji stays (it makes one combined emoji)."""
+    kept = []
+    for index, ch in enumerate(text):
+        if ch == ZERO_WIDTH_JOINER:
+            after = text[index + 1] if index + 1 < len(text) else ""
+            if kept and _pictographic(kept[-1]) and after and _pictographic(after):
+                kept.append(ch)
+            continue
+        if ch in INVISIBLE or unicodedata.category(ch).startswith("C"):
+            continue
+        kept.append(ch)
+    return "".join(kept)
+
+
+def has_visible(text: str) -> bool:
+    """Whether ``text`` draws anything: a letter, digit, punctuation or symbol (not only spaces, marks or
+    ``INVISIBLE`` characters)."""
+    return any(unicodedata.category(ch)[0] in "LNPS" and ch not in INVISIBLE for ch in text)
 
 
 def clean_player_name(name: str) -> str:
     """A player name fit for the leaderboard.
 
-    Control and other non-printable characters are removed, surrounding whitespace is stripped and the result
-    is cut to ``PLAYER_NAME_MAX`` characters.
+    Control and other non-printable characters and those that draw nothing are removed (a zero-width joiner
+    inside a combined emoji stays), surrounding whitespace is stripped and the result is cut to
+    ``PLAYER_NAME_MAX`` characters.
 
     Raises:
-        ValueError: if nothing printable is left.
+        ValueError: if nothing visible is left (a name of spaces, fillers or lone marks).
     """
     if not isinstance(name, str):
         raise ValueError(f"Expected the player name as text, found {type(name).__name__}; type a name.")
     cleaned = _printable(name).strip()[:PLAYER_NAME_MAX].rstrip()
-    if not cleaned:
+    if not has_visible(cleaned):
         raise ValueError(f"Expected a player name with at least one visible character, found {name!r}; type a name.")
     return cleaned
 
 
 def clean_run_name(name: str | None) -> str | None:
-    """A run's name fit for tables and legends: printable, stripped, None when empty.
+    """A run's name fit for tables and legends: printable, stripped, None when nothing visible is left.
 
     Raises:
         ValueError: if it is longer than ``RUN_NAME_MAX`` characters.
@@ -56,7 +85,7 @@ def clean_run_name(name: str | None) -> str | None:
     cleaned = _printable(str(name)).strip()
     if len(cleaned) > RUN_NAME_MAX:
         raise ValueError(f"the run name is {len(cleaned)} characters long; give one of at most {RUN_NAME_MAX}")
-    return cleaned or None
+    return cleaned if has_visible(cleaned) else None
 
 
 def parse_run_id(text: Any) -> int | None:
