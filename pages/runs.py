@@ -291,8 +291,8 @@ def compare_runs(runs: list[dict]) -> None:
                           key="compare_metric")
     frames = {runinfo.short_label(by_id[i]): store().epoch_metrics(i) for i in chosen}
     st.plotly_chart(figures.overlay(frames, metric), key="compare_overlay")
-    steps = {runinfo.short_label(by_id[i]): store().step_metrics(i) for i in chosen}
-    st.plotly_chart(figures.overlay(steps, "loss", x="step", title="Training loss per step, by run"),
+    steps = {runinfo.short_label(by_id[i]): figures.smoothed_steps(store().step_metrics(i)) for i in chosen}
+    st.plotly_chart(figures.overlay(steps, "loss", x="step", title="Training loss per step (smoothed), by run"),
                     key="compare_steps")
     side_by_side([by_id[i] for i in chosen])
 
