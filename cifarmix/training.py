@@ -132,6 +132,8 @@ class Trainer:
             raise
 
     def _train(self) -> dict:
+        import keras
+
         from cifarmix import callbacks  # imports scikit-learn; only when training really starts
 
         config = self.config
@@ -141,6 +143,7 @@ class Trainer:
                               device=device_description(),
                               train_seconds=round(state["train_seconds"], 1))
         self.store.set_status(self.run_id, "running", "resuming" if state["epoch"] else "starting")
+        self.store.update_run(self.run_id, message=runinfo.LOADING_DATA)  # the phases the Train page shows
         splits = data.load_splits(self.data_source, seed=0)
         x_train, y_train = subset(splits.x_train, splits.y_train, config.train_size, config.seed)
         train_groups = mixing.split_groups(x_train, y_train)
@@ -148,6 +151,7 @@ class Trainer:
         self.store.update_run(self.run_id, total_epochs=config.epochs, total_steps=config.epochs * steps,
                               steps_done=state["epoch"] * steps)
         self.store.drop_steps_after(self.run_id, state["epoch"] * steps)  # a killed session's partial epoch
+        self.store.update_run(self.run_id, message=runinfo.BUILDING)
         with models.precision_policy(config.precision):
             model = self.model(state, steps)
         dataset = mixing.MixedPairs(
@@ -163,6 +167,15 @@ class Trainer:
             hooks.insert(0, BudgetCosine(config.lr, int(config.warmup_epochs * steps),
                                          config.time_budget_minutes * 60, state["train_seconds"]))
         verbose = 1 if sys.stdout.isatty() else 2  # a live progress bar for people, one line per epoch in logs
+        self.store.update_run(self.run_id, message=runinfo.FIRST_STEPS)
+
+        def first_step_done(batch, logs):  # compiled and run once: from now on the run's message says training
+            if not first_step_done.said:
+                first_step_done.said = True
+                self.store.update_run(self.run_id, message=runinfo.TRAINING)
+
+        first_step_done.said = False
+        hooks.append(keras.callbacks.LambdaCallback(on_train_batch_end=first_step_done))
         model.fit(dataset, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=hooks, verbose=verbose)
         return self.finish(steps)
 
