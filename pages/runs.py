@@ -8,7 +8,9 @@ import streamlit as st
 
 from cifarmix import catalog, evaluation, figures, jobs, mixing, models, runinfo
 from cifarmix.store import RunStore
-from pages import ui
+from pages import ui, use_app_navigation
+
+use_app_navigation()  # first: a legacy run of this page runs app.py instead
 
 GALLERY_SIZE = 16
 GALLERY_COLUMNS = 4

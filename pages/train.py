@@ -14,7 +14,9 @@ from cifarmix import architectures, figures, jobs, mixing, runinfo, training
 from cifarmix.config import OPTIMIZERS, PRECISIONS, PRESET_DESCRIPTIONS, SCHEDULES, TrainConfig, parse_options, preset
 from cifarmix.heads import HEADS
 from cifarmix.store import RUN_NAME_MAX, RunStore
-from pages import ui
+from pages import ui, use_app_navigation
+
+use_app_navigation()  # first: a legacy run of this page runs app.py instead
 
 REFRESH_SECONDS = 2
 CUSTOM = "custom"

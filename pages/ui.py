@@ -5,8 +5,9 @@ Import it from a page as ``from pages import ui``. Everything here is stable API
 
 The sidebar is rendered by ``app.py`` (``ui.sidebar()`` before ``page.run()``); pages must not call
 ``sidebar()`` again (its widgets would be duplicated). In tests, start ``AppTest.from_file("app.py")`` and
-``switch_page``: note that AppTest then runs the switched-to page without ``app.py`` (Streamlit's legacy handling
-of a folder named ``pages/``), so there the sidebar is absent and ``active_model()`` is None.
+``switch_page``: AppTest runs every run as a legacy pages-folder app, and ``pages.use_app_navigation`` (each page
+calls it first) runs ``app.py`` in the page's place, so a switched-to page has the sidebar and the active model,
+as in a browser.
 
 Data
     ``require_data()``           the CIFAR-10 splits, or the one help box and ``st.stop()`` (use at the top of a page)
