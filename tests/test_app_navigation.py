@@ -1,5 +1,5 @@
 """The app's navigation and shared sidebar through Streamlit's AppTest: a page run the legacy way (a fresh server's
-first runs, every AppTest run) still comes through app.py."""
+first runs, every AppTest run) still comes through app.py, and the sidebar names the active model so it fits."""
 
 from __future__ import annotations
 
@@ -59,3 +59,36 @@ def test_a_legacy_run_is_recognised_even_after_another_session_switched_the_lega
     monkeypatch.setattr(PagesManager, "uses_pages_directory", False)
     assert _mpa_v1("app.py") is True
     assert pages.in_legacy_run() is False  # an ordinary run: app.py's navigation
+
+
+@pytest.fixture
+def long_titled_model(untrained_model_file, tmp_path, monkeypatch) -> str:
+    """A shipped model with a long title and a test-protocol result on its card."""
+    import shutil
+
+    folder = tmp_path / "models" / "champion"
+    folder.mkdir(parents=True)
+    shutil.copy(untrained_model_file, folder / "model.keras")
+    (folder / "card.json").write_text(json.dumps({"title": "Residual net for CPUs (ours)",
+                                                  "description": "our best net", "evaluation": {"mean_accuracy": 0.8012}}))
+    monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "models"))
+    return "champion"
+
+
+def test_the_sidebar_names_the_active_model_short_and_says_its_accuracy_below(tiny_data, long_titled_model):
+    store = RunStore()
+    run_id = store.create_run("allconv", {}, {}, 0, name="smoke", status="finished")
+    model = Path(store.run_folder(run_id)) / "best.keras"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_bytes(b"a stand-in: the sidebar lists the file, it does not load it")
+    store.update_run(run_id, model_path=str(model), best_val_mean=0.523)
+    at = open_page("pages/train.py")
+    picker = at.sidebar.selectbox(key="sidebar_model")
+    assert picker.value == long_titled_model
+    # no "— 80.1% on the test protocol" after the name, which the narrow sidebar cut
+    assert picker.options == ["Residual net for CPUs (ours)", f"run #{run_id} smoke"]
+    captions = texts(at.sidebar.caption)
+    assert "**80.1%** mean accuracy on the test protocol" in captions and "our best net" in captions
+    picker.set_value(f"run:{run_id}")
+    at = at.run()
+    assert "**52.3%** best mean accuracy on the validation mixes" in texts(at.sidebar.caption)
