@@ -386,6 +386,9 @@ def probabilities(probs: np.ndarray | Sequence[float], classes: Sequence[int], t
     return figure
 
 
+SHORT_BAR = 0.15  # a classroom bar below this share is too short to hold its figure: it goes above the bar
+
+
 def classroom(rows: Sequence[Mapping]) -> go.Figure:
     """People's and models' accuracy per class over every game (rows of ``game.classroom_summary``)."""
     labels = [class_label(r["class_index"]) for r in rows]
@@ -398,11 +401,13 @@ def classroom(rows: Sequence[Mapping]) -> go.Figure:
                hovertemplate="%{x}: %{y:.0%} of %{customdata} answers<extra>Models</extra>"),
     ])
     # Each bar says its figure, so 0% (no bar to see) reads differently from "not played yet" (no label). The
-    # figure goes inside its bar, at the top (outside only when the bar is too short for it), so two neighbouring
-    # bars of 100% do not run their labels into each other above them; all in one size, and none squeezed below
-    # a readable one (on a phone's narrow bars they hide, and the hover still says them).
-    figure.update_traces(texttemplate="%{y:.0%}", textposition="auto", insidetextanchor="end", cliponaxis=False,
-                         textangle=0, constraintext="inside", insidetextfont={"size": 12, "color": "white"},
+    # figure goes inside its bar, at the top (above it only for a bar too short to hold it, 0% included), so two
+    # neighbouring bars of 100% do not run their labels into each other above them; inside, all in one size, and
+    # none squeezed below a readable one (on a phone's narrow bars they hide, and the hover still says them).
+    for trace in figure.data:
+        trace.textposition = ["outside" if y is not None and y < SHORT_BAR else "inside" for y in trace.y]
+    figure.update_traces(texttemplate="%{y:.0%}", insidetextanchor="end", cliponaxis=False, textangle=0,
+                         constraintext="inside", insidetextfont={"size": 12, "color": "white"},
                          outsidetextfont={"size": 12, "color": "#333"})
     figure.update_layout(barmode="group", bargap=0.12, height=340, uniformtext={"minsize": 10, "mode": "hide"},
                          yaxis={"range": [0, 1.1], "tickvals": [0, 0.2, 0.4, 0.6, 0.8, 1], "tickformat": ".0%",

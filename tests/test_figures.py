@@ -248,9 +248,11 @@ def test_classroom_bars_say_their_figure_so_a_zero_is_not_mistaken_for_no_games(
 
 def test_the_classroom_chart_says_what_its_axis_counts_and_keeps_its_labels_apart():
     rows = [{"class_index": i, "rounds": 3, "human_accuracy": 1.0, "model_rounds": 3, "model_accuracy": 1.0}
-            for i in range(10)]
-    figure = figures.classroom(rows)
-    assert figure.layout.yaxis.title.text == "share of answers right"
-    # inside the bar tops (neighbouring 100% bars do not collide above them), one readable size for all
-    assert all(trace.textposition == "auto" and trace.insidetextanchor == "end" for trace in figure.data)
-    assert figure.layout.uniformtext.minsize >= 10
+            for i in range(9)] + [{"class_index": 9, "rounds": 3, "human_accuracy": 0.0, "model_rounds": 0,
+                                   "model_accuracy": None}]
+    people, models = figures.classroom(rows).data
+    assert figures.classroom(rows).layout.yaxis.title.text == "share of answers right"
+    # inside the bar tops (neighbouring 100% bars do not collide above them), one readable size for all; a 0% bar
+    # has its figure above it, and a class no model played has no bar and no figure
+    assert list(people.textposition) == ["inside"] * 9 + ["outside"] and people.insidetextanchor == "end"
+    assert models.y[-1] is None and figures.classroom(rows).layout.uniformtext.minsize >= 10
