@@ -269,9 +269,11 @@ def phases(run: dict, current: str) -> None:
             st.progress(0.0, text=f"Step {steps} · the step total is known once the data is loaded")
 
 
-def placeholder(title: str, text: str, where=st) -> None:
-    """What stands where a chart will be: what it is waiting for (never an empty plot)."""
-    with where.container(border=True, height=figures.HEIGHT):
+def placeholder(title: str, text: str, where=None) -> None:
+    """What stands where a chart will be: what it is waiting for (never an empty plot). In a column beside a
+    chart (``where``), as tall as that chart, so the page does not jump when this one arrives."""
+    box = st.container(border=True) if where is None else where.container(border=True, height=figures.HEIGHT)
+    with box:
         st.markdown(f"📈 **{title}**")
         st.caption(text)
 
