@@ -207,17 +207,14 @@ def evaluation_text(result: dict | None) -> str:
             f"{result['repeats']}×{result['pairs']:,}{weight}{quick}")
 
 
-def headline_text(result: dict | None) -> str:
-    """A run's test figure as it stands in its summary: ``"52.6%"`` for the full protocol, else marked on the figure
-    itself, ``"46.2% (quick look: 2 × 1,000 pairs)"`` (``…, α 0.3)`` off the protocol's weight); ``"-"``."""
-    if not result:
-        return NONE
-    figure = percent_text(result["mean_accuracy"])
-    if evaluation.is_full_protocol(result):
-        return figure
+def quick_look_text(result: dict | None) -> str | None:
+    """What makes a test result a quick look and not the protocol: ``"quick look: 2 × 1,000 pairs"`` (``…, α 0.3``
+    off the protocol's weight); None for the full protocol (or no result)."""
+    if not result or evaluation.is_full_protocol(result):
+        return None
     alpha = result.get("alpha", evaluation.PROTOCOL_ALPHA)
     weight = "" if alpha == evaluation.PROTOCOL_ALPHA else f", α {alpha:g}"
-    return f"{figure} (quick look: {result['repeats']} × {result['pairs']:,} pairs{weight})"
+    return f"quick look: {result['repeats']} × {result['pairs']:,} pairs{weight}"
 
 
 def latest_evaluations(store) -> dict[int, dict]:

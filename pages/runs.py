@@ -78,7 +78,8 @@ def run_summary(run: dict, tested: dict | None) -> None:
     columns = st.columns(4)
     columns[0].metric("Best mean val. accuracy", runinfo.best_val_text(run),
                       help=f"at epoch {runinfo.best_epoch_text(run)}" if run.get("best_epoch") else None)
-    columns[1].metric("Test protocol", runinfo.headline_text(tested),  # a quick look says so on its figure
+    columns[1].metric("Test protocol", runinfo.percent_text(tested["mean_accuracy"] if tested else None),
+                      delta=runinfo.quick_look_text(tested), delta_color="off", delta_arrow="off",  # on the figure
                       help=runinfo.evaluation_text(tested) if tested else "Not evaluated yet: see below.")
     columns[2].metric("Epochs", runinfo.epochs_text(run, " of "))
     columns[3].metric("Time training", runinfo.training_time_text(run))

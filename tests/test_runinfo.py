@@ -82,12 +82,11 @@ def test_a_test_result_in_one_line():
     assert runinfo.evaluation_text(None) == "-"
 
 
-def test_a_quick_look_is_marked_on_the_figure_itself():
-    assert runinfo.headline_text(RESULT) == "52.6%"
+def test_a_quick_look_says_what_makes_it_one():
     quick = RESULT | {"repeats": 2, "pairs": 1000, "mean_accuracy": 0.462}
-    assert runinfo.headline_text(quick) == "46.2% (quick look: 2 × 1,000 pairs)"
-    assert runinfo.headline_text(RESULT | {"alpha": 0.3}) == "52.6% (quick look: 10 × 10,000 pairs, α 0.3)"
-    assert runinfo.headline_text(None) == "-"
+    assert runinfo.quick_look_text(quick) == "quick look: 2 × 1,000 pairs"
+    assert runinfo.quick_look_text(RESULT | {"alpha": 0.3}) == "quick look: 10 × 10,000 pairs, α 0.3"
+    assert runinfo.quick_look_text(RESULT) is None and runinfo.quick_look_text(None) is None
 
 
 def test_the_phases_before_the_first_step_are_told_from_the_runs_status_and_message():
