@@ -5,7 +5,9 @@ Start it with ``streamlit run app.py`` (offline: set ``CIFARMIX_DATA`` to ``cifa
 
 import streamlit as st
 
-from pages import ui
+from pages import ui, use_app_navigation
+
+use_app_navigation()  # first (see pages/__init__.py)
 
 st.set_page_config(page_title="cifarmix — mixed CIFAR-10", page_icon="🔀", layout="wide")
 

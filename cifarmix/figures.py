@@ -83,26 +83,132 @@ def _line(x, y, name: str, colour: str, dash: str | None = None, markers: bool =
                       line=dict(color=colour, dash=dash), hovertemplate=hover)
 
 
-def _epoch_axis(figure: go.Figure, epochs: pd.Series) -> None:
-    """Whole-number epoch ticks when there are few epochs."""
-    if len(epochs) and epochs.max() <= 20:
-        figure.update_xaxes(dtick=1)
+def _integer_axis(figure: go.Figure, values: pd.Series) -> None:
+    """Whole-number ticks on the x axis (epochs, steps): one per value when there are few, never 1.5 or 2.5."""
+    top = pd.Series(values).max() if len(values) else None
+    if top is not None and top == top:
+        figure.update_xaxes(dtick=1, tick0=0) if top <= 20 else figure.update_xaxes(tickformat="d")
 
 
-def step_loss(steps: pd.DataFrame, title: str = "Training loss per step") -> go.Figure:
-    """Training loss per step for each head (Keras' running mean within the epoch).
+_epoch_axis = _integer_axis
+
+
+CHANCE = 0.2  # one class of five at random
+
+
+def _chance_line(figure: go.Figure) -> None:
+    """A dashed line at chance (20%), labelled in the right margin, where no bar, point or label can hide it."""
+    figure.add_hline(y=CHANCE, line=dict(color="#999", dash="dash", width=1))
+    figure.add_annotation(text="chance<br>20%", x=1, xref="paper", xanchor="left", xshift=4, y=CHANCE, yref="y",
+                          showarrow=False, align="left", font=dict(size=11, color="#777"))
+    figure.update_layout(margin=dict(r=56))
+
+
+def _fitted_percent_range(values: Sequence[float]) -> list[float]:
+    """A y range around the accuracies drawn (not a fixed 0-100%, which flattens a learning curve), reaching down
+    to chance when that is near (within the data's own span below it), with a little room above and below."""
+    finite = [float(v) for v in values if v == v]
+    low, high = min(finite), max(finite)
+    span = max(high - low, 0.05)
+    if low - CHANCE <= span:
+        low = min(low, CHANCE)
+    pad = 0.06 * (high - low) + 0.01
+    return [max(0.0, low - pad), min(1.02, high + pad)]
+
+
+def step_losses(steps: pd.DataFrame, steps_per_epoch: int | None = None) -> pd.DataFrame:
+    """Each step's own loss, recovered from Keras' running means (what ``RunStore.step_metrics`` holds).
+
+    Keras reports after step k of an epoch the mean of its first k batch losses, mean_k; the k-th batch's own loss
+    is then ``k * mean_k - (k - 1) * mean_(k-1)`` (and mean_1 itself at an epoch's first step). A step whose
+    predecessor in its epoch is missing gets NaN rather than a wrong value.
 
     Args:
-        steps: ``RunStore.step_metrics`` (columns step, epoch, loss, loss_first, loss_second).
+        steps: columns step, epoch (1-based), loss, loss_first, loss_second, as running means.
+        steps_per_epoch: the run's steps per epoch, which places each epoch's first step exactly; None takes each
+            epoch's first stored step for it.
+
+    Returns:
+        The same columns (and rows, sorted by step), each loss a per-step loss.
+    """
+    frame = steps.sort_values("step").reset_index(drop=True)
+    if frame.empty:
+        return frame
+    epoch = frame["epoch"].astype("int64")
+    first = ((epoch - 1) * steps_per_epoch + 1 if steps_per_epoch
+             else frame.groupby(epoch)["step"].transform("min"))
+    k = (frame["step"] - first + 1).astype("float64")
+    follows = (frame["step"].diff() == 1) & (epoch.diff() == 0)  # the step before it is stored, in its epoch
+    for column in ("loss", "loss_first", "loss_second"):
+        if column in frame:
+            mean = frame[column].astype("float64")
+            own = k * mean - (k - 1) * mean.shift(1)
+            frame[column] = mean.where(k == 1, own.where(follows))
+            frame.loc[k < 1, column] = np.nan
+    return frame
+
+
+def smoothing_weight(points: int) -> float:
+    """The EMA weight for a curve of ``points`` steps: none for a handful, 0.9 at 100 steps, at most 0.95."""
+    return float(min(0.95, max(0.0, 1 - 10 / points))) if points else 0.0
+
+
+def ema(values: Sequence[float] | pd.Series, weight: float) -> np.ndarray:
+    """An exponential moving average with TensorBoard's debiasing: the first points are not pulled towards 0.
+
+    ``smoothed_i = sum_j w^(i-j) (1-w) x_j / (1 - w^(n_i))`` over the non-missing values so far; NaN values are
+    skipped (the curve carries on), and leading NaNs stay NaN.
+    """
+    smoothed = np.full(len(values), np.nan)
+    last, count = 0.0, 0
+    for index, value in enumerate(np.asarray(values, dtype=np.float64)):
+        if value == value:  # not NaN
+            last = weight * last + (1 - weight) * value
+            count += 1
+        if count:
+            smoothed[index] = last / (1 - weight ** count) if weight else last
+    return smoothed
+
+
+def smoothed_steps(steps: pd.DataFrame, steps_per_epoch: int | None = None) -> pd.DataFrame:
+    """Each step's losses (:func:`step_losses`) smoothed as :func:`step_loss` draws them: for overlays of runs."""
+    own = step_losses(steps, steps_per_epoch)
+    weight = smoothing_weight(len(own))
+    for column in ("loss", "loss_first", "loss_second"):
+        if column in own:
+            own[column] = ema(own[column], weight)
+    return own
+
+
+def step_loss(steps: pd.DataFrame, title: str = "Training loss per step",
+              steps_per_epoch: int | None = None) -> go.Figure:
+    """Each step's training loss per head: the raw values faint, an exponential moving average bold.
+
+    Args:
+        steps: ``RunStore.step_metrics`` (columns step, epoch, loss, loss_first, loss_second): Keras' running means
+            within each epoch, turned back into each step's own loss (:func:`step_losses`).
+        steps_per_epoch: the run's steps per epoch (see :func:`step_losses`).
     """
     if not _has(steps, "step", "loss_first", "loss_second"):
         return empty(title, "no training steps logged yet")
+    own = step_losses(steps, steps_per_epoch)
+    weight = smoothing_weight(len(own))
     figure = go.Figure()
     for head in HEADS:
-        figure.add_trace(_line(steps["step"], steps[f"loss_{head}"], HEAD_TITLES[head], HEAD_COLOURS[head],
-                               markers=len(steps) <= 30))
-    return _layout(figure, title, "step", "cross-entropy loss",
-                   subtitle="each point: the mean loss so far in its epoch (as Keras reports it)")
+        raw = own[f"loss_{head}"]
+        if weight:
+            figure.add_trace(go.Scatter(
+                x=own["step"], y=raw, name=f"{HEAD_TITLES[head]}, each step", mode="lines", showlegend=False,
+                legendgroup=head, line=dict(color=HEAD_COLOURS[head], width=1), opacity=0.25, hoverinfo="skip"))
+        line = _line(own["step"], ema(raw, weight) if weight else raw, HEAD_TITLES[head], HEAD_COLOURS[head],
+                     markers=not weight)
+        line.legendgroup = head
+        line.line.width = 2.5
+        figure.add_trace(line)
+    _integer_axis(figure, own["step"])
+    note = (f"faint: each step's loss · bold: smoothed (moving average, weight {weight:.2f})" if weight
+            else "each step's loss")
+    return _layout(figure, title, "step", "cross-entropy loss", subtitle=note)
 
 
 def epoch_loss(epochs: pd.DataFrame, title: str = "Loss per epoch") -> go.Figure:
@@ -127,6 +233,9 @@ def epoch_loss(epochs: pd.DataFrame, title: str = "Loss per epoch") -> go.Figure
 def accuracy(epochs: pd.DataFrame, title: str = "Validation accuracy per epoch") -> go.Figure:
     """Validation accuracy per head and their mean (solid), training accuracy per head (dotted), 20% chance.
 
+    The y axis fits the accuracies drawn (reaching down to chance when it is near), so a curve from 27% to 52%
+    fills the chart instead of a band of a 0-100% axis.
+
     Args:
         epochs: ``RunStore.epoch_metrics``.
     """
@@ -145,11 +254,16 @@ def accuracy(epochs: pd.DataFrame, title: str = "Validation accuracy per epoch")
         if _has(epochs, f"{head}_accuracy"):
             figure.add_trace(_line(x, epochs[f"{head}_accuracy"], f"training, {head} head", HEAD_COLOURS[head],
                                    dash="dot", percent=True))
-    figure.add_hline(y=0.2, line=dict(color="#aaa", dash="dash", width=1), annotation_text="chance (20%)",
-                     annotation_position="bottom right")
-    figure.update_yaxes(tickformat=".0%", range=[0, 1])
+    figure = _layout(figure, title, "epoch", "accuracy")
+    bottom, top = _fitted_percent_range([v for trace in figure.data for v in trace.y])
+    figure.update_yaxes(tickformat=".0%", range=[bottom, top])
+    if bottom <= CHANCE:
+        _chance_line(figure)
+    else:  # chance is far below what the run reaches: say where it is instead of squashing the curves
+        figure.add_annotation(text="chance (20%) is below this axis", x=1, xref="paper", xanchor="right",
+                              y=0, yref="paper", yanchor="bottom", showarrow=False, font=dict(size=11, color="#777"))
     _epoch_axis(figure, x)
-    return _layout(figure, title, "epoch", "accuracy")
+    return figure
 
 
 def confusion(matrix: np.ndarray | Sequence | None, head: str, title: str | None = None,
@@ -179,6 +293,7 @@ def confusion(matrix: np.ndarray | Sequence | None, head: str, title: str | None
         hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
     ))
     figure.update_yaxes(autorange="reversed")
+    figure.update_xaxes(tickangle=-30)  # every matrix alike (plotly would tilt only those whose names crowd)
     figure = _layout(figure, title, "predicted class", "true class", height=HEIGHT + 40)
     figure.update_layout(hovermode="closest")
     return figure
@@ -207,10 +322,9 @@ def per_class_bars(per_class: Mapping[str, Sequence[float] | None], title: str =
                                 textposition="outside", hovertemplate="%{x}: %{y:.1%}<extra></extra>"))
     if not figure.data:
         return empty(title, "no confusion matrix yet")
-    figure.add_hline(y=0.2, line=dict(color="#aaa", dash="dash", width=1), annotation_text="chance (20%)",
-                     annotation_position="top left")
     figure.update_yaxes(tickformat=".0%", range=[0, 1.1])
     figure = _layout(figure, title, "true class", "accuracy (recall)")
+    _chance_line(figure)
     figure.update_layout(hovermode="closest")
     return figure
 
@@ -237,6 +351,7 @@ def overlay(frames: Mapping[str, pd.DataFrame], column: str, x: str = "epoch", t
         figure.update_yaxes(tickformat=".0%")
     if column == "lr":
         figure.update_yaxes(type="log")
+    _integer_axis(figure, pd.concat([pd.Series(trace.x, dtype="float64") for trace in figure.data]))
     return _layout(figure, title, x, label)
 
 
@@ -272,6 +387,9 @@ def probabilities(probs: np.ndarray | Sequence[float], classes: Sequence[int], t
     return figure
 
 
+SHORT_BAR = 0.15  # a classroom bar below this share is too short to hold its figure: it goes above the bar
+
+
 def classroom(rows: Sequence[Mapping]) -> go.Figure:
     """People's and models' accuracy per class over every game (rows of ``game.classroom_summary``)."""
     labels = [class_label(r["class_index"]) for r in rows]
@@ -283,10 +401,18 @@ def classroom(rows: Sequence[Mapping]) -> go.Figure:
                customdata=[r["model_rounds"] for r in rows],
                hovertemplate="%{x}: %{y:.0%} of %{customdata} answers<extra>Models</extra>"),
     ])
-    # Each bar says its figure, so 0% (no bar to see) reads differently from "not played yet" (no label).
-    figure.update_traces(texttemplate="%{y:.0%}", textposition="outside", cliponaxis=False, textfont={"size": 12})
-    figure.update_layout(barmode="group", height=340, yaxis={"range": [0, 1.1], "tickvals": [0, 0.2, 0.4, 0.6, 0.8, 1],
-                                                             "tickformat": ".0%", "title": "right"},
+    # Each bar says its figure, so 0% (no bar to see) reads differently from "not played yet" (no label). The
+    # figure goes inside its bar, at the top (above it only for a bar too short to hold it, 0% included), so two
+    # neighbouring bars of 100% do not run their labels into each other above them; inside, all in one size, and
+    # none squeezed below a readable one (on a phone's narrow bars they hide, and the hover still says them).
+    for trace in figure.data:
+        trace.textposition = ["outside" if y is not None and y < SHORT_BAR else "inside" for y in trace.y]
+    figure.update_traces(texttemplate="%{y:.0%}", insidetextanchor="end", cliponaxis=False, textangle=0,
+                         constraintext="inside", insidetextfont={"size": 12, "color": "white"},
+                         outsidetextfont={"size": 12, "color": "#333"})
+    figure.update_layout(barmode="group", bargap=0.12, height=340, uniformtext={"minsize": 10, "mode": "hide"},
+                         yaxis={"range": [0, 1.1], "tickvals": [0, 0.2, 0.4, 0.6, 0.8, 1], "tickformat": ".0%",
+                                "title": "share of answers right"},
                          margin={"l": 10, "r": 10, "t": 20, "b": 10}, legend={"orientation": "h", "y": 1.12},
                          font={"size": 15})
     return figure

@@ -25,6 +25,18 @@ def start_time(pid: int) -> int | None:
         return None
 
 
+def age_seconds(pid: int | None, started: int | None) -> float | None:
+    """How long process ``pid`` has been running, in seconds, if it is alive and the one that started at
+    ``started`` (see :func:`start_time`); else None."""
+    if not pid or started is None or start_time(pid) != started:
+        return None
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return max(0.0, uptime - started / os.sysconf("SC_CLK_TCK"))
+
+
 def is_alive(pid: int | None, started: int | None = None) -> bool:
     """True if ``pid`` is a live process (not a zombie) and the one meant: the one that started at ``started``
     (see :func:`start_time`), or, for runs recorded without a start time, a cifarmix process."""

@@ -111,6 +111,51 @@ def best_val_text(run: dict) -> str:
     return percent_text(run.get("best_val_mean"))
 
 
+# ------------------------------------------------------------------------------- before the first step
+
+# What a run does before its first training step, in order, as its message names it: the queued run's process
+# starts (Python imports TensorFlow), then the training process (``Trainer._train``) says each phase in the run's
+# message, and "training" once its first step is done.
+STARTING = "starting the process"
+LOADING_DATA = "loading data"
+BUILDING = "building the model"
+FIRST_STEPS = "compiling: first steps"
+TRAINING = "training"
+PHASES = (STARTING, LOADING_DATA, BUILDING, FIRST_STEPS)
+PHASE_HINTS = {
+    STARTING: "Python starts and imports TensorFlow.",
+    LOADING_DATA: "Reading CIFAR-10 and picking this run's training images and validation pairs.",
+    BUILDING: "Building the network (a resumed run loads its last checkpoint).",
+    FIRST_STEPS: "TensorFlow compiles the training step; the first steps take longest, then the curves start.",
+}
+
+
+def phase(run: dict) -> str | None:
+    """Where an active run is before its first training step (one of ``PHASES``), or None once it trains (or
+    has ended). Runs of older versions say only "starting" / "resuming" until they end: they count as starting
+    only until their step total is known (their data is loaded)."""
+    status = run.get("status")
+    if status == "queued":
+        return STARTING
+    if status != "running":
+        return None
+    message = run.get("message")
+    if message in PHASES:
+        return message
+    if message in ("starting", "resuming") and not run.get("total_steps"):
+        return STARTING
+    return None
+
+
+def phase_text(run: dict, seconds: float | None = None) -> str:
+    """``"Step 2 of 4 before training: loading data · 7 s since the process started"`` (``seconds``: the process's
+    age, None when unknown); for a resumed run ``"… (resuming after epoch 3)"``."""
+    current = phase(run) or STARTING
+    resuming = f" (resuming after epoch {run['epochs_done']})" if run.get("epochs_done") else ""
+    since = f" · {duration_text(seconds)} since the process started" if seconds is not None else ""
+    return f"Step {PHASES.index(current) + 1} of {len(PHASES)} before training: {current}{resuming}{since}"
+
+
 def progress_text(run: dict, left: float | None = None) -> str:
     """A running run's progress bar text: ``"Epoch 2 of 8 done · step 90 of 320 · about 1 min 40 s left"``."""
     remaining = f" · about {duration_text(left)} left" if left is not None else ""
@@ -158,13 +203,25 @@ def config_text(run: dict) -> str:
 
 
 def evaluation_text(result: dict | None) -> str:
-    """A test-protocol result: ``52.6% ± 0.3% · 10×10,000`` (with ``· α 0.3`` off the protocol's weight)."""
+    """A test-protocol result: ``52.6% ± 0.3% · 10×10,000`` (with ``· α 0.3`` off the protocol's weight, and
+    ``· quick look`` for anything but the full protocol)."""
     if not result:
         return NONE
     alpha = result.get("alpha", evaluation.PROTOCOL_ALPHA)
     weight = "" if alpha == evaluation.PROTOCOL_ALPHA else f" · α {alpha:g}"
+    quick = "" if evaluation.is_full_protocol(result) else " · quick look"
     return (f"{percent_text(result['mean_accuracy'])} ± {percent_text(result['std'])} · "
-            f"{result['repeats']}×{result['pairs']:,}{weight}")
+            f"{result['repeats']}×{result['pairs']:,}{weight}{quick}")
+
+
+def quick_look_text(result: dict | None) -> str | None:
+    """What makes a test result a quick look and not the protocol: ``"quick look: 2 × 1,000 pairs"`` (``…, α 0.3``
+    off the protocol's weight); None for the full protocol (or no result)."""
+    if not result or evaluation.is_full_protocol(result):
+        return None
+    alpha = result.get("alpha", evaluation.PROTOCOL_ALPHA)
+    weight = "" if alpha == evaluation.PROTOCOL_ALPHA else f", α {alpha:g}"
+    return f"quick look: {result['repeats']} × {result['pairs']:,} pairs{weight}"
 
 
 def latest_evaluations(store) -> dict[int, dict]:

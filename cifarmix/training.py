@@ -145,6 +145,8 @@ class Trainer:
             raise checkpoints.StateError(f"run {self.run_id} cannot resume: {error}") from None
 
     def _train(self, state: dict, note: str | None = None) -> dict:
+        import keras
+
         from cifarmix import callbacks  # imports scikit-learn; only when training really starts
 
         device = devices.detect()
@@ -154,6 +156,9 @@ class Trainer:
                               train_seconds=round(state["train_seconds"], 1))
         message = "resuming" if state["epoch"] else "starting"
         self.store.set_status(self.run_id, "running", f"{message}; {note}" if note else message)
+        if note:  # said once in the run's log too: the phases below replace the message
+            print(f"run {self.run_id}: {note}", file=sys.stderr)
+        self.store.update_run(self.run_id, message=runinfo.LOADING_DATA)  # the phases the Train page shows
         splits = data.load_splits(self.data_source, seed=0)
         x_train, y_train = subset(splits.x_train, splits.y_train, config.train_size, config.seed)
         train_groups = mixing.split_groups(x_train, y_train)
@@ -161,6 +166,7 @@ class Trainer:
         self.store.update_run(self.run_id, total_epochs=config.epochs, total_steps=config.epochs * steps,
                               steps_done=state["epoch"] * steps)
         self.store.drop_steps_after(self.run_id, state["epoch"] * steps)  # a killed session's partial epoch
+        self.store.update_run(self.run_id, message=runinfo.BUILDING)
         with models.precision_policy(config.precision):
             model = self.model(state, steps)
         dataset = mixing.MixedPairs(
@@ -176,6 +182,15 @@ class Trainer:
             hooks.insert(0, BudgetCosine(config.lr, int(config.warmup_epochs * steps),
                                          config.time_budget_minutes * 60, state["train_seconds"]))
         verbose = 1 if sys.stdout.isatty() else 2  # a live progress bar for people, one line per epoch in logs
+        self.store.update_run(self.run_id, message=runinfo.FIRST_STEPS)
+
+        def first_step_done(batch, logs):  # compiled and run once: from now on the run's message says training
+            if not first_step_done.said:
+                first_step_done.said = True
+                self.store.update_run(self.run_id, message=runinfo.TRAINING)
+
+        first_step_done.said = False
+        hooks.append(keras.callbacks.LambdaCallback(on_train_batch_end=first_step_done))
         model.fit(dataset, epochs=config.epochs, initial_epoch=state["epoch"], callbacks=hooks, verbose=verbose)
         return self.finish(steps)
 

@@ -18,7 +18,9 @@ import streamlit as st
 
 from cifarmix import figures, game, mixing
 from cifarmix.store import PLAYER_NAME_MAX
-from pages import ui
+from pages import ui, use_app_navigation
+
+use_app_navigation()  # first: a legacy run of this page runs app.py instead
 
 GAME_KEY = "game"
 LEADERBOARD_SIZE = 10

@@ -16,7 +16,9 @@ import numpy as np
 import streamlit as st
 
 from cifarmix import breakdowns, figures, game, mixing, pairs, photos
-from pages import ui
+from pages import ui, use_app_navigation
+
+use_app_navigation()  # first: a legacy run of this page runs app.py instead
 
 PAIR_KEY = "mixer_pair"
 GALLERY_SEED_KEY = "mixer_gallery_seed"

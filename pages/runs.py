@@ -10,7 +10,9 @@ import streamlit as st
 
 from cifarmix import breakdowns, catalog, data, evaluation, figures, jobs, mixing, models, peers, runinfo, saliency
 from cifarmix.store import RunStore
-from pages import ui
+from pages import ui, use_app_navigation
+
+use_app_navigation()  # first: a legacy run of this page runs app.py instead
 
 GALLERY_SIZE = 16
 GALLERY_COLUMNS = 4
@@ -80,6 +82,7 @@ def run_summary(run: dict, tested: dict | None) -> None:
     columns[0].metric("Best mean val. accuracy", runinfo.best_val_text(run),
                       help=f"at epoch {runinfo.best_epoch_text(run)}" if run.get("best_epoch") else None)
     columns[1].metric("Test protocol", runinfo.percent_text(tested["mean_accuracy"] if tested else None),
+                      delta=runinfo.quick_look_text(tested), delta_color="off", delta_arrow="off",  # on the figure
                       help=runinfo.evaluation_text(tested) if tested else "Not evaluated yet: see below.")
     columns[2].metric("Epochs", runinfo.epochs_text(run, " of "))
     columns[3].metric("Time training", runinfo.training_time_text(run))
@@ -445,8 +448,8 @@ def compare_runs(runs: list[dict]) -> None:
                           key="compare_metric")
     frames = {runinfo.short_label(by_id[i]): store().epoch_metrics(i) for i in chosen}
     st.plotly_chart(figures.overlay(frames, metric), key="compare_overlay")
-    steps = {runinfo.short_label(by_id[i]): store().step_metrics(i) for i in chosen}
-    st.plotly_chart(figures.overlay(steps, "loss", x="step", title="Training loss per step, by run"),
+    steps = {runinfo.short_label(by_id[i]): figures.smoothed_steps(store().step_metrics(i)) for i in chosen}
+    st.plotly_chart(figures.overlay(steps, "loss", x="step", title="Training loss per step (smoothed), by run"),
                     key="compare_steps")
     compare_sweeps([by_id[i] for i in chosen])
     side_by_side([by_id[i] for i in chosen])

@@ -10,11 +10,13 @@ import json
 
 import streamlit as st
 
-from cifarmix import architectures, devices, figures, jobs, mixing, runinfo
+from cifarmix import architectures, devices, figures, jobs, mixing, processes, runinfo
 from cifarmix.config import OPTIMIZERS, PRECISIONS, PRESET_DESCRIPTIONS, SCHEDULES, TrainConfig, parse_options, preset
 from cifarmix.heads import HEADS
 from cifarmix.store import RUN_NAME_MAX, RunStore
-from pages import ui
+from pages import ui, use_app_navigation
+
+use_app_navigation()  # first: a legacy run of this page runs app.py instead
 
 REFRESH_SECONDS = 2
 CUSTOM = "custom"
@@ -231,10 +233,18 @@ def live_run(run_id: int, shown_status: str) -> None:
         st.rerun()  # started or ended since the page was drawn: redraw (and stop or start refreshing)
     epochs = store().epoch_metrics(run_id)
     run_header(run)
-    progress(run, epochs)
+    getting_ready = runinfo.phase(run)
+    if getting_ready:
+        phases(run, getting_ready)
+    else:
+        progress(run, epochs)
     controls(run)
-    curves(run_id, epochs)
-    latest_confusions(run_id)
+    if getting_ready:  # nothing to draw yet: say what comes, rather than three empty charts
+        placeholder("The curves start with the first training step", "Loss per step first, then loss and "
+                    "validation accuracy per epoch and the confusion matrices as each epoch ends.")
+        return
+    curves(run, epochs)
+    latest_confusions(run)
 
 
 def run_header(run: dict) -> None:
@@ -244,14 +254,41 @@ def run_header(run: dict) -> None:
     st.caption(f"{(run.get('config') or {}).get('epochs')} epochs · {runinfo.config_text(run)}")
 
 
+def phases(run: dict, current: str) -> None:
+    """Before the first training step: which phase the run is in (of four), since when, and its step count."""
+    with st.container(border=True):
+        age = processes.age_seconds(run.get("pid"), run.get("process_started"))
+        st.markdown(f"⏳ **{runinfo.phase_text(run, age)}**")
+        done = runinfo.PHASES.index(current)
+        st.markdown(" → ".join(f"✅ {name}" if i < done else f"**▶ {name}**" if i == done else f"◻️ {name}"
+                               for i, name in enumerate(runinfo.PHASES)))
+        st.caption(runinfo.PHASE_HINTS[current])
+        total, steps = run.get("total_steps"), run.get("steps_done") or 0
+        if total:  # known once the data is loaded (a resumed run's, from its last session)
+            st.progress(min(1.0, steps / total), text=runinfo.progress_text(run))
+        else:
+            st.progress(0.0, text=f"Step {steps} · the step total is known once the data is loaded")
+
+
+def placeholder(title: str, text: str, where=None) -> None:
+    """What stands where a chart will be: what it is waiting for (never an empty plot). In a column beside a
+    chart (``where``), as tall as that chart, so the page does not jump when this one arrives."""
+    box = st.container(border=True) if where is None else where.container(border=True, height=figures.HEIGHT)
+    with box:
+        st.markdown(f"📈 **{title}**")
+        st.caption(text)
+
+
+def steps_per_epoch(run: dict) -> int | None:
+    total, epochs = run.get("total_steps"), run.get("total_epochs")
+    return total // epochs if total and epochs else None
+
+
 def progress(run: dict, epochs) -> None:
     total, done = run.get("total_steps"), run.get("steps_done") or 0
-    if run["status"] == "queued" or not total:  # a queued resume still has its last session's totals
-        if run["status"] in jobs.ACTIVE:
-            st.info(f"{ui.escape_markdown(run.get('message') or 'starting')}: loading data and building the "
-                    "model…", icon="⏳")
-        else:
-            st.caption(f"This run ended ({run['status']}) before its first training step.")
+    if not total:
+        st.caption("Waiting for the training process's first numbers…" if run["status"] in jobs.ACTIVE
+                   else f"This run ended ({run['status']}) before its first training step.")
         return
     left = runinfo.seconds_left(run, epochs["seconds"] if "seconds" in epochs else (),
                                 epochs["steps"] if "steps" in epochs else None)
@@ -321,17 +358,36 @@ def resume_button(run: dict) -> None:
         st.rerun()
 
 
-def curves(run_id: int, epochs) -> None:
+def curves(run: dict, epochs) -> None:
+    """Loss per step, loss per epoch and accuracy; where a chart has nothing yet, what it waits for."""
+    run_id, active = run["id"], run["status"] in jobs.ACTIVE
+    steps = store().step_metrics(run_id)
     left, right = st.columns(2)
-    left.plotly_chart(figures.step_loss(store().step_metrics(run_id)), key=f"steps_{run_id}")
-    right.plotly_chart(figures.epoch_loss(epochs), key=f"epoch_loss_{run_id}")
-    st.plotly_chart(figures.accuracy(epochs), key=f"accuracy_{run_id}")
+    if len(steps):
+        left.plotly_chart(figures.step_loss(steps, steps_per_epoch=steps_per_epoch(run)), key=f"steps_{run_id}")
+    else:
+        placeholder("Training loss per step", "The first steps are being logged: the curve starts in a moment."
+                    if active else "This run logged no training step.", where=left)
+    if len(epochs):
+        right.plotly_chart(figures.epoch_loss(epochs), key=f"epoch_loss_{run_id}")
+        st.plotly_chart(figures.accuracy(epochs), key=f"accuracy_{run_id}")
+        return
+    per_epoch = steps_per_epoch(run)
+    into = (run.get("steps_done") or 0) - (run.get("epochs_done") or 0) * (per_epoch or 0)
+    placeholder("Loss and validation accuracy per epoch",
+                f"They appear when epoch {(run.get('epochs_done') or 0) + 1} ends and its validation pairs are "
+                f"scored: {into} of its {per_epoch} steps done." if active and per_epoch
+                else "This run ended before its first epoch did.", where=right)
 
 
-def latest_confusions(run_id: int) -> None:
+def latest_confusions(run: dict) -> None:
+    run_id = run["id"]
     epochs = store().confusion_epochs(run_id)
-    st.markdown(f"**Validation confusion matrices** (epoch {epochs[-1]})" if epochs
-                else "**Validation confusion matrices**")
+    if not epochs:
+        if run["status"] in jobs.ACTIVE:
+            st.caption("**Validation confusion matrices** appear when the first epoch ends.")
+        return
+    st.markdown(f"**Validation confusion matrices** (epoch {epochs[-1]})")
     columns = st.columns(2)
     for column, head in zip(columns, HEADS):
         column.plotly_chart(figures.confusion(store().confusion(run_id, head=head), head), key=f"cm_{head}_{run_id}")

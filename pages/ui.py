@@ -5,8 +5,9 @@ Import it from a page as ``from pages import ui``. Everything here is stable API
 
 The sidebar is rendered by ``app.py`` (``ui.sidebar()`` before ``page.run()``); pages must not call
 ``sidebar()`` again (its widgets would be duplicated). In tests, start ``AppTest.from_file("app.py")`` and
-``switch_page``: note that AppTest then runs the switched-to page without ``app.py`` (Streamlit's legacy handling
-of a folder named ``pages/``), so there the sidebar is absent and ``active_model()`` is None.
+``switch_page``: AppTest runs every run as a legacy pages-folder app, and ``pages.use_app_navigation`` (each page
+calls it first) runs ``app.py`` in the page's place, so a switched-to page has the sidebar and the active model,
+as in a browser.
 
 Data
     ``require_data()``           the CIFAR-10 splits, or the one help box and ``st.stop()`` (use at the top of a page)
@@ -408,6 +409,7 @@ def sidebar() -> None:
 
 
 def _model_picker() -> None:
+    """The active model by a short name (the sidebar is narrow), its accuracy and description in captions."""
     entries = model_entries()
     if not entries:
         st.markdown("**Active model**")
@@ -415,16 +417,38 @@ def _model_picker() -> None:
         st.session_state.pop(ACTIVE_MODEL_KEY, None)
         return
     references = [entry.reference for entry in entries]
-    titles = {entry.reference: entry.title for entry in entries}
+    runs = {run["id"]: run for run in run_store().list_runs()} if any(e.run_id for e in entries) else {}
+    names = {entry.reference: short_model_name(entry, runs.get(entry.run_id)) for entry in entries}
     if st.session_state.get(ACTIVE_MODEL_KEY) not in references:
         st.session_state[ACTIVE_MODEL_KEY] = "champion" if "champion" in references else references[0]
-    st.selectbox("Active model", references, format_func=titles.get, key=ACTIVE_MODEL_KEY,
+    st.selectbox("Active model", references, format_func=names.get, key=ACTIVE_MODEL_KEY,
                  help="The model that answers on the Mixer page (shipped models first, then your finished runs).")
     entry = next(entry for entry in entries if entry.reference == st.session_state[ACTIVE_MODEL_KEY])
+    standing = model_standing(entry, runs.get(entry.run_id))
+    if standing:
+        st.caption(standing)
     if catalog.card_description(entry.card):
         st.caption(escape_markdown(catalog.card_description(entry.card)))  # plain, bounded text: never markdown
     if entry.problem:
         st.caption(escape_markdown(f"Its model card is not used: {entry.problem}."))
+
+
+def short_model_name(entry: catalog.ModelEntry, run: dict | None = None) -> str:
+    """A model's name short enough for the sidebar: a shipped model's card title, ``run #3 smoke`` for a run."""
+    if entry.run_id is not None:
+        label = (run or {}).get("name") or (run or {}).get("arch") or ""
+        return f"run #{entry.run_id} {label}".strip()
+    return catalog.bounded_text(entry.card.get("title"), catalog.TITLE_LIMIT) or entry.reference
+
+
+def model_standing(entry: catalog.ModelEntry, run: dict | None = None) -> str | None:
+    """What the model scores, for the caption under its name: on the test protocol (a shipped model's card), or
+    its best mean validation accuracy (a run); None when nothing is known."""
+    if entry.run_id is not None:
+        best = (run or {}).get("best_val_mean")
+        return None if best is None else f"**{best:.1%}** best mean accuracy on the validation mixes"
+    accuracy = catalog.card_accuracy(entry.card)
+    return None if accuracy is None else f"**{accuracy:.1%}** mean accuracy on the test protocol"
 
 
 def _data_badge() -> None:

@@ -1,12 +1,20 @@
 """Screenshots of every page and its main states, at 1280 x 800 and on a phone, from a running app: look at a
-change in a minute.
+change in a minute (a few, on a busy machine).
 
 Run (a server on the real data and the shipped models; the script starts one unless --url is given):
-    .venv/bin/python tests/screenshots.py [--url http://localhost:8501] [--out /tmp/cifarmix-shots]
+    chrt -i 0 .venv/bin/python tests/screenshots.py [--url http://localhost:8501] [--out /tmp/cifarmix-shots]
+                                                    [--only '^train'] [--no-seed]
+
+The server it starts gets a throw-away home with two short trainings in it (``--no-seed``: none), so the Runs
+page has curves, confusion matrices and a comparison. On the desktop pass the script also starts a *smoke* run on
+the Train page and takes it through its phases (starting, compiling the first steps, training) to the end, plays
+a whole game to its end screen and the classroom chart, and scores a run on a quick look at the test protocol.
 
 It drives Debian's Chromium through Playwright (never a downloaded browser) and writes one PNG per page, state
-and viewport (``mixer-desktop.png``, ``game-reveal-phone.png``, ...), then prints their paths. Not a test:
-pytest does not collect it (its name does not start with ``test_``).
+and viewport (``train-phase-desktop.png``, ``game-end-phone.png``, ...), then prints their paths; a state it
+cannot reach is named with the reason, and the others are still taken. Not a test: pytest does not collect it
+(its name does not start with ``test_``). Run it under ``chrt -i 0`` on a machine that trains: the server and
+the trainings it starts inherit the idle priority.
 """
 
 from __future__ import annotations
@@ -29,21 +37,39 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--no-first-run", "--disable-component-update", "--disable-sync"]
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 SETTLE_MS = 1500  # after a page's last change, for charts to draw
+SEED_RUNS = (  # short trainings for the Runs page: enough steps for a smoothed step-loss curve, two to compare
+    ["--preset", "smoke", "--epochs", "4", "--steps-per-epoch", "30", "--name", "seeded-a"],
+    ["--preset", "smoke", "--epochs", "3", "--steps-per-epoch", "30", "--lr", "0.003", "--name", "seeded-b"],
+)
+LONG = 600_000  # ms: a training on an idle-priority process of a busy machine takes minutes
+
+
+def environment(home: str) -> dict:
+    data = os.environ.get("CIFARMIX_DATA") or str(ROOT.parent / "shared" / "data" / "cifar-10-python.tar.gz")
+    return dict(os.environ, CIFARMIX_HOME=home, CIFARMIX_DATA=data)
+
+
+def seed(home: str) -> None:
+    """Train the ``SEED_RUNS`` into ``home`` from the command line (one after the other)."""
+    for arguments in SEED_RUNS:
+        print("seeding a run:", " ".join(arguments), flush=True)
+        subprocess.run([sys.executable, "-m", "cifarmix", "train", *arguments], cwd=ROOT, env=environment(home),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
 
 
 @contextlib.contextmanager
-def server(port: int):
+def server(port: int, seeded: bool):
     """``streamlit run app.py`` on ``port`` with a throw-away home, the shipped models and the real data."""
     home = tempfile.mkdtemp(prefix="cifarmix-shots-")
-    data = os.environ.get("CIFARMIX_DATA") or str(ROOT.parent / "shared" / "data" / "cifar-10-python.tar.gz")
-    environment = dict(os.environ, CIFARMIX_HOME=home, CIFARMIX_DATA=data)
+    if seeded:
+        seed(home)
     streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent)) or "streamlit"
     process = subprocess.Popen([streamlit, "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-                                "--server.address", "127.0.0.1"], cwd=ROOT, env=environment,
+                                "--server.address", "127.0.0.1"], cwd=ROOT, env=environment(home),
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        for _ in range(240):
             with contextlib.suppress(OSError):
                 if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
                     break
@@ -51,15 +77,16 @@ def server(port: int):
         yield url
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        process.wait(timeout=30)
         shutil.rmtree(home, ignore_errors=True)
 
 
-def settle(page) -> None:
+def settle(page, timeout: int = 120_000) -> None:
     """Wait until Streamlit is no longer running the script, then a moment for plotly to draw."""
-    page.wait_for_load_state("networkidle")
     with contextlib.suppress(Exception):
-        page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=60_000)
+        page.wait_for_load_state("networkidle", timeout=timeout)
+    with contextlib.suppress(Exception):
+        page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=timeout)
     page.wait_for_timeout(SETTLE_MS)
 
 
@@ -69,15 +96,107 @@ def shoot(page, out: Path, name: str, kind: str) -> Path:
     return path
 
 
-def states(page, url: str):
+def text(page, pattern: str):
+    return page.get_by_text(re.compile(pattern, re.IGNORECASE)).first
+
+
+# Scroll an element to the top of the view, below Streamlit's header (the app scrolls a container, not the page).
+TO_TOP = """element => {
+    element.scrollIntoView({block: 'start'});
+    let box = element.parentElement;
+    while (box && box.scrollHeight <= box.clientHeight) box = box.parentElement;
+    if (box) box.scrollTop -= 72;
+}"""
+
+
+def show(page, pattern: str, timeout: int = 120_000) -> None:
+    """Wait for a text to appear, then scroll it to the top of the view."""
+    locator = text(page, pattern)
+    locator.wait_for(timeout=timeout)
+    locator.evaluate(TO_TOP)
+
+
+def chart(page, index: int, timeout: int = 120_000) -> None:
+    """Scroll the ``index``-th visible chart of the page to the top of the view (negative: from the end)."""
+    charts = page.locator("[data-testid=stPlotlyChart]:visible")
+    charts.first.wait_for(timeout=timeout)
+    charts.nth(index if index >= 0 else charts.count() + index).evaluate(TO_TOP)
+
+
+def press(page, *keys: str) -> None:
+    """Keys one at a time, each after the page has answered the one before (a pick reruns the page)."""
+    for key in keys:
+        page.keyboard.press(key)
+        settle(page)
+
+
+def answer(page, first: str = "1", second: str = "6") -> None:
+    """Pick one class per group and submit: the round's reveal."""
+    press(page, first, second, "Enter")
+    page.get_by_role("button", name=re.compile("Next round|See the results")).wait_for()
+
+
+def play_to_the_end(page) -> None:
+    """From round 1's reveal, the other nine rounds (→ to the next, a pick per group, Enter), to the end."""
+    for number in range(2, 11):
+        press(page, "ArrowRight")
+        text(page, rf"^{number} / 10$").wait_for()
+        answer(page, "2", "7")
+    page.get_by_role("button", name=re.compile("See the results")).click()
+    show(page, "Class by class")
+
+
+def start_training(page) -> None:
+    """A smoke run made long enough to watch (3 epochs of 30 steps), from its first second."""
+    for label, value in (("Epochs", "3"), ("Steps per epoch", "30")):
+        page.get_by_label(label, exact=True).fill(value)
+        page.get_by_label(label, exact=True).press("Tab")
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    show(page, "before training", timeout=60_000)
+
+
+def quick_look(page) -> None:
+    """Score the shown run on a quick look (2 x 1,000 pairs) and scroll back to its summary."""
+    page.get_by_label("Repeats").fill("2")
+    page.get_by_label("Test pairs per repeat").fill("1000")
+    page.get_by_label("Test pairs per repeat").press("Tab")
+    page.get_by_role("button", name=re.compile("Evaluate on the test protocol")).click()
+    text(page, "Stored: mean accuracy").wait_for(timeout=LONG)
+    page.reload()  # the summary above the form was drawn before the result was stored
+    settle(page)
+    show(page, "Best mean val. accuracy")
+
+
+def states(page, url: str, kind: str):
     """Yield (name, callable that brings the page to that state) in the order they are visited."""
+    desktop = kind == "desktop"
     yield "mixer", lambda: page.goto(f"{url}/mixer")
-    yield "mixer-gallery", lambda: page.get_by_text(re.compile("can you guess", re.I)).first.scroll_into_view_if_needed()
+    yield "mixer-gallery", lambda: show(page, "can you guess")
     yield "game", lambda: page.goto(f"{url}/game")
     yield "game-round", lambda: page.get_by_role("button", name=re.compile("Start a")).click()
-    yield "game-reveal", lambda: (page.keyboard.press("1"), page.keyboard.press("6"), page.keyboard.press("Enter"))
+    yield "game-reveal", lambda: answer(page)
+    yield "game-end", lambda: play_to_the_end(page)
+    yield "game-classroom", lambda: show(page, "People vs models")
     yield "train", lambda: page.goto(f"{url}/train")
-    yield "runs", lambda: page.goto(f"{url}/runs")
+    if desktop:  # one run, from its first second to its end (the phone then follows it through the URL)
+        yield "train-phase", lambda: start_training(page)
+        yield "train-first-steps", lambda: show(page, "Step 4 of 4 before training", timeout=LONG)
+        yield "train-training", lambda: (chart(page, 0, timeout=LONG), show(page, r"^Run #"))
+        yield "train-finished", lambda: (text(page, r"✅ finished").wait_for(timeout=LONG), show(page, r"^Run #"))
+    else:
+        yield "train-finished", lambda: (page.goto(f"{url}/train?run=3"), show(page, r"^Run #"))
+    yield "train-curves", lambda: chart(page, 0)
+    yield "train-accuracy", lambda: chart(page, 2)
+    yield "train-confusion", lambda: show(page, "Validation confusion matrices")
+    yield "runs", lambda: page.goto(f"{url}/runs?run=1")
+    yield "runs-curves", lambda: show(page, "How it learned")
+    yield "runs-confusion", lambda: show(page, "Confusion matrices on the validation mixes")
+    yield "runs-per-class", lambda: chart(page, 4)
+    if desktop:
+        yield "runs-quick-look", lambda: quick_look(page)
+    yield "runs-compare", lambda: (page.get_by_role("tab", name="Compare runs").click(), show(page, "Runs to compare"))
+    yield "runs-compare-curves", lambda: chart(page, -2)
+    yield "runs-compare-steps", lambda: chart(page, -1)
 
 
 def main() -> None:
@@ -85,24 +204,30 @@ def main() -> None:
     parser.add_argument("--url", help="a running app (default: start one on a free port)")
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "cifarmix-shots"))
     parser.add_argument("--port", type=int, default=8599)
+    parser.add_argument("--no-seed", action="store_true", help="start the server with no runs in its home")
+    parser.add_argument("--only", metavar="REGEX", help="only the states whose name matches, e.g. '^runs' (a state "
+                        "may need one before it: 'runs-curves' needs 'runs')")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(server(args.port))
+        url = args.url or stack.enter_context(server(args.port, seeded=not args.no_seed))
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for kind, viewport in VIEWPORTS.items():
                 page = browser.new_context(viewport=viewport, device_scale_factor=1).new_page()
-                for name, reach in states(page, url):
+                page.set_default_timeout(60_000)
+                for name, reach in states(page, url, kind):
+                    if args.only and not re.search(args.only, name):
+                        continue
                     try:
                         reach()
                         settle(page)
-                        print(shoot(page, out, name, kind))
+                        print(shoot(page, out, name, kind), flush=True)
                     except Exception as error:  # one missing state must not cost the others
-                        print(f"{name}-{kind}: not reached ({type(error).__name__}: {str(error)[:120]})")
+                        print(f"{name}-{kind}: not reached ({type(error).__name__}: {str(error)[:160]})", flush=True)
             browser.close()
 
 

@@ -147,6 +147,8 @@ def test_evaluating_on_the_test_protocol_stores_the_result(finished_run):
     # The runs table shows the newest test result too.
     again = open_runs_page(finished_run)
     assert "2×100" in again.dataframe[0].value["test protocol"].iloc[0]
+    figure = next(m for m in again.metric if m.label == "Test protocol")
+    assert figure.value.endswith("%") and figure.delta == "quick look: 2 × 100 pairs"  # on it, not in a tooltip
 
 
 def test_a_quick_look_at_another_weight_never_hides_the_full_protocol_result(finished_run):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cifarmix import jobs, mixing, paths, processes
+from cifarmix import jobs, mixing, paths, processes, runinfo
 from cifarmix.config import PRESETS, TrainConfig, preset
 from cifarmix.store import RunStore
 
@@ -115,6 +115,53 @@ def test_start_runs_a_real_training_process_and_puts_its_id_in_the_url(tiny_data
     assert len(charts) == 5  # loss per step, loss per epoch, accuracy, two confusion matrices
     assert all(chart["data"] for chart in charts), "every chart has data (no placeholder)"
     assert "Epoch 2 of 2 done" in again.get("progress")[0].proto.text
+
+
+def busy_run(store: RunStore, process, **fields) -> int:
+    """A run that an alive stand-in process trains (so the page does not reap it), with ``fields`` set."""
+    config = preset("demo").to_dict() | {"epochs": 8, "steps_per_epoch": 40}
+    run_id = store.create_run("resnet-cpu", {}, config, 0, status=fields.pop("status", "running"))
+    store.update_run(run_id, pid=process.pid, process_started=processes.start_time(process.pid), **fields)
+    return run_id
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def test_from_the_first_second_the_page_says_which_phase_a_new_run_is_in_not_empty_charts(tiny_data,
+                                                                                          dummy_trainer):
+    store = RunStore()
+    run_id = busy_run(store, dummy_trainer, status="queued")
+    at = no_exceptions(open_train_page(run_id))
+    shown = texts(at.markdown)
+    assert "Step 1 of 4 before training: starting the process" in shown and "since the process started" in shown
+    assert "The curves start with the first training step" in shown
+    assert not at.get("plotly_chart") and not at.metric  # no empty charts, no 0 s "Time training"
+
+    store.set_status(run_id, "running", runinfo.FIRST_STEPS)
+    store.update_run(run_id, total_epochs=8, total_steps=320, steps_done=0)
+    at = no_exceptions(open_train_page(run_id))
+    assert "Step 4 of 4 before training: compiling: first steps" in texts(at.markdown)
+    assert "✅ loading data" in texts(at.markdown) and "▶ compiling: first steps" in texts(at.markdown)
+    assert at.get("progress")[0].proto.text == "Epoch 0 of 8 done · step 0 of 320"  # the step count, live
+    assert not at.get("plotly_chart")
+
+
+def test_once_it_trains_the_step_curve_comes_first_and_the_epoch_charts_say_what_they_wait_for(tiny_data,
+                                                                                              dummy_trainer):
+    store = RunStore()
+    run_id = busy_run(store, dummy_trainer, total_epochs=8, total_steps=320, steps_done=12, train_seconds=9.0)
+    store.set_status(run_id, "running", runinfo.TRAINING)
+    store.log_steps(run_id, [(step, 1, 2.0, 1.0, 1.0) for step in range(1, 13)])
+    at = no_exceptions(open_train_page(run_id))
+    [steps] = charts(at)
+    assert steps["layout"]["title"]["text"] == "Training loss per step"
+    shown = texts(at.markdown) + texts(at.caption)
+    assert "They appear when epoch 1 ends and its validation pairs are scored: 12 of its 40 steps done." in shown
+    assert "appear when the first epoch ends" in shown  # the confusion matrices
+    assert "step 12 of 320" in at.get("progress")[0].proto.text
+    assert next(m for m in at.metric if m.label == "Time training").value == "9 s"
 
 
 def test_a_start_beyond_the_servers_limit_is_refused_with_the_limit_message(tiny_data, dummy_trainer):

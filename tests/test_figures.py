@@ -32,13 +32,82 @@ def names(figure: go.Figure) -> list[str]:
     return [trace.name for trace in figure.data]
 
 
-def test_step_loss_draws_one_line_per_head_over_steps():
-    figure = figures.step_loss(step_frame())
-    assert len(figure.data) == 2
-    assert all("head" in name for name in names(figure))
-    assert list(figure.data[0].x) == [1, 2, 3, 4, 5, 6]
-    assert list(figure.data[1].y) == pytest.approx(list(1.9 / np.arange(1, 7)))
-    assert figure.layout.xaxis.title.text == "step"
+def running_means(losses: np.ndarray, steps_per_epoch: int) -> np.ndarray:
+    """What Keras reports after each step: the mean of the epoch's batch losses so far."""
+    means = np.empty_like(losses)
+    for start in range(0, len(losses), steps_per_epoch):
+        chunk = losses[start:start + steps_per_epoch]
+        means[start:start + len(chunk)] = np.cumsum(chunk) / np.arange(1, len(chunk) + 1)
+    return means
+
+
+def keras_steps(own: dict[str, np.ndarray], steps_per_epoch: int) -> pd.DataFrame:
+    """A step_metrics frame as the run store holds it (running means per epoch) from each step's own losses."""
+    s = np.arange(1, len(own["first"]) + 1)
+    first, second = (running_means(own[head], steps_per_epoch) for head in ("first", "second"))
+    return pd.DataFrame({"step": s, "epoch": (s - 1) // steps_per_epoch + 1, "loss": first + second,
+                         "loss_first": first, "loss_second": second})
+
+
+def test_each_steps_loss_is_recovered_from_keras_running_means_across_epoch_boundaries():
+    rng = np.random.default_rng(0)
+    own = {"first": rng.uniform(0.5, 2.5, 25), "second": rng.uniform(0.5, 2.5, 25)}
+    steps = keras_steps(own, steps_per_epoch=10)  # epochs 1-2 whole, epoch 3 cut after 5 steps
+    for known in (10, None):  # the run's steps per epoch, or each epoch's first stored step
+        recovered = figures.step_losses(steps, steps_per_epoch=known)
+        assert list(recovered["step"]) == list(range(1, 26))
+        assert recovered["loss_first"].to_numpy() == pytest.approx(own["first"])
+        assert recovered["loss_second"].to_numpy() == pytest.approx(own["second"])
+        assert recovered["loss"].to_numpy() == pytest.approx(own["first"] + own["second"])
+
+
+def test_a_step_whose_predecessor_is_missing_gets_no_made_up_loss():
+    own = {"first": np.arange(1.0, 13.0), "second": np.ones(12)}
+    steps = keras_steps(own, steps_per_epoch=6).drop(index=[2])  # step 3 was never stored
+    recovered = figures.step_losses(steps, steps_per_epoch=6).set_index("step")["loss_first"]
+    assert np.isnan(recovered[4])  # its running mean is known, the one before it is not
+    assert recovered[[1, 2, 5, 6, 7, 8]].tolist() == pytest.approx([1, 2, 5, 6, 7, 8])  # epoch 2 starts afresh
+
+
+def test_the_moving_average_is_debiased_skips_gaps_and_keeps_a_short_curve_raw():
+    assert figures.ema([2.0, 2.0, 2.0], 0.9) == pytest.approx([2.0, 2.0, 2.0])  # not pulled towards 0 at first
+    assert figures.ema([1.0, 3.0], 0.5) == pytest.approx([1.0, 1.75 / 0.75])  # (0.25 + 1.5) / (1 - 0.25)
+    smoothed = figures.ema([np.nan, 1.0, np.nan, 1.0], 0.8)
+    assert np.isnan(smoothed[0]) and smoothed[1:] == pytest.approx([1.0, 1.0, 1.0])
+    assert figures.ema([1.0, 5.0], 0.0) == pytest.approx([1.0, 5.0])
+    assert figures.smoothing_weight(6) == 0 and figures.smoothing_weight(100) == pytest.approx(0.9)
+    assert figures.smoothing_weight(10_000) == 0.95
+
+
+def test_step_loss_draws_each_steps_loss_faint_and_its_moving_average_bold_per_head():
+    rng = np.random.default_rng(1)
+    own = {"first": 2.0 - np.linspace(0, 1, 200) + rng.normal(0, 0.2, 200),
+           "second": 1.8 - np.linspace(0, 1, 200) + rng.normal(0, 0.2, 200)}
+    figure = figures.step_loss(keras_steps(own, steps_per_epoch=50), steps_per_epoch=50)
+    raw = [trace for trace in figure.data if trace.opacity is not None and trace.opacity < 1]
+    bold = [trace for trace in figure.data if trace.showlegend is not False]
+    assert len(raw) == 2 and len(bold) == 2 and all("head" in trace.name for trace in bold)
+    assert np.asarray(raw[0].y) == pytest.approx(own["first"])  # no jump at an epoch's start: each step's own loss
+    assert np.asarray(bold[0].y) == pytest.approx(figures.ema(own["first"], figures.smoothing_weight(200)))
+    assert np.abs(np.diff(bold[0].y)).max() < 0.1  # smooth, and no jump at the epoch boundaries
+    assert figure.layout.xaxis.title.text == "step" and "smoothed" in figure.layout.title.subtitle.text
+
+
+def test_runs_overlaid_get_the_same_smoothed_step_losses():
+    own = {"first": np.linspace(2, 1, 120), "second": np.linspace(1.8, 0.9, 120)}
+    smoothed = figures.smoothed_steps(keras_steps(own, steps_per_epoch=40))
+    weight = figures.smoothing_weight(120)
+    assert smoothed["loss_first"].to_numpy() == pytest.approx(figures.ema(own["first"], weight))
+    assert smoothed["loss"].to_numpy() == pytest.approx(figures.ema(own["first"] + own["second"], weight))
+
+
+def test_a_short_step_curve_is_drawn_raw_with_markers():
+    figure = figures.step_loss(step_frame())  # 6 steps: nothing to smooth
+    assert len(figure.data) == 2 and all("head" in name for name in names(figure))
+    assert list(figure.data[0].x) == [1, 2, 3, 4, 5, 6] and figure.data[0].mode == "lines+markers"
+    # running means 2/s within epochs of 3 steps, turned back into each step's loss
+    assert list(figure.data[0].y) == pytest.approx([2.0, 0.0, 0.0, 0.5, 0.3, 0.2])
+    assert figure.layout.xaxis.dtick == 1  # whole steps: never 2.5
 
 
 def test_epoch_loss_has_training_and_validation_per_head():
@@ -58,6 +127,35 @@ def test_accuracy_shows_validation_heads_their_mean_and_training_accuracy():
     assert figure.layout.yaxis.tickformat == ".0%"
 
 
+def chance_labels(figure: go.Figure) -> list:
+    return [note for note in figure.layout.annotations if "chance" in note.text]
+
+
+def test_the_accuracy_axis_fits_the_curves_and_marks_chance_in_the_margin():
+    figure = figures.accuracy(epoch_frame())  # accuracies from 35% to 65%
+    bottom, top = figure.layout.yaxis.range
+    assert 0.15 <= bottom < 0.2 and 0.65 < top < 0.75  # down to chance (it is near), not up to 100%
+    [line] = figure.layout.shapes
+    assert line.y0 == line.y1 == 0.2
+    [label] = chance_labels(figure)
+    assert label.xref == "paper" and label.x == 1 and label.xanchor == "left"  # beside the plot: no point hides it
+
+
+def test_an_accuracy_curve_far_above_chance_is_not_squashed_down_to_it():
+    frame = epoch_frame()
+    frame[[c for c in frame if c.endswith("accuracy")]] += 0.3  # 65% to 95%
+    figure = figures.accuracy(frame)
+    bottom, top = figure.layout.yaxis.range
+    assert 0.6 < bottom < 0.65 and 0.95 < top <= 1.0
+    assert not figure.layout.shapes and "below this axis" in chance_labels(figure)[0].text
+
+
+def test_per_class_bars_label_chance_beside_the_plot_not_over_a_bar_label():
+    figure = figures.per_class_bars({"first": [0.2, 0.21, 0.5, 0.6, 0.7]})
+    [label] = chance_labels(figure)
+    assert label.xref == "paper" and label.x == 1 and label.xanchor == "left"
+
+
 def test_confusion_heatmap_names_the_classes_of_its_head_and_shows_counts():
     matrix = np.diag([5, 4, 3, 2, 1]) + 1
     figure = figures.confusion(matrix, "second")
@@ -68,6 +166,8 @@ def test_confusion_heatmap_names_the_classes_of_its_head_and_shows_counts():
     assert "second head" in figure.layout.title.text
     first = figures.confusion(matrix, "first")
     assert list(first.data[0].x) == list(GROUP_A)
+    # "automobile" would make plotly tilt only the first head's labels: both are tilted alike
+    assert first.layout.xaxis.tickangle == figure.layout.xaxis.tickangle == -30
 
 
 def test_confusion_refuses_a_wrong_shape_or_head_and_draws_a_placeholder_for_none():
@@ -95,6 +195,10 @@ def test_overlay_draws_one_line_per_run_and_skips_runs_without_the_metric():
     steps = figures.overlay({"a": step_frame(), "b": step_frame(3)}, "loss_first", x="step")
     assert [len(t.x) for t in steps.data] == [6, 3]
     assert figures.overlay(frames, "lr").layout.yaxis.type == "log"
+    assert figure.layout.xaxis.dtick == 1  # epochs 1, 2, 3: never 1.5 or 2.5
+    many = figures.overlay({"long": pd.DataFrame({"epoch": range(1, 41), "val_mean_accuracy": 0.5})},
+                           "val_mean_accuracy")
+    assert many.layout.xaxis.tickformat == "d" and many.layout.xaxis.dtick is None
 
 
 @pytest.mark.parametrize("builder", [
@@ -192,3 +296,15 @@ def test_pair_heatmap_shows_mean_accuracy_per_pair_of_classes_and_each_head_on_h
     assert "first head" in heatmap.hovertemplate and "pairs" in heatmap.hovertemplate
     assert heatmap.y[0].endswith("airplane") and heatmap.x[4].endswith("truck")
     assert figures.pair_heatmap(None).layout.annotations[0].text == "no breakdown by pair of classes yet"
+
+
+def test_the_classroom_chart_says_what_its_axis_counts_and_keeps_its_labels_apart():
+    rows = [{"class_index": i, "rounds": 3, "human_accuracy": 1.0, "model_rounds": 3, "model_accuracy": 1.0}
+            for i in range(9)] + [{"class_index": 9, "rounds": 3, "human_accuracy": 0.0, "model_rounds": 0,
+                                   "model_accuracy": None}]
+    people, models = figures.classroom(rows).data
+    assert figures.classroom(rows).layout.yaxis.title.text == "share of answers right"
+    # inside the bar tops (neighbouring 100% bars do not collide above them), one readable size for all; a 0% bar
+    # has its figure above it, and a class no model played has no bar and no figure
+    assert list(people.textposition) == ["inside"] * 9 + ["outside"] and people.insidetextanchor == "end"
+    assert models.y[-1] is None and figures.classroom(rows).layout.uniformtext.minsize >= 10

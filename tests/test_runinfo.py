@@ -77,8 +77,32 @@ def test_options_and_the_recipe_in_one_line():
 
 def test_a_test_result_in_one_line():
     assert runinfo.evaluation_text(RESULT) == "52.6% ± 0.3% · 10×10,000"
-    assert runinfo.evaluation_text(RESULT | {"alpha": 0.3}) == "52.6% ± 0.3% · 10×10,000 · α 0.3"
+    assert runinfo.evaluation_text(RESULT | {"alpha": 0.3}) == "52.6% ± 0.3% · 10×10,000 · α 0.3 · quick look"
+    assert runinfo.evaluation_text(RESULT | {"repeats": 2}) == "52.6% ± 0.3% · 2×10,000 · quick look"
     assert runinfo.evaluation_text(None) == "-"
+
+
+def test_a_quick_look_says_what_makes_it_one():
+    quick = RESULT | {"repeats": 2, "pairs": 1000, "mean_accuracy": 0.462}
+    assert runinfo.quick_look_text(quick) == "quick look: 2 × 1,000 pairs"
+    assert runinfo.quick_look_text(RESULT | {"alpha": 0.3}) == "quick look: 10 × 10,000 pairs, α 0.3"
+    assert runinfo.quick_look_text(RESULT) is None and runinfo.quick_look_text(None) is None
+
+
+def test_the_phases_before_the_first_step_are_told_from_the_runs_status_and_message():
+    assert runinfo.phase({"status": "queued", "message": "resuming"}) == runinfo.STARTING
+    for message in runinfo.PHASES:
+        assert runinfo.phase({"status": "running", "message": message, "total_steps": 320}) == message
+    assert runinfo.phase({"status": "running", "message": "training", "total_steps": 320}) is None
+    assert runinfo.phase({"status": "finished", "message": "loading data"}) is None
+    # a run of an older version says "starting" all along: starting only until its step total is known
+    assert runinfo.phase({"status": "running", "message": "starting"}) == runinfo.STARTING
+    assert runinfo.phase({"status": "running", "message": "starting", "total_steps": 320}) is None
+    building = {"status": "running", "message": runinfo.BUILDING}
+    assert runinfo.phase_text(building, 12.4) == ("Step 3 of 4 before training: building the model · 12 s since "
+                                                  "the process started")
+    assert runinfo.phase_text(building | {"epochs_done": 3}) == ("Step 3 of 4 before training: building the model "
+                                                                 "(resuming after epoch 3)")
 
 
 def test_a_runs_standing_result_is_its_newest_full_protocol_one():

@@ -66,6 +66,31 @@ def test_an_epoch_counts_as_done_only_once_its_metrics_are_stored(tiny_data, sto
     assert run["train_seconds"] == pytest.approx(epochs["train_seconds"].iloc[-1], abs=2.0)  # + its checkpoint saves
 
 
+def test_a_run_says_each_phase_before_its_first_step_and_then_that_it_trains(tiny_data, store, monkeypatch):
+    # The Train page shows these from the first second, while the run has no step, curve or epoch to show yet.
+    said = []
+    update_run, set_status = store.update_run, store.set_status
+
+    def recording_update(run_id, **fields):
+        if "message" in fields:
+            said.append((fields["message"], store.step_metrics(run_id)["step"].max()))
+        return update_run(run_id, **fields)
+
+    def recording_status(run_id, status, message=None):
+        said.append((message, None))
+        return set_status(run_id, status, message)
+
+    monkeypatch.setattr(store, "update_run", recording_update)
+    monkeypatch.setattr(store, "set_status", recording_status)
+    run = training.train(tiny_config(epochs=2), store)
+    messages = [message for message, _ in said]
+    assert messages[:5] == ["starting", runinfo.LOADING_DATA, runinfo.BUILDING, runinfo.FIRST_STEPS,
+                            runinfo.TRAINING]
+    assert messages.count(runinfo.TRAINING) == 1  # once, not at every step
+    assert all(np.isnan(logged) for _, logged in said[:4] if logged is not None)  # no step before "training"
+    assert run["status"] == "finished" and runinfo.phase(run) is None
+
+
 def test_a_run_that_cannot_train_is_marked_failed_with_the_reason(tmp_path, store):
     from cifarmix import data
 
