@@ -62,7 +62,6 @@ def use_app_navigation() -> None:
     import streamlit as st
 
     main = str(ctx.pages_manager.main_script_path)
-
     module = types.ModuleType("__main__")
     module.__dict__["__file__"] = main
     _inside.app = True
@@ -73,5 +72,5 @@ def use_app_navigation() -> None:
     st.stop()  # the legacy run's page has been drawn by app.py: the rest of it must not run a second time
 
 
-if PagesManager is not None:  # imported outside a script run (a test, a tool): no legacy runs from here on
+if PagesManager is not None:  # the script runs that start after this first import need no legacy mode
     PagesManager.uses_pages_directory = False

@@ -117,9 +117,12 @@ def open_page(page, url: str, title: str) -> None:
 
 
 def step_points(page) -> int:
-    """Points on the first line of the first chart (the step-loss curve); 0 while it is a placeholder."""
-    line = page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").first
-    return line.locator(".point").count() if line.count() else 0
+    """Steps on the first line of the first chart (the step-loss curve), as plotly holds them (the line has no
+    markers once there are enough steps to smooth); 0 while no chart is drawn yet."""
+    chart = page.locator(".js-plotly-plot").first
+    if not chart.count():
+        return 0
+    return chart.evaluate("plot => plot._fullData && plot._fullData.length ? plot._fullData[0]._length || 0 : 0")
 
 
 def watch_step_curve(page) -> list[tuple[bool, int]]:
