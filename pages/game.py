@@ -310,6 +310,9 @@ def summary(g: game.Game) -> None:
         "Class": ui.class_label(c.class_index), "Came up": c.rounds, "You right": c.human_correct,
         f"{them} right": c.model_correct, "Better": {"human": "🙋 you", "model": f"🤖 {them.lower()}", "tie": "="}[c.winner],
     } for c in per_class]), hide_index=True)
+    st.caption("This table counts every round of this game: a photo you left unanswered (the time ran out) "
+               "counts as not right for you. The classroom chart below counts only answered picks, over every "
+               "game played here.")
     st.button("Play again", icon="🔁", type="primary", on_click=quit_game, key="game_again")
 
 
@@ -338,7 +341,15 @@ def leaderboard(mode: str) -> None:
         **({"Mixes": game.mode_text(row["mode"], (row["details"] or {}).get("alpha_range"))}
            if mode != "equal" else {}),
         "Date": ui.format_time(row["created_at"]),
-    } for rank, row in enumerate(rows, start=1)]), hide_index=True)
+    } for rank, row in enumerate(rows, start=1)]), hide_index=True, column_order=LEADERBOARD_ORDER, column_config={
+        "#": st.column_config.NumberColumn(width="small"), "Score": st.column_config.NumberColumn(width="small"),
+        "Opponent's score": st.column_config.NumberColumn("Opp. score", width="small"),
+        "Time per round": st.column_config.TextColumn(width="small"),
+        "Opponent": st.column_config.TextColumn(width="large")})
+
+
+# What fits at 1280 px comes first; the long opponent title last (the table scrolls sideways for it).
+LEADERBOARD_ORDER = ("#", "Player", "Score", "Opponent's score", "Time per round", "Mixes", "Date", "Opponent")
 
 
 def time_limit_text(details: dict | None) -> str:

@@ -23,7 +23,8 @@ use_app_navigation()  # first: a legacy run of this page runs app.py instead
 PAIR_KEY = "mixer_pair"
 GALLERY_SEED_KEY = "mixer_gallery_seed"
 GALLERY_SIZES = (6, 12, 18)
-GALLERY_COLUMNS = 6
+GALLERY_COLUMNS = 3  # large enough to read on a projector at 1280 px (6, 12 and 18 mixes: whole rows)
+GALLERY_ZOOM = 6  # 32 -> 192 pixels
 CONTROLS_HEIGHT = 250  # px: the same for the three columns, so the three images line up
 SIDES = {"a": ("Component A", range(5)), "b": ("Component B", range(5, 10))}
 SOURCES = {"cifar": "🖼️ A CIFAR-10 test photo", "upload": "📁 Your photo: upload",
@@ -309,6 +310,9 @@ def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | 
         st.caption("No trained model yet: only the answers can be shown." + weight)
     else:
         st.caption(f"🤖 = the guesses of {ui.escape_markdown(model.title)}." + weight)
+    if show == "answers" and model is not None:
+        st.caption("Key: ✅ cat — the model named it right · ❌ bird → cat — the model said bird, it is a cat; "
+                   "the first name is component A's (airplane … deer), the second component B's (dog … truck).")
     for start in range(0, len(shown), GALLERY_COLUMNS):
         row = st.columns(GALLERY_COLUMNS)
         for offset, column in enumerate(row):
@@ -318,7 +322,7 @@ def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | 
             truth = (int(y[shown[i].a_index]), int(y[shown[i].b_index]))
             guess = None if answers is None else game.model_answer(answers, i).classes()
             with column:
-                ui.show_image(mixes[i], pairs.gallery_caption(truth, guess, show or "nothing"), factor=4)
+                ui.show_image(mixes[i], pairs.gallery_caption(truth, guess, show or "nothing"), factor=GALLERY_ZOOM)
 
 
 # ----------------------------------------------------------------------------------------------------- page

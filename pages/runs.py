@@ -36,6 +36,11 @@ def header() -> None:
                    "learned, score it on the test protocol and look at its mistakes; or compare several.")
 
 
+# What matters fits at 1280 px (run, name, status, the two accuracies); the rest follows and scrolls sideways.
+RUNS_TABLE_ORDER = ("run", "name", "status", "best val. mean", "test protocol", "epochs", "time training",
+                    "architecture", "options", "created")
+
+
 def runs_table(runs: list[dict]) -> None:
     tested = runinfo.latest_evaluations(store())
     rows = [{
@@ -46,7 +51,7 @@ def runs_table(runs: list[dict]) -> None:
         "test protocol": runinfo.evaluation_text(tested.get(run["id"])),
         "created": ui.format_time(run.get("created_at") or ""),
     } for run in runs]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_order=RUNS_TABLE_ORDER, column_config={
         "run": st.column_config.NumberColumn("run", format="#%d", width="small"),
         "best val. mean": st.column_config.NumberColumn(
             "best val. mean", format="percent", help="Best mean accuracy of both heads on the validation mixes"),
@@ -176,7 +181,7 @@ def evaluation_results(results: list[dict]) -> None:
         "second head": r["head_second"], "mean F1": r["mean_f1"],
     } for row in results for r in [row["result"]]]
     percent = st.column_config.NumberColumn(format="percent")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_order=RUNS_TABLE_ORDER, column_config={
         "mean accuracy": percent, "± std": st.column_config.NumberColumn(
             format="percent", help="Spread of the mean accuracy over the repeats"),
         "first head": percent, "second head": percent, "mean F1": st.column_config.NumberColumn(format="%.3f")})
