@@ -99,7 +99,8 @@ def predict(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> di
     if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise ValueError(f"expected images of shape (N, 32, 32, 3); got {images.shape}")
     if len(images) <= batch_size:
-        outputs = compiled_call(model)(images)  # one small batch: a traced graph, not predict()'s set-up
+        # one small batch: a traced graph, not predict()'s set-up (anything else callable is called as it is)
+        outputs = compiled_call(model)(images) if isinstance(model, keras.Model) else model(images, training=False)
     else:
         outputs = model.predict(images, batch_size=batch_size, verbose=0)
     return {head: np.asarray(outputs[head], dtype=np.float32) for head in HEADS}
