@@ -12,6 +12,7 @@ and what is wrong, and resumes from the older pair, one epoch back, instead of f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -161,17 +162,10 @@ def resume_state(folder: str | os.PathLike, recorded_epochs: int = 0) -> tuple[d
         if state["epoch"]:
             check_checkpoint(last_checkpoint(folder, state))
     except StateError as damage:
-        previous = folder / PREVIOUS_STATE_FILE
-        if previous.exists():
-            try:
-                older = read_state(previous)
-                if older["epoch"]:
-                    check_checkpoint(last_checkpoint(folder, older))
-            except StateError:
-                pass
-            else:
-                return older, (f"{damage}; resuming from epoch {older['epoch']} "
-                               f"({last_checkpoint(folder, older).name}), the checkpoint before it")
+        older = sound_previous_state(folder)
+        if older is not None:
+            return older, (f"{damage}; resuming from epoch {older['epoch']} "
+                           f"({last_checkpoint(folder, older).name}), the checkpoint before it")
         raise StateError(f"{damage}. There is no older checkpoint to resume from: restore the file, or start a new "
                          "run with the same settings") from None
     if state["epoch"] < recorded_epochs:
@@ -185,6 +179,21 @@ def resume_state(folder: str | os.PathLike, recorded_epochs: int = 0) -> tuple[d
     return state, None
 
 
+def sound_previous_state(folder: Path) -> dict | None:
+    """The pair kept before the last state (``state.previous.json`` and its checkpoint), or None when there is
+    none or it is damaged too."""
+    previous = folder / PREVIOUS_STATE_FILE
+    if not previous.exists():
+        return None
+    try:
+        older = read_state(previous)
+        if older["epoch"]:
+            check_checkpoint(last_checkpoint(folder, older))
+    except StateError:
+        return None
+    return older
+
+
 def save_state(folder: str | os.PathLike, state: dict) -> None:
     """Write ``state.json`` atomically, after the checkpoint it names; keep the pair it replaces as the previous
     one (``state.previous.json`` and its checkpoint), and delete the checkpoints older than that."""
@@ -195,16 +204,14 @@ def save_state(folder: str | os.PathLike, state: dict) -> None:
         replaced = read_state(path) if path.exists() else None
     except StateError:
         replaced = None  # a damaged state is not worth keeping
-    if replaced and replaced["epoch"] and last_checkpoint(folder, replaced).name != current \
-            and last_checkpoint(folder, replaced).is_file():
+    replaced_checkpoint = last_checkpoint(folder, replaced) if replaced and replaced["epoch"] else None
+    if replaced_checkpoint is not None and replaced_checkpoint.name != current and replaced_checkpoint.is_file():
         paths.write_json_atomically(folder / PREVIOUS_STATE_FILE, replaced)
     paths.write_json_atomically(path, state)
     keep = {current}
-    try:
+    with contextlib.suppress(StateError):  # a damaged previous state keeps no checkpoint of its own
         if (folder / PREVIOUS_STATE_FILE).exists():
             keep.add(last_checkpoint(folder, read_state(folder / PREVIOUS_STATE_FILE)).name)
-    except StateError:
-        pass
     for old in [*folder.glob("last-e*.keras"), folder / LEGACY_LAST_MODEL]:
         if old.name not in keep:
             old.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ scaled down rather than clipped, transparency laid on white), centre-crops to a 
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 
@@ -160,13 +161,11 @@ def to_rgb(image, notes: list[str] | None = None):
         notes.append("converted from CMYK")
         profile = image.info.get("icc_profile")
         if profile:
-            try:
+            with contextlib.suppress(Exception):  # a broken or unusual profile: the plain conversion below
                 from PIL import ImageCms
 
                 source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
                 return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
-            except Exception:  # a broken or unusual profile: fall back to the plain conversion
-                pass
         return image.convert("RGB")
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
     if has_alpha:
