@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from cifarmix import config, data, mixing, paths, slots
+from cifarmix import config, data, mixing, paths, serving, slots
 from cifarmix.models import ModelError
 from cifarmix.views import VIEW_SETS
 
@@ -191,6 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the picture: the mix, each head's map over it and over its own component")
     explain.add_argument("--npz", metavar="FILE.npz", help="also save the maps (first, second: 32 x 32) and the mix")
     _data_argument(explain)
+
+    serve = commands.add_parser(
+        "serve", help="serve the app for a classroom: several Streamlit processes behind nginx (Ctrl-C stops all)",
+        description="Start the app on ADDRESS:PORT. With --processes 2 or more, that many Streamlit servers run on "
+                    "internal ports behind nginx, which keeps each browser on one of them (a cookie); all share "
+                    "the run store of $CIFARMIX_HOME. Extra Streamlit options go after --, e.g. "
+                    "-- --server.maxUploadSize 20.")
+    serve.add_argument("--processes", type=int, default=1,
+                       help="Streamlit server processes (default 1; about one per core; more than 1 needs nginx)")
+    serve.add_argument("--address", default="0.0.0.0", help="the address to listen on (default 0.0.0.0: the LAN)")
+    serve.add_argument("--port", type=int, default=8501, help="the port to listen on (default 8501)")
+    serve.add_argument("streamlit_options", nargs=argparse.REMAINDER, help="after --: options for streamlit run")
     return parser
 
 
@@ -198,10 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"data": cmd_data, "architectures": cmd_architectures, "train": cmd_train,
                 "evaluate": cmd_evaluate, "runs": cmd_runs, "mix": cmd_mix, "export": cmd_export,
-                "set-views": cmd_set_views, "explain": cmd_explain}
+                "set-views": cmd_set_views, "explain": cmd_explain, "serve": cmd_serve}
     try:
         return handlers[args.command](args) or 0
-    except (CliError, data.DataError, ModelError, ValueError, paths.HomeError, slots.TrainingRefused) as error:
+    except (CliError, data.DataError, ModelError, ValueError, paths.HomeError, slots.TrainingRefused,
+            serving.ServeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -494,3 +507,12 @@ def _mix_photos(args) -> None:
         ranked = sorted(answers[head]["probabilities"].items(), key=lambda item: -item[1])
         print(f"{entry.reference} {head} head ({group}): {answers[head]['answer']} "
               f"{answers[head]['probability']:.0%}  [" + ", ".join(f"{name} {p:.0%}" for name, p in ranked[1:]) + "]")
+
+
+def cmd_serve(args) -> int:
+    extra = [option for option in args.streamlit_options if option != "--"]
+    server = serving.Server(args.processes, args.address, args.port, extra)
+    server.start()
+    behind = f"{args.processes} Streamlit processes behind nginx" if args.processes > 1 else "one Streamlit process"
+    print(f"cifarmix is serving on http://{args.address}:{args.port} ({behind}); Ctrl-C stops it", flush=True)
+    return server.wait()
