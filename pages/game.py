@@ -3,7 +3,8 @@
 Each round shows one mixed test image; the player picks one class per group (buttons, or the keys 1-5 and 6-0),
 the model answers the same image, and the reveal shows both photos. Rules and scoring live in
 ``cifarmix.game``; this page only draws them and keeps the game in the session: one key, whose ``Game`` holds
-the round's picks, their times, its clock and the model's answer too.
+the round's picks, their times, its clock and the model's answer too. During a game only the round's section
+reruns on a click (``round_section``, a fragment).
 """
 
 from __future__ import annotations
@@ -167,13 +168,13 @@ def model_answer_for(g: game.Game, x) -> game.Answer | None:
     if g.opponent_answer is not None:
         return g.opponent_answer
     if g.opponent == ui.BASELINE:
-        predict = game.random_guesser(g)
-    else:
-        model = ui.get_model(g.opponent)
-        if model is None:
-            return None
-        predict = model.predict
-    _, g.opponent_answer = game.play_model_round(g, x, predict)
+        _, g.opponent_answer = game.play_model_round(g, x, game.random_guesser(g))
+        return g.opponent_answer
+    model = ui.get_model(g.opponent)
+    if model is None:
+        return None
+    # a test-image mix: the model's answer is kept per server (a class dealt the same rounds asks once)
+    g.opponent_answer = game.model_answer(model.predict_pairs([game.round_pair(g.current, g.alpha)], x))
     return g.opponent_answer
 
 
@@ -383,6 +384,21 @@ def classroom(mode: str) -> None:
                "against the random guesser count for the people, not for the models.")
 
 
+@st.fragment
+def round_section(x) -> None:
+    """The game in progress. A fragment: a pick, Submit and Next round rerun only this section (not the sidebar
+    and its catalog scan, not the page). Quitting, or the last round's results, rerun the whole page (the setup,
+    or the summary and the boards)."""
+    g = st.session_state.get(GAME_KEY)
+    if g is None or g.stage == "over":
+        st.rerun()
+    scoreboard(g)
+    if g.stage == "guess":
+        guess_stage(g, x)
+    else:
+        reveal_stage(g, x)
+
+
 # ----------------------------------------------------------------------------------------------------- page
 
 current = st.session_state.get(GAME_KEY)
@@ -398,8 +414,4 @@ if current is None or current.stage == "over":
     leaderboard(shown_mode)
     classroom(shown_mode)
 else:
-    scoreboard(current)
-    if current.stage == "guess":
-        guess_stage(current, splits.x_test)
-    else:
-        reveal_stage(current, splits.x_test)
+    round_section(splits.x_test)

@@ -15,13 +15,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import streamlit as st
 
-from cifarmix import breakdowns, figures, game, mixing, pairs, photos
+from cifarmix import breakdowns, figures, game, mixing, models, pairs, photos
 from pages import ui, use_app_navigation
 
 use_app_navigation()  # first: a legacy run of this page runs app.py instead
 
 PAIR_KEY = "mixer_pair"
 GALLERY_SEED_KEY = "mixer_gallery_seed"
+GALLERY_ALPHA_KEY = "mixer_gallery_alpha"  # the weight the gallery mixes at: the pair's, when it was last drawn
 GALLERY_SIZES = (6, 12, 18)
 GALLERY_COLUMNS = 3  # large enough to read on a projector at 1280 px (6, 12 and 18 mixes: whole rows)
 GALLERY_ZOOM = 6  # 32 -> 192 pixels
@@ -250,10 +251,14 @@ def active_model(entry) -> ui.SharedModel | None:
     return ui.get_model(entry.reference)
 
 
-def model_answers(components: tuple[Component, Component], mixed: np.ndarray, model: ui.SharedModel | None) -> None:
+def model_answers(components: tuple[Component, Component], mixed: np.ndarray, model: ui.SharedModel | None,
+                  pair: pairs.Pair, x: np.ndarray) -> None:
     if model is None:
         return
-    probs = model.predict(mixed[None])
+    if any(component.is_photo for component in components):
+        probs = model.predict(mixed[None])  # the user's photos: never in a server-wide cache
+    else:
+        probs = model.predict_pairs([pair], x)  # the mix of ``pair``: answered once per server
     answer = game.model_answer(probs)
     truth = tuple(component.cls for component in components)
     said = []
@@ -289,7 +294,35 @@ def where_heads_look(pair: pairs.Pair, components: tuple[Component, Component], 
                "component that head names.")
 
 
-def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | None) -> None:
+def loaded_model(entry) -> ui.SharedModel | None:
+    """The sidebar's model for the gallery, or None, quietly (the section above already said why it is None)."""
+    try:
+        return None if entry is None else ui.shared_model(entry.reference)
+    except (models.ModelError, ValueError):
+        return None
+
+
+@st.fragment
+def pair_section(x: np.ndarray, y: np.ndarray, entry) -> None:
+    """The pair, its controls, the mix and what the model says. A fragment: a new pair or another photo reruns
+    only this section; a new weight reruns the whole page (the gallery mixes at the pair's weight)."""
+    pair = current_pair(y)
+    if st.session_state.setdefault(GALLERY_ALPHA_KEY, pair.alpha) != pair.alpha:
+        st.session_state[GALLERY_ALPHA_KEY] = pair.alpha
+        st.rerun()
+    st.query_params.from_dict(pair.to_query())
+    mix, sides = pair_view(pair, x, y, entry)
+    st.subheader("What the model says")
+    model = active_model(entry)
+    if mix is not None:
+        model_answers(sides, mix, model, pair, x)
+        where_heads_look(pair, sides, mix, x, model)
+
+
+@st.fragment
+def gallery(x: np.ndarray, y: np.ndarray, model: ui.SharedModel | None) -> None:
+    """A fragment: its own controls rerun only the gallery."""
+    alpha = st.session_state.setdefault(GALLERY_ALPHA_KEY, current_pair(y).alpha)
     st.subheader("Can you guess the classes?")
     st.session_state.setdefault(GALLERY_SEED_KEY, secrets.randbits(32))
     columns = st.columns([1.8, 3.4, 2], vertical_alignment="bottom")
@@ -304,7 +337,7 @@ def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | 
         {GALLERY_SEED_KEY: secrets.randbits(32)}))
     shown = pairs.gallery_pairs(y, st.session_state[GALLERY_SEED_KEY], count or GALLERY_SIZES[0], alpha)
     mixes = pairs.pair_images(x, shown)
-    answers = model.predict(mixes) if model is not None and len(mixes) else None
+    answers = model.predict_pairs(shown, x) if model is not None and shown else None  # one batch, kept
     weight = "" if alpha == pairs.DEFAULT_ALPHA else f" Mixed like the pair above: {alpha:.0%} A + {1 - alpha:.0%} B."
     if model is None:
         st.caption("No trained model yet: only the answers can be shown." + weight)
@@ -329,14 +362,7 @@ def gallery(x: np.ndarray, y: np.ndarray, alpha: float, model: ui.SharedModel | 
 
 header()
 splits = ui.require_data()
-pair = current_pair(splits.y_test)
-st.query_params.from_dict(pair.to_query())
 active = ui.active_model()
-mix, sides = pair_view(pair, splits.x_test, splits.y_test, active)
-st.subheader("What the model says")
-model = active_model(active)
-if mix is not None:
-    model_answers(sides, mix, model)
-    where_heads_look(pair, sides, mix, splits.x_test, model)
+pair_section(splits.x_test, splits.y_test, active)
 st.divider()
-gallery(splits.x_test, splits.y_test, pair.alpha, model)
+gallery(splits.x_test, splits.y_test, loaded_model(active))

@@ -23,6 +23,7 @@ Run store and models
     ``active_model()``           the ``ModelEntry`` picked in the sidebar, or None
     ``shared_model(reference)``  a loaded ``SharedModel`` (cached once per server, lock-guarded); raises ModelError
                                  or ValueError. ``SharedModel.predict(images)`` -> ``{"first", "second"}`` probs;
+                                 ``SharedModel.predict_pairs(pairs, x)`` the same for test-image mixes, cached;
                                  ``SharedModel.explain(image)`` -> each head's saliency map (under the same lock)
     ``get_model(reference)``     the same, or None after showing a clear error box
     ``BASELINE``                 the reference of the untrained ``random`` baseline (always available)
@@ -65,7 +66,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cifarmix import catalog, data, game, models, pairs, paths, saliency
+from cifarmix import answers, catalog, data, game, models, pairs, paths, saliency
 from cifarmix.store import RunStore, parse_run_id
 
 BASELINE = game.BASELINE_OPPONENT
@@ -229,6 +230,7 @@ class SharedModel:
         model: the ``keras.Model`` (use ``predict`` rather than calling it directly).
         key: the reference with the file's modification time (what caches of its answers are keyed by).
         explained: True once a saliency map was computed (its function compiled: the next maps take ~0.2 s).
+        answers: its answers to test-image mixes, each pair computed once (``predict_pairs``).
     """
 
     def __init__(self, model, reference: str, title: str, key: str | None = None):
@@ -238,11 +240,17 @@ class SharedModel:
         self.key = key or reference
         self.explained = False
         self._lock = threading.Lock()
+        self.answers = answers.AnswerCache(self.predict)
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """``models.predict`` under the lock: ``{"first": (N, 5), "second": (N, 5)}`` probabilities."""
         with self._lock:
             return models.predict(self.model, images)
+
+    def predict_pairs(self, asked: list[pairs.Pair], x_test: np.ndarray) -> dict[str, np.ndarray]:
+        """``predict`` of the mixes of test-image ``pairs``, one batch for those not answered before (the answers
+        are kept per server: ``cifarmix.answers``). Not for the user's own photos: use ``predict``."""
+        return self.answers.predict_pairs(asked, x_test)
 
     def explain(self, image: np.ndarray) -> dict:
         """``saliency.explain_with_answers`` under the lock: each head's map (``first``, ``second``: 32 x 32 in
