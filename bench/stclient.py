@@ -16,6 +16,7 @@ files; ``tests/test_browser.py`` and the Playwright test of ``tests/test_classro
     await session.open()                       # the page load: a first script run
     await session.click("game_pick_3")         # a button by key (or session.click(label="Start a 10-round game"))
     session.text()                             # every markdown / heading / metric text now on the page
+    session.query                              # the page's query string, as the browser's URL would show it
     await session.close()
 
 Leans on Streamlit internals as of 1.67: the ``streamlit.proto`` messages, the ``$$ID-<hash>-<key>`` widget ids
@@ -90,6 +91,7 @@ class Session:
     widgets: dict[str, Widget] = field(default_factory=dict)  # by key (or label for an unkeyed widget)
     elements: dict[tuple, tuple[str, object, str]] = field(default_factory=dict)  # path -> (kind, proto, fragment)
     session_id: str = ""
+    page_hash: str = ""  # the page's script hash, from the server's navigation message
     media_bytes: int = 0
     cookies: str = ""
 
@@ -173,7 +175,9 @@ class Session:
         message = BackMsg()
         rerun = message.rerun_script
         rerun.query_string = self.query
-        rerun.page_name = self.page
+        # as the frontend: the URL's page by name for the first run, then the page the server said it runs
+        rerun.page_script_hash = self.page_hash
+        rerun.page_name = "" if self.page_hash else self.page
         rerun.fragment_id = fragment_id
         # as the frontend does: every widget on the page sends its value (the user's, or the one it was drawn with)
         shown = [self._states[w.id] for w in self.widgets.values() if w.id in self._states]
@@ -211,8 +215,14 @@ class Session:
             kind = message.WhichOneof("type")
             if kind == "new_session":
                 self.session_id = message.new_session.initialize.session_id or self.session_id
+            elif kind == "navigation":  # st.navigation's page for this run (new_session names app.py's hash)
+                self.page_hash = message.navigation.page_script_hash or self.page_hash
+            elif kind == "page_not_found":
+                raise ClientError(f"the server has no page {self.page!r}")
             elif kind == "delta":
                 self._apply(message)
+            elif kind == "page_info_changed":  # st.query_params changed: the browser's URL follows
+                self.query = message.page_info_changed.query_string
             elif kind == "script_finished":
                 status = message.script_finished
                 if status == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
