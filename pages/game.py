@@ -3,8 +3,9 @@
 Each round shows one mixed test image; the player picks one class per group (buttons, or the keys 1-5 and 6-0),
 the model answers the same image, and the reveal shows both photos. Rules and scoring live in
 ``cifarmix.game``; this page only draws them and keeps the game in the session: one key, whose ``Game`` holds
-the round's picks, their times, its clock and the model's answer too. During a game only the round's section
-reruns on a click (``round_section``, a fragment).
+the round's picks, their times, its clock and the model's answer too. The game is also shelved under a token in
+the page's link (``?game=``), so a refresh mid-game, a new session, resumes it (``resume_from_link``). During a
+game only the round's section reruns on a click (``round_section``, a fragment).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import time
 import pandas as pd
 import streamlit as st
 
-from cifarmix import figures, game, mixing
+from cifarmix import figures, game, mixing, shelf
 from cifarmix.store import PLAYER_NAME_MAX
 from pages import ui, use_app_navigation
 
 use_app_navigation()  # first: a legacy run of this page runs app.py instead
 
 GAME_KEY = "game"
+TOKEN_KEY = "game_token"  # the game's token on the shelf of games in progress (``games_in_progress``)
+RESUME_PARAM = "game"  # the link's query parameter that names it: a refreshed page resumes the game
 LEADERBOARD_SIZE = 10
 ERROR_KEY = "game_error"
 RETRY_KEY = "game_save_retry"  # the save failed in a way that trying again may mend
@@ -44,6 +47,7 @@ def start_game(y) -> None:
     alpha_range = tuple(st.session_state.get("game_alpha_range") or game.DEFAULT_ALPHA_RANGE) if unequal else None
     st.session_state[GAME_KEY] = game.new_game(y, secrets.randbits(32), st.session_state["game_opponent"],
                                                time_limit=limit, alpha_range=alpha_range)
+    keep_for_refresh(st.session_state[GAME_KEY])
     st.session_state.pop(ERROR_KEY, None)
 
 
@@ -73,6 +77,47 @@ def save(g: game.Game) -> None:
 
 def quit_game() -> None:
     st.session_state.pop(GAME_KEY, None)
+    games_in_progress().drop(st.session_state.pop(TOKEN_KEY, None))
+
+
+# ------------------------------------------------------------------------------ a refresh resumes the game
+
+
+@st.cache_resource
+def games_in_progress() -> shelf.Shelf:
+    """This server process's games in progress, each (game, player name) under the token of its page's link."""
+    return shelf.Shelf()
+
+
+def keep_for_refresh(g: game.Game) -> None:
+    """Shelve a new game under a token; the page writes it into the link (``?game=``): a refresh resumes it."""
+    st.session_state[TOKEN_KEY] = games_in_progress().put((g, st.session_state.get("game_player_kept") or ""))
+
+
+def resume_from_link() -> None:
+    """A new session on a link with ``?game=`` (a refresh, a dropped connection): back to the shelved game, the
+    same object, so the same round, picks, score and clock. The token is in the link; the game stays in the
+    server process that runs it (a proxy's sticky cookie brings the browser back to it: ``cifarmix.serving``)."""
+    token = st.query_params.get(RESUME_PARAM)
+    if not token or GAME_KEY in st.session_state:
+        return
+    found = games_in_progress().get(token)
+    if found is None:
+        st.info("The game of this link is not on the server any more (it ended hours ago, or the server was "
+                "restarted). Finished games are on the leaderboard; start a new one below.", icon="🔗")
+        del st.query_params[RESUME_PARAM]
+        return
+    st.session_state[GAME_KEY], st.session_state["game_player_kept"] = found
+    st.session_state[TOKEN_KEY] = token
+
+
+def link_to_game() -> None:
+    """The page's link names the game in progress (``?game=<token>``), or nothing once there is none."""
+    token = st.session_state.get(TOKEN_KEY) if GAME_KEY in st.session_state else None
+    if token and st.query_params.get(RESUME_PARAM) != token:
+        st.query_params[RESUME_PARAM] = token
+    elif not token and RESUME_PARAM in st.query_params:
+        del st.query_params[RESUME_PARAM]
 
 
 # ----------------------------------------------------------------------------------------------- sections
@@ -401,6 +446,8 @@ def round_section(x) -> None:
 
 # ----------------------------------------------------------------------------------------------------- page
 
+resume_from_link()
+link_to_game()
 current = st.session_state.get(GAME_KEY)
 if current is None or current.stage == "over":
     header()  # not during a round: on a projector the picture, the picks and Next round must fit one screen

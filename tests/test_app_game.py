@@ -78,7 +78,8 @@ def test_a_full_round_pick_submit_reveal_next(tiny_data, no_models):
     assert current(at).stage == "guess" and metric(at, "Round") == "2 / 10"
     assert at.button(key="game_submit").disabled  # the picks were cleared for the new round
     at.button(key=f"game_pick_{current(at).current.first}").click().run()
-    assert game_state_keys(at) == {"game"}  # the picks, their times, the clock and the model's answer are in it
+    # the picks, their times, the clock and the model's answer are in the game; beside it, its token for a refresh
+    assert game_state_keys(at) == {"game", "game_token"}
 
 
 def game_state_keys(at: AppTest) -> set[str]:
