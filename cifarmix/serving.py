@@ -110,19 +110,20 @@ def streamlit_command(address: str, port: int, extra: Sequence[str] = ()) -> lis
             "--server.port", str(port), *STREAMLIT_OPTIONS, *extra]
 
 
-def wait_healthy(port: int, process: subprocess.Popen, timeout_s: float = START_TIMEOUT_S) -> None:
-    """Until Streamlit on 127.0.0.1:``port`` answers its health check; ServeError if it exits or never does."""
+def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Until ``url``'s Streamlit health check (``/_stcore/health``) answers; ServeError if ``process`` (the server,
+    or the proxy in front of it) exits first or nothing answers within ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServeError(f"the Streamlit server for port {port} exited with code {process.returncode}")
+            raise ServeError(f"the server for {url} exited with code {process.returncode}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.3)
-    raise ServeError(f"the Streamlit server for port {port} did not answer within {timeout_s:.0f} s")
+    raise ServeError(f"the server for {url} did not answer within {timeout_s:.0f} s")
 
 
 class Server:
@@ -152,13 +153,13 @@ class Server:
             if self.nginx is None:
                 child = self._spawn(streamlit_command(self.address, self.port, self.extra), "streamlit")
                 self.backends = [self.port]
-                wait_healthy(self.port, child)
+                wait_healthy(f"http://127.0.0.1:{self.port}", child)
                 return
             self.backends = [free_port() for _ in range(self.processes)]
             servers = [self._spawn(streamlit_command("127.0.0.1", backend, self.extra), f"streamlit-{backend}")
                        for backend in self.backends]
             for backend, child in zip(self.backends, servers):
-                wait_healthy(backend, child)
+                wait_healthy(f"http://127.0.0.1:{backend}", child)
             config = self.work_dir / "nginx.conf"
             config.write_text(nginx_config(self.backends, self.address, self.port, self.work_dir))
             proxy = self._spawn([self.nginx, "-c", str(config), "-p", str(self.work_dir)], "nginx")
@@ -169,18 +170,12 @@ class Server:
 
     def _wait_proxy(self, proxy: subprocess.Popen) -> None:
         host = "127.0.0.1" if self.address in ("0.0.0.0", "::", "") else self.address
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if proxy.poll() is not None:
-                log = self.work_dir / "error.log"
-                detail = log.read_text().strip() if log.exists() else ""
-                raise ServeError(f"nginx exited with code {proxy.returncode}: {detail or 'see its output'}")
-            try:
-                with urllib.request.urlopen(f"http://{host}:{self.port}/_stcore/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise ServeError(f"nginx did not answer on port {self.port} within 20 s")
+        try:
+            wait_healthy(f"http://{host}:{self.port}", proxy, timeout_s=20)
+        except ServeError as error:
+            log = self.work_dir / "error.log"
+            detail = log.read_text().strip() if log.exists() else ""
+            raise ServeError(f"nginx did not start: {error}. {detail}".strip()) from None
 
     def pids(self) -> list[int]:
         return [child.pid for child in self.children if child.poll() is None]

@@ -7,6 +7,7 @@ test is skipped without it, except in CI, where that fails it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,17 +38,12 @@ def free_port() -> int:
 
 
 def wait_for_server(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.time() + SERVER_START_S
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"streamlit exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"streamlit did not answer within {SERVER_START_S} s:\n{log.read_text()}")
+    from cifarmix import serving
+
+    try:
+        serving.wait_healthy(url, process, SERVER_START_S)
+    except serving.ServeError as error:
+        raise AssertionError(f"{error}:\n{log.read_text()}") from None
 
 
 def skip_or_fail(reason: str) -> None:
@@ -107,6 +102,22 @@ def _stop_training_processes(home: Path) -> None:
         jobs.kill(run["id"], store)
 
 
+@contextlib.contextmanager
+def chromium_page(chromium_path: Path, width: int, height: int):
+    """A page of headless Chromium at ``width`` x ``height`` with the tests' timeouts; the browser closes after."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            expect.set_options(timeout=UI_TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
 def no_exception_box(page) -> None:
     assert page.locator("[data-testid=stException]").count() == 0, page.locator("[data-testid=stException]").first.inner_text()
 
@@ -150,65 +161,58 @@ def wait_for(read, good, seconds: float):
 
 
 def test_every_page_a_game_round_and_a_live_training_run_in_chromium(chromium_path, app_url):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from cifarmix.store import RunStore
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.set_default_timeout(UI_TIMEOUT_MS)
-            expect.set_options(timeout=UI_TIMEOUT_MS)
-            # The first visit of a fresh server is a deep link: it must still get app.py's navigation and sidebar.
-            page.goto(f"{app_url}/game")
-            expect(page.get_by_role("heading", name=re.compile("Guess the two classes"))).to_be_visible()
-            expect(page.get_by_text(re.compile(r"CIFAR-10: [\d,]+ train"))).to_be_visible()  # the shared sidebar
-            no_exception_box(page)
+    with chromium_page(chromium_path, 1400, 1600) as page:
+        # The first visit of a fresh server is a deep link: it must still get app.py's navigation and sidebar.
+        page.goto(f"{app_url}/game")
+        expect(page.get_by_role("heading", name=re.compile("Guess the two classes"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"CIFAR-10: [\d,]+ train"))).to_be_visible()  # the shared sidebar
+        no_exception_box(page)
 
-            # Mixer (the home page): a link with a pair in it shows that pair. The tiny data's test image i has
-            # label i % 10, so test image 3 is a cat and test image 8 a ship.
-            page.goto(f"{app_url}/?a=3&b=8&w=0.3")
-            expect(page.get_by_role("heading", name=re.compile("Mixer"))).to_be_visible()
-            expect(page.get_by_text("Component A: 🐱 cat (test image 3)")).to_be_visible()
-            expect(page.get_by_text("Component B: 🚢 ship (test image 8)")).to_be_visible()
-            expect(page.get_by_text("The mix: 30% A + 70% B")).to_be_visible()
-            no_exception_box(page)
+        # Mixer (the home page): a link with a pair in it shows that pair. The tiny data's test image i has
+        # label i % 10, so test image 3 is a cat and test image 8 a ship.
+        page.goto(f"{app_url}/?a=3&b=8&w=0.3")
+        expect(page.get_by_role("heading", name=re.compile("Mixer"))).to_be_visible()
+        expect(page.get_by_text("Component A: 🐱 cat (test image 3)")).to_be_visible()
+        expect(page.get_by_text("Component B: 🚢 ship (test image 8)")).to_be_visible()
+        expect(page.get_by_text("The mix: 30% A + 70% B")).to_be_visible()
+        no_exception_box(page)
 
-            # Game: start a game and play one round against the random guesser.
-            page.get_by_role("link", name=re.compile("Game")).first.click()
-            expect(page.get_by_role("heading", name=re.compile("Guess the two classes"))).to_be_visible()
-            page.get_by_role("button", name=re.compile(r"Start a \d+-round game")).click()
-            page.get_by_role("button", name=re.compile("airplane")).click()
-            page.get_by_role("button", name=re.compile("truck")).click()
-            page.get_by_role("button", name=re.compile("Submit my answer")).click()
-            expect(page.get_by_text(re.compile(r"You \+\d+ · Model \+\d+"))).to_be_visible()
-            no_exception_box(page)
+        # Game: start a game and play one round against the random guesser.
+        page.get_by_role("link", name=re.compile("Game")).first.click()
+        expect(page.get_by_role("heading", name=re.compile("Guess the two classes"))).to_be_visible()
+        page.get_by_role("button", name=re.compile(r"Start a \d+-round game")).click()
+        page.get_by_role("button", name=re.compile("airplane")).click()
+        page.get_by_role("button", name=re.compile("truck")).click()
+        page.get_by_role("button", name=re.compile("Submit my answer")).click()
+        expect(page.get_by_text(re.compile(r"You \+\d+ · Model \+\d+"))).to_be_visible()
+        no_exception_box(page)
 
-            # Train: start a smoke-sized run (4 short epochs); its id goes into the URL, its step-loss curve grows.
-            page.get_by_role("link", name=re.compile("Train")).first.click()
-            expect(page.get_by_role("heading", name="Train a model")).to_be_visible()
-            expect(page.get_by_role("combobox", name="Start from a preset")).to_be_visible()  # smoke by default
-            page.get_by_label("Epochs", exact=True).fill(str(EPOCHS))
-            page.get_by_role("button", name="Start training").click()
-            page.wait_for_url(re.compile(r"[?&]run=\d+"))
-            run_id = int(re.search(r"run=(\d+)", page.url).group(1))
-            expect(page.get_by_role("heading", name=re.compile(rf"Run #{run_id}"))).to_be_visible()
-            samples = watch_step_curve(page)
-            while_running = [points for running, points in samples if running and points]
-            assert while_running, f"never saw the curve while the run was running: {samples}"
-            # The finished heading can come a moment before the redrawn chart: give the last chart time to arrive.
-            final_points = wait_for(lambda: step_points(page), lambda points: points > while_running[0], seconds=20)
-            assert final_points > while_running[0], f"the curve did not grow: {samples}, then {final_points}"
-            assert RunStore().get_run(run_id)["status"] == "finished"
-            no_exception_box(page)
+        # Train: start a smoke-sized run (4 short epochs); its id goes into the URL, its step-loss curve grows.
+        page.get_by_role("link", name=re.compile("Train")).first.click()
+        expect(page.get_by_role("heading", name="Train a model")).to_be_visible()
+        expect(page.get_by_role("combobox", name="Start from a preset")).to_be_visible()  # smoke by default
+        page.get_by_label("Epochs", exact=True).fill(str(EPOCHS))
+        page.get_by_role("button", name="Start training").click()
+        page.wait_for_url(re.compile(r"[?&]run=\d+"))
+        run_id = int(re.search(r"run=(\d+)", page.url).group(1))
+        expect(page.get_by_role("heading", name=re.compile(rf"Run #{run_id}"))).to_be_visible()
+        samples = watch_step_curve(page)
+        while_running = [points for running, points in samples if running and points]
+        assert while_running, f"never saw the curve while the run was running: {samples}"
+        # The finished heading can come a moment before the redrawn chart: give the last chart time to arrive.
+        final_points = wait_for(lambda: step_points(page), lambda points: points > while_running[0], seconds=20)
+        assert final_points > while_running[0], f"the curve did not grow: {samples}, then {final_points}"
+        assert RunStore().get_run(run_id)["status"] == "finished"
+        no_exception_box(page)
 
-            # Runs: the finished run with its curves and confusion matrices.
-            page.get_by_role("link", name=re.compile("Evaluate it, see its mistakes")).click()
-            expect(page.get_by_role("heading", name="Training runs")).to_be_visible()
-            expect(page.get_by_text("Confusion matrices on the validation mixes")).to_be_visible()
-            expect(page.locator(".js-plotly-plot").nth(4)).to_be_visible()
-            assert f"run={run_id}" in page.url
-            no_exception_box(page)
-        finally:
-            browser.close()
+        # Runs: the finished run with its curves and confusion matrices.
+        page.get_by_role("link", name=re.compile("Evaluate it, see its mistakes")).click()
+        expect(page.get_by_role("heading", name="Training runs")).to_be_visible()
+        expect(page.get_by_text("Confusion matrices on the validation mixes")).to_be_visible()
+        expect(page.locator(".js-plotly-plot").nth(4)).to_be_visible()
+        assert f"run={run_id}" in page.url
+        no_exception_box(page)

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from stclient import Session  # noqa: E402
+from test_browser import chromium_page, chromium_path, no_exception_box  # noqa: E402, F401 (a fixture)
 
 from cifarmix import serving  # noqa: E402
 
@@ -118,34 +119,23 @@ async def play_rest(session: Session) -> None:
 
 
 @pytest.mark.browser
-def test_a_refresh_mid_game_shows_the_same_round_and_score_in_chromium(server):
-    from playwright.sync_api import expect, sync_playwright
+def test_a_refresh_mid_game_shows_the_same_round_and_score_in_chromium(chromium_path, server):
+    from playwright.sync_api import expect
 
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, no_exception_box, skip_or_fail
-
-    if not CHROMIUM.exists():
-        skip_or_fail(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(UI_TIMEOUT_MS)
-            expect.set_options(timeout=UI_TIMEOUT_MS)
-            page.goto(f"{url(server)}/game")
-            page.get_by_role("button", name=re.compile(r"Start a \d+-round game")).click()
-            for number in (1, 2):
-                expect(page.get_by_text(f"Round {number}: what is in it?")).to_be_visible()
-                page.get_by_role("button", name=re.compile("airplane")).click()
-                page.get_by_role("button", name=re.compile("truck")).click()
-                page.get_by_role("button", name=re.compile("Submit my answer")).click()
-                page.get_by_role("button", name=re.compile("Next round")).click()
-            expect(page.get_by_text("Round 3: what is in it?")).to_be_visible()
-            page.wait_for_url(re.compile(r"[?&]game=[\w-]{20,}"))
-            score = page.get_by_test_id("stMetric").nth(1).inner_text()  # "You" and the points
-            page.reload()
-            expect(page.get_by_text("Round 3: what is in it?")).to_be_visible()
-            expect(page.get_by_test_id("stMetric").first).to_contain_text("3 / 10")
-            assert page.get_by_test_id("stMetric").nth(1).inner_text() == score
-            no_exception_box(page)
-        finally:
-            browser.close()
+    with chromium_page(chromium_path, 1280, 900) as page:
+        page.goto(f"{url(server)}/game")
+        page.get_by_role("button", name=re.compile(r"Start a \d+-round game")).click()
+        for number in (1, 2):
+            expect(page.get_by_text(f"Round {number}: what is in it?")).to_be_visible()
+            page.get_by_role("button", name=re.compile("airplane")).click()
+            page.get_by_role("button", name=re.compile("truck")).click()
+            page.get_by_role("button", name=re.compile("Submit my answer")).click()
+            page.get_by_role("button", name=re.compile("Next round")).click()
+        expect(page.get_by_text("Round 3: what is in it?")).to_be_visible()
+        page.wait_for_url(re.compile(r"[?&]game=[\w-]{20,}"))
+        score = page.get_by_test_id("stMetric").nth(1).inner_text()  # "You" and the points
+        page.reload()
+        expect(page.get_by_text("Round 3: what is in it?")).to_be_visible()
+        expect(page.get_by_test_id("stMetric").first).to_contain_text("3 / 10")
+        assert page.get_by_test_id("stMetric").nth(1).inner_text() == score
+        no_exception_box(page)
