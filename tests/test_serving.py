@@ -38,3 +38,14 @@ def test_the_streamlit_command_is_headless_without_a_file_watcher():
     assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("app.py")
     assert "--server.fileWatcherType" in command and command[command.index("--server.fileWatcherType") + 1] == "none"
     assert command[-2:] == ["--server.maxUploadSize", "20"]
+
+
+def test_the_serve_command_names_what_is_missing(monkeypatch, capsys):
+    from cifarmix import cli
+
+    monkeypatch.setattr(serving.shutil, "which", lambda name: None)
+    assert cli.main(["serve", "--processes", "2", "--port", "8599"]) == 2
+    assert "nginx is not installed" in capsys.readouterr().err
+    args = cli.build_parser().parse_args(["serve", "--", "--server.maxUploadSize", "20"])
+    assert (args.processes, args.address, args.port) == (1, "0.0.0.0", 8501)
+    assert args.streamlit_options[-2:] == ["--server.maxUploadSize", "20"]
