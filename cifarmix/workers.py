@@ -44,6 +44,9 @@ FINISHING_GRACE_S = 60.0  # how long a training process that has ended its run m
 _PR_SET_PDEATHSIG = 1
 
 
+UNREACHABLE = "unreachable"  # what :meth:`Worker.claim` returns while the store cannot be reached
+
+
 class Shutdown(Exception):
     """The worker was asked to exit (SIGTERM)."""
 
@@ -142,6 +145,9 @@ class Worker:
         try:
             while self.max_runs is None or trained < self.max_runs:
                 run = self.claim()
+                if run == UNREACHABLE:  # not idle: the queue could not be read; try again
+                    time.sleep(self.heartbeat)
+                    continue
                 if run is None:
                     if self.exit_when_idle:
                         self.say("no queued run: exiting (--exit-when-idle)")
@@ -160,15 +166,16 @@ class Worker:
     def _shutdown(self, signum, frame) -> None:
         raise Shutdown()
 
-    def claim(self) -> dict | None:
-        """Free the runs of lost workers, then claim the next queued run (None: none, or the store is unreachable)."""
+    def claim(self) -> dict | str | None:
+        """Free the runs of lost workers, then claim the next queued run (None: none; ``UNREACHABLE``: the store
+        could not be reached, said on the worker's output)."""
         try:
             for run_id in heartbeats.reap_lost(self.store):
                 self.say(f"run {run_id}: its worker missed its heartbeats; marked killed, to be resumed")
             return self.store.claim_next(self.id, self.host, self.heartbeat, runinfo.STARTING)
         except Exception as error:  # the store on another machine may be away for a while: try again later
             self.say(f"cannot reach the run store ({type(error).__name__}: {error}); trying again")
-            return None
+            return UNREACHABLE
 
     # ------------------------------------------------------------------------------------------ one run
 

@@ -222,6 +222,14 @@ def test_the_worker_says_plainly_when_it_has_no_gpu_or_no_store(monkeypatch, cap
     assert "cannot keep its files in /proc/no-such-folder" in capsys.readouterr().err
 
 
+def test_an_unusable_run_files_root_is_named_with_its_setting(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv(paths.RUNS_ENV, str(blocker / "runs"))
+    with pytest.raises(paths.HomeError, match=r"cannot keep its run files in .*not-a-folder/runs \(CIFARMIX_RUNS="):
+        paths.run_dir(1)
+
+
 def test_train_queue_records_a_queued_run_and_refuses_what_it_cannot_queue(store, capsys):
     assert cli.main(["train", "--arch", "allconv", "--epochs", "1", "--queue", "--name", "later"]) == 0
     [run] = store.list_runs()
@@ -236,7 +244,10 @@ def test_train_queue_records_a_queued_run_and_refuses_what_it_cannot_queue(store
 # --------------------------------------------------------------------------- real workers, real trainings
 
 
-def test_two_workers_train_five_queued_runs_each_exactly_once(tiny_data, store, worker_processes):
+def test_two_workers_train_five_queued_runs_each_exactly_once(tiny_data, store, worker_processes, tmp_path,
+                                                              monkeypatch):
+    shared = tmp_path / "shared-runs"  # the run-files root the machines would mount
+    monkeypatch.setenv(paths.RUNS_ENV, str(shared))
     queued = [jobs.queue(smoke(seed=i), store, name=f"queued {i}") for i in range(5)]
     first, second = worker_processes.start("--exit-when-idle"), worker_processes.start("--exit-when-idle")
     outputs = [worker_processes.finish(first), worker_processes.finish(second)]
@@ -252,7 +263,7 @@ def test_two_workers_train_five_queued_runs_each_exactly_once(tiny_data, store, 
         assert store.step_metrics(run_id)["step"].tolist() == [1, 2]
         assert store.epoch_metrics(run_id)["epoch"].tolist() == [1]
         assert epoch_lines(run_id) == 1  # trained once: one session's one epoch in its log
-        assert Path(run["model_path"]).is_file() and Path(run["model_path"]).is_relative_to(paths.runs_dir())
+        assert Path(run["model_path"]).is_file() and Path(run["model_path"]).parent == shared / f"run-{run_id:05d}"
 
 
 def test_a_worker_killed_mid_run_is_found_by_its_missed_heartbeat_and_the_other_worker_finishes_its_run(
@@ -280,15 +291,18 @@ def test_a_worker_killed_mid_run_is_found_by_its_missed_heartbeat_and_the_other_
     assert epoch_lines(run_id) == 4  # each epoch trained once: by the lost worker's process, or by the rescuer's
 
 
-def test_stop_and_kill_requested_through_the_store_end_a_workers_runs(tiny_data, store, worker_processes):
-    to_stop = jobs.queue(smoke(epochs=500), store)
-    to_kill = jobs.queue(smoke(epochs=500), store)
-    worker = worker_processes.start("--max-runs", "2")
+def test_stop_and_kill_through_the_store_end_a_workers_runs_and_sigterm_hands_its_run_back(
+        tiny_data, store, worker_processes):
+    to_stop, to_kill, handed_back = (jobs.queue(smoke(epochs=500), store) for _ in range(3))
+    worker = worker_processes.start("--max-runs", "3")
     wait_for(lambda: past_an_epoch(store, to_stop), "the first run to train", process=worker)
     jobs.stop(to_stop, store)  # a flag in the store: its training process ends cleanly
     held = wait_for(lambda: past_an_epoch(store, to_kill), "the second run to train", timeout=RUN_TIMEOUT_S,
                     process=worker)
     assert jobs.kill(to_kill, store) is True  # a request in the store: the worker ends its own process
+    last = wait_for(lambda: past_an_epoch(store, handed_back), "the third run to train", timeout=RUN_TIMEOUT_S,
+                    process=worker)
+    worker.terminate()  # SIGTERM: the worker ends its training and hands the run back
     output = worker_processes.finish(worker)
 
     stopped = store.get_run(to_stop)
@@ -297,5 +311,9 @@ def test_stop_and_kill_requested_through_the_store_end_a_workers_runs(tiny_data,
     assert killed["status"] == "killed" and killed["kill_requested"] and not killed["worker_lost"]
     assert killed["message"].startswith(f"killed on request: worker {held['worker']} ended its training process")
     assert not processes.is_alive(held["pid"], held["process_started"])
-    assert "trained 2 run(s); exiting" in output
-    assert store.claim_next("another", "host", 1.0) is None  # a killed-on-request run waits for Resume
+    back = store.get_run(handed_back)
+    assert back["status"] == "killed" and back["worker_lost"] and not processes.is_alive(last["pid"],
+                                                                                          last["process_started"])
+    assert back["message"].startswith(f"worker {last['worker']} shut down after ")
+    assert "asked to exit" in output and "trained 2 run(s); exiting" in output
+    assert store.claim_next("another", "host", 1.0)["id"] == handed_back  # the killed-on-request run waits for Resume
