@@ -200,6 +200,12 @@ def test_a_worker_held_run_is_not_claimed_by_another_process(store):
     assert not store.claim(run_id, os.getpid(), processes.start_time(os.getpid()), worker="vm:2:bbbb")
     assert store.claim(run_id, os.getpid(), processes.start_time(os.getpid()), worker="vm:1:aaaa")
     assert store.get_run(run_id)["pid"] == os.getpid()
+    assert store.request_kill(run_id) == "requested"
+    assert store.end_worker_run(run_id, "vm:1:aaaa", "killed", "killed on request after {epochs_done} epochs")
+    assert store.get_run(run_id)["message"] == "killed on request after 0 epochs"
+    assert store.claim(run_id, os.getpid(), processes.start_time(os.getpid()))  # `train --resume` here, now it is free
+    run = store.get_run(run_id)
+    assert (run["placement"], run["worker"], run["kill_requested"], run["status"]) == (None, None, False, "running")
 
 
 @pytest.mark.parametrize("arguments, message", [

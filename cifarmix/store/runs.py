@@ -232,7 +232,8 @@ class Runs(Database):
             UnknownRunError: for an unknown run.
         """
         active = ", ".join(repr(status) for status in ACTIVE_STATUSES)
-        local = "" if worker else ", placement = NULL, worker = NULL, worker_host = NULL, heartbeat_at = NULL"
+        local = "" if worker else (", placement = NULL, worker = NULL, worker_host = NULL, heartbeat_at = NULL,"
+                                   " kill_requested = 0, worker_lost = 0")
         sql = (f"UPDATE runs SET pid = :pid, process_started = :started{local}, {_status_assignments('running')}"
                " WHERE id = :id")
 
