@@ -35,7 +35,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from cifarmix import devices, heartbeats, jobs, processes, runinfo, slots
+from cifarmix import architectures, devices, heartbeats, jobs, processes, runinfo, slots
 from cifarmix.store import RunStore
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -71,6 +71,14 @@ def device_environment(device: str) -> dict:
         raise ValueError("--device gpu: this machine shows no NVIDIA GPU (nvidia-smi lists none, or is not "
                          "installed). Install the driver and requirements-gpu.txt, or use --device cpu or auto.")
     return {}
+
+
+def left_to_gpu_workers(device: str) -> tuple[str, ...]:
+    """The architectures meant for a GPU (``needs_gpu``), which a worker without one leaves to the others: all of
+    them with ``--device cpu``, or with ``auto`` on a machine where ``nvidia-smi`` lists no GPU; else none."""
+    if device == "gpu" or (device == "auto" and devices.nvidia_smi_gpus()):
+        return ()
+    return tuple(name for name in architectures.names() if architectures.get(name).needs_gpu)
 
 
 def _die_with_parent():
@@ -128,6 +136,7 @@ class Worker:
         self.data_source = data_source
         self.id, self.host = worker_id(), socket.gethostname()
         self.environment[slots.WORKER_ENV] = self.id
+        self.skip_archs = left_to_gpu_workers(device)
         self.lost_after = heartbeats.lost_after_beats() * self.heartbeat
         self._say = say or (lambda line: print(line, flush=True))
 
@@ -141,7 +150,8 @@ class Worker:
         worker is told to exit (SIGTERM, Ctrl-C). Returns the number of runs it trained."""
         trained = 0
         previous = signal.signal(signal.SIGTERM, self._shutdown)
-        self.say(f"on {self.host}, device {self.device}, heartbeat every {self.heartbeat:g} s, {self.store!r}")
+        self.say(f"on {self.host}, device {self.device}, heartbeat every {self.heartbeat:g} s, {self.store!r}"
+                 + (f"; leaves {', '.join(self.skip_archs)} to GPU workers" if self.skip_archs else ""))
         try:
             while self.max_runs is None or trained < self.max_runs:
                 run = self.claim()
@@ -172,7 +182,7 @@ class Worker:
         try:
             for run_id in heartbeats.reap_lost(self.store):
                 self.say(f"run {run_id}: its worker missed its heartbeats; marked killed, to be resumed")
-            return self.store.claim_next(self.id, self.host, self.heartbeat, runinfo.STARTING)
+            return self.store.claim_next(self.id, self.host, self.heartbeat, runinfo.STARTING, self.skip_archs)
         except Exception as error:  # the store on another machine may be away for a while: try again later
             self.say(f"cannot reach the run store ({type(error).__name__}: {error}); trying again")
             return UNREACHABLE

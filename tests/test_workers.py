@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cifarmix import cli, heartbeats, jobs, paths, processes, slots, workers
+from cifarmix import architectures, cli, heartbeats, jobs, paths, processes, slots, workers
 from cifarmix.config import TrainConfig
 from cifarmix.store import WORKER, RunStore
 
@@ -143,6 +143,19 @@ def test_concurrent_claims_hand_each_queued_run_to_exactly_one_worker(store):
     for worker, ids in taken.items():
         assert all(store.get_run(run_id)["worker"] == worker for run_id in ids)
     assert store.get_run(local)["status"] == "queued" and store.get_run(local)["worker"] is None
+
+
+def test_a_worker_without_a_gpu_leaves_the_networks_meant_for_one_to_the_others(store, monkeypatch):
+    monkeypatch.setattr(workers.devices, "nvidia_smi_gpus", lambda: [])
+    big = [name for name in architectures.names() if architectures.get(name).needs_gpu]
+    assert big and workers.left_to_gpu_workers("auto") == tuple(big) == workers.left_to_gpu_workers("cpu")
+    gpu_run = store.create_run(big[0], {}, {}, seed=0, placement=WORKER)
+    cpu_run = store.create_run("allconv", {}, {}, seed=0, placement=WORKER)
+    assert store.claim_next("cpu-box", "cpu-box", 1.0, skip_archs=tuple(big))["id"] == cpu_run
+    assert store.claim_next("cpu-box", "cpu-box", 1.0, skip_archs=tuple(big)) is None
+    monkeypatch.setattr(workers.devices, "nvidia_smi_gpus", lambda: [{"name": "NVIDIA L4", "memory_gib": 22.0}])
+    assert workers.left_to_gpu_workers("auto") == ()
+    assert store.claim_next("gpu-box", "gpu-box", 1.0, skip_archs=workers.left_to_gpu_workers("gpu"))["id"] == gpu_run
 
 
 def test_queue_mode_records_the_run_for_a_worker_and_starts_no_process(store, monkeypatch):

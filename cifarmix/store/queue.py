@@ -35,11 +35,16 @@ _HOLDS = f"id = :id AND worker = :worker AND status IN ({_ACTIVE})"  # the run i
 class WorkQueue(Database):
     """Runs queued for training workers: claim, heartbeat, kill request, the end of a worker's run."""
 
-    def claim_next(self, worker: str, host: str, heartbeat_seconds: float, message: str = "claimed") -> dict | None:
+    def claim_next(self, worker: str, host: str, heartbeat_seconds: float, message: str = "claimed",
+                   skip_archs: tuple[str, ...] = ()) -> dict | None:
         """Take the oldest claimable run for ``worker`` (on ``host``, beating every ``heartbeat_seconds``) in one
         transaction: it becomes ``running`` with ``message``, this worker, a first heartbeat, no process yet and no
-        kill request. Returns the run (as ``get_run`` does), or None when there is nothing to claim."""
-        pick = f"SELECT id FROM runs WHERE {CLAIMABLE} ORDER BY id LIMIT 1"
+        kill request. Runs of the architectures in ``skip_archs`` are left for other workers (a CPU worker leaves
+        the networks meant for a GPU). Returns the run (as ``get_run`` does), or None when there is nothing to claim.
+        """
+        skipped = {f"skip{index}": arch for index, arch in enumerate(skip_archs)}
+        unless = f" AND arch NOT IN ({', '.join(f':{key}' for key in skipped)})" if skipped else ""
+        pick = f"SELECT id FROM runs WHERE {CLAIMABLE}{unless} ORDER BY id LIMIT 1"
         if getattr(self, "dialect", "sqlite") == "postgresql":
             pick += " FOR UPDATE SKIP LOCKED"  # a row another worker is claiming is passed over, not waited for
         sql = (f"UPDATE runs SET worker = :worker, worker_host = :host, heartbeat_at = :now,"
@@ -49,7 +54,7 @@ class WorkQueue(Database):
         def take(conn: sqlite3.Connection) -> dict | None:
             row = conn.execute(sql, {"worker": worker, "host": host, "now": utc_now(),
                                      "heartbeat": float(heartbeat_seconds), "status": "running",
-                                     "message": message}).fetchone()
+                                     "message": message, **skipped}).fetchone()
             if row is None:
                 return None
             return _run_from_row(conn.execute("SELECT * FROM runs WHERE id = :id", {"id": row["id"]}).fetchone())
