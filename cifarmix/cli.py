@@ -1,5 +1,5 @@
-"""Command line: ``python -m cifarmix {data check, architectures, train, evaluate (the protocol, or a weight sweep with
---alphas), runs, export, set-views, mix, explain}``.
+"""Command line: ``python -m cifarmix {data check, architectures, train (or queue a run: --queue), worker, evaluate
+(the protocol, or a weight sweep with --alphas), runs, export, set-views, mix, explain}``.
 
 Every user error (bad arguments, missing data, a file that is not a model) ends with one clear message on
 stderr and exit code 2, never a traceback.
@@ -49,6 +49,17 @@ def _mixing_weight(text: str) -> float:
         return mixing.check_alpha_range(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value} (leave the option "
+                                         "out for no limit)")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -128,6 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-id", type=_in_range(config.RUN_ID), help=argparse.SUPPRESS)  # used by cifarmix.jobs
     train.add_argument("--resume", type=_in_range(config.RUN_ID), metavar="RUN_ID",
                        help="continue a stopped or killed run")
+    train.add_argument("--queue", action="store_true",
+                       help="only record the run as queued (or, with --resume, queue it again): a training worker "
+                       "(`python -m cifarmix worker`) claims and trains it")
+
+    worker = commands.add_parser("worker", help="train queued runs from the run store, one at a time, until stopped")
+    worker.add_argument("--max-runs", type=_at_least_one, metavar="N", help="exit after training N runs")
+    worker.add_argument("--exit-when-idle", action="store_true", help="exit when no run is waiting in the queue")
+    worker.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                        help="train on what TensorFlow finds (auto, the default), on the CPU only, or require a GPU")
+    worker.add_argument("--heartbeat", type=_positive_float, metavar="SECONDS",
+                        help="seconds between heartbeats and between looks at the queue (default: "
+                        "$CIFARMIX_HEARTBEAT_SECONDS, else 5)")
+    _data_argument(worker)
 
     evaluate = commands.add_parser(
         "evaluate", help="score a model on the test protocol, or each head's accuracy against the weight of A")
@@ -208,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"data": cmd_data, "architectures": cmd_architectures, "train": cmd_train,
+    handlers = {"data": cmd_data, "architectures": cmd_architectures, "train": cmd_train, "worker": cmd_worker,
                 "evaluate": cmd_evaluate, "runs": cmd_runs, "mix": cmd_mix, "export": cmd_export,
                 "set-views": cmd_set_views, "explain": cmd_explain, "serve": cmd_serve}
     try:
@@ -274,6 +298,8 @@ def cmd_train(args) -> None:
     from cifarmix.store import RunStore
 
     store = RunStore()
+    if args.queue:
+        return _queue(args, store)
 
     def train_one(config):
         name = f"{args.name or config.lineage} · cycle {config.cycle}"
@@ -297,6 +323,34 @@ def cmd_train(args) -> None:
     best = run.get("best_val_mean")
     print(f"run {run['id']} {run['status']}: best mean validation accuracy "
           f"{best if best is None else f'{best:.4f}'} (epoch {run.get('best_epoch')}); model {run.get('model_path')}")
+
+
+def _queue(args, store) -> None:
+    """``train --queue``: record the run for a training worker (``--resume ID --queue``: hand an ended one back)."""
+    from cifarmix import cycles, jobs
+
+    if args.data:
+        raise CliError("--data goes to the worker that trains the run: python -m cifarmix worker --data PATH")
+    if args.run_id:
+        raise CliError("--queue records a new run (or, with --resume ID, an ended one); not with --run-id")
+    if args.resume:
+        jobs.requeue(args.resume, store)
+        print(f"run {args.resume} queued to resume: a worker (`python -m cifarmix worker`) continues it")
+        return
+    if cycles.has_cycles(args.preset):
+        raise CliError(f"--queue takes one run; the {args.preset!r} preset trains several cycles one after another. "
+                       "Queue it with --arch and the settings of one cycle, or train it here without --queue")
+    run_id = jobs.queue(_train_config(args), store, name=args.name)
+    print(f"run {run_id} queued: a worker (`python -m cifarmix worker`) claims and trains it")
+
+
+def cmd_worker(args) -> None:
+    from cifarmix import workers
+    from cifarmix.store import RunStore
+
+    worker = workers.Worker(RunStore(), device=args.device, heartbeat=args.heartbeat, max_runs=args.max_runs,
+                            exit_when_idle=args.exit_when_idle, data_source=args.data)
+    worker.serve()
 
 
 def cmd_evaluate(args) -> None:

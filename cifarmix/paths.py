@@ -9,6 +9,7 @@ from pathlib import Path
 
 HOME_ENV = "CIFARMIX_HOME"
 DATA_ENV = "CIFARMIX_DATA"
+RUNS_ENV = "CIFARMIX_RUNS"  # the run-files root: one folder several machines (app server, workers) can share
 
 
 class HomeError(OSError):
@@ -50,9 +51,23 @@ def db_path() -> Path:
 
 
 def runs_dir() -> Path:
-    """The parent folder of the per-run folders (model files, logs)."""
-    path = home() / "runs"
-    path.mkdir(parents=True, exist_ok=True)
+    """The run-files root: the parent folder of the per-run folders (checkpoints, best model, state, log).
+
+    ``$CIFARMIX_RUNS`` when set (a folder mounted at the same path on the app server and every training worker,
+    since the store records a run's best model by its full path), else ``$CIFARMIX_HOME/runs``.
+
+    Raises:
+        HomeError: naming the folder and the setting when it cannot be created.
+    """
+    chosen = os.environ.get(RUNS_ENV)
+    path = Path(chosen).expanduser() if chosen else home() / "runs"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        where = f"{RUNS_ENV}={chosen}" if chosen else f"{HOME_ENV}/runs"
+        raise HomeError(f"cifarmix cannot keep its run files in {path} ({where}): the folder could not be created "
+                        f"({error.strerror or type(error).__name__}). Mount the shared folder, or choose one you "
+                        f"can write with {RUNS_ENV}=/path/to/runs.") from None
     return path
 
 

@@ -163,6 +163,29 @@ def progress_text(run: dict, left: float | None = None) -> str:
             f"{run.get('total_steps')}{remaining}")
 
 
+# ------------------------------------------------------------------------------------------------- workers
+
+WAITING_FOR_WORKER = ("Queued: waiting for a training worker to claim it (`python -m cifarmix worker`, on a machine "
+                      "that shares this run store and the run files).")
+
+
+def waiting_for_worker(run: dict) -> bool:
+    """True for a run queued for a training worker that no worker holds yet."""
+    return run.get("placement") == "worker" and run.get("status") == "queued"
+
+
+def worker_text(run: dict, now: datetime | None = None) -> str | None:
+    """``"worker vm:812:0a1f on vm · last heartbeat 3 s ago"`` for a run a worker holds (or held); else None."""
+    if not run.get("worker"):
+        return None
+    text = f"worker {run['worker']} on {run.get('worker_host') or 'an unknown host'}"
+    if run.get("status") in ("queued", "running") and run.get("heartbeat_at"):
+        now = now or datetime.now(timezone.utc)
+        ago = (now - datetime.fromisoformat(run["heartbeat_at"])).total_seconds()
+        text += f" · last heartbeat {duration_text(max(0.0, ago))} ago"
+    return text
+
+
 # ------------------------------------------------------------------------------------------------ settings
 
 

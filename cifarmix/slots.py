@@ -7,6 +7,11 @@ slot under one file lock (``start_lock``), so two starts at the same moment cann
 A training process then claims its run (:func:`claim`): one ``BEGIN IMMEDIATE`` transaction in the store
 (``RunStore.claim``) that records the process only if no other live process holds the run. Of two
 ``train --resume 7`` started together, one trains and the other stops with :class:`RunBusy`, changing nothing.
+
+Runs queued for training workers (``cifarmix.workers``) take none of this server's slots: each worker trains one
+run at a time on its own machine. Its training process claims with the worker's id (``CIFARMIX_WORKER``, set by
+the worker); their processes are not this machine's to check, so :func:`reap` finds a lost worker by its missed
+heartbeats instead (``cifarmix.heartbeats``).
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import contextlib
 import fcntl
 import os
 
-from cifarmix import paths, processes
-from cifarmix.store import ACTIVE_STATUSES, RunStore
+from cifarmix import heartbeats, paths, processes
+from cifarmix.store import ACTIVE_STATUSES, WORKER, RunStore
 
 MAX_ENV = "CIFARMIX_MAX_TRAININGS"
+WORKER_ENV = "CIFARMIX_WORKER"  # in a worker's training process: the worker's id
 
 
 class TrainingRefused(RuntimeError):
@@ -61,13 +67,17 @@ def run_is_alive(run: dict | None) -> bool:
 
 
 def reap(store: RunStore) -> list[int]:
-    """Mark active runs whose process has died as ``killed`` (resumable). Returns their ids.
+    """Mark active runs whose process has died, or whose worker has gone silent, as ``killed`` (resumable).
+    Returns their ids.
 
     The list is a snapshot: a run may end on its own, or be resumed in a new process, between reading it and
     finding its old process dead. ``RunStore.mark_killed`` checks again in the same transaction as it writes.
     """
-    dead = []
-    for run in store.list_runs():
+    runs = store.list_runs()
+    dead = heartbeats.reap_lost(store, runs)
+    for run in runs:
+        if run.get("placement") == WORKER:
+            continue  # its process is on a worker's machine: its heartbeat tells (above)
         if run["status"] in ACTIVE_STATUSES and run.get("pid") and not run_is_alive(run):
             if store.mark_killed(run["id"], run["pid"], run.get("process_started"),
                                  "the training process ended unexpectedly after {epochs_done} epochs; "
@@ -88,7 +98,7 @@ def check_room(store: RunStore, run_id: int | None = None) -> None:
     Call it under :func:`start_lock`. A run queued by ``jobs`` holds its slot already: its own process passes
     its id, so it does not count itself.
     """
-    others = [run for run in active_runs(store) if run["id"] != run_id]
+    others = [run for run in active_runs(store) if run["id"] != run_id and run.get("placement") != WORKER]
     if len(others) >= max_trainings():
         ids = ", ".join(f"#{run['id']}" for run in others)
         raise JobLimitReached(
@@ -100,15 +110,24 @@ def check_room(store: RunStore, run_id: int | None = None) -> None:
 def claim(store: RunStore, run_id: int, message: str = "starting") -> None:
     """Hand run ``run_id`` to this process: within the limit, and only if no other live process trains it.
 
+    In a worker's training process (``CIFARMIX_WORKER`` set) the worker has claimed the run already and is its
+    own limit: the process claims it with the worker's id.
+
     Raises:
         JobLimitReached: the other active runs fill the server's limit.
-        RunBusy: another live process holds the run (a second ``--resume`` of the same run).
+        RunBusy: another live process (or a training worker) holds the run (a second ``--resume`` of the same run).
     """
     pid = os.getpid()
-    with start_lock():
-        check_room(store, run_id)
-        won = store.claim(run_id, pid, processes.start_time(pid), message)
+    worker = os.environ.get(WORKER_ENV) or None
+    if worker:
+        won = store.claim(run_id, pid, processes.start_time(pid), message, worker=worker)
+    else:
+        with start_lock():
+            check_room(store, run_id)
+            won = store.claim(run_id, pid, processes.start_time(pid), message)
     if not won:
         holder = store.get_run(run_id) or {}
-        raise RunBusy(f"run {run_id} is {holder.get('status')} in process {holder.get('pid')}; two processes must "
-                      "not train one run. Stop it first (the Train page, or the Runs list), then resume.")
+        where = (f"held by worker {holder['worker']} on {holder.get('worker_host')}" if holder.get("worker")
+                 else f"in process {holder.get('pid')}")
+        raise RunBusy(f"run {run_id} is {holder.get('status')} {where}; two processes must not train one run. "
+                      "Stop it first (the Train page, or the Runs list), then resume.")

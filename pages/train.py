@@ -30,6 +30,14 @@ def store() -> RunStore:
     return ui.run_store()
 
 
+def queues_only() -> bool:
+    """Whether this app only queues trainings for workers (``CIFARMIX_TRAINING=queue``; a bad value: no)."""
+    try:
+        return jobs.training_mode() == "queue"
+    except ValueError:
+        return False
+
+
 @st.cache_resource(show_spinner=False)
 def device() -> devices.Device:
     """Where trainings run on this server (checked once per server)."""
@@ -56,11 +64,23 @@ def header() -> None:
     ui.page_header("Train a model", "Pick an architecture and a recipe, start a run and watch it learn to name "
                    "both classes of a mixed image. Training runs in its own process: you can leave this page, "
                    "refresh it, or share its link.")
-    running = jobs.active_runs(store())
+    active = jobs.active_runs(store())
+    running = [run for run in active if not jobs.is_worker_run(run)]
+    for_workers = len(active) - len(running)
     allowed = jobs.max_trainings()
+    workers = f" &nbsp;·&nbsp; **With training workers:** {for_workers} active or queued" if for_workers else ""
+    try:
+        mode = jobs.training_mode()
+    except ValueError as error:
+        st.error(f"{ui.escape_markdown(error)} Start and Resume refuse until the setting is fixed.", icon="⚙️")
+        mode = "local"
+    if mode == "queue":
+        st.markdown("**Trainings** are queued for training workers (`CIFARMIX_TRAINING=queue`): start a worker with "
+                    f"`python -m cifarmix worker` on a machine that shares this run store{workers}")
+        return
     st.markdown(
         f"**Device:** {device().text()} ({devices.summary(device())}) &nbsp;·&nbsp; **Trainings running:** "
-        f"{len(running)} of {allowed} allowed for this app's runs"
+        f"{len(running)} of {allowed} allowed for this app's runs{workers}"
     )
 
 
@@ -193,7 +213,8 @@ def start(config: TrainConfig, name: str | None) -> None:
         st.error(f"Not started: {ui.escape_markdown(error)}", icon="🚫")
         return
     st.query_params["run"] = str(run_id)
-    st.session_state["train_flash"] = f"Run #{run_id} started."
+    queued = jobs.is_worker_run(store().get_run(run_id))
+    st.session_state["train_flash"] = f"Run #{run_id} {'queued for a training worker' if queued else 'started'}."
     st.rerun()
 
 
@@ -233,6 +254,10 @@ def live_run(run_id: int, shown_status: str) -> None:
         st.rerun()  # started or ended since the page was drawn: redraw (and stop or start refreshing)
     epochs = store().epoch_metrics(run_id)
     run_header(run)
+    if runinfo.waiting_for_worker(run):
+        st.info(runinfo.WAITING_FOR_WORKER, icon="⏳")
+        controls(run)
+        return
     getting_ready = runinfo.phase(run)
     if getting_ready:
         phases(run, getting_ready)
@@ -251,7 +276,9 @@ def run_header(run: dict) -> None:
     label = f" “{ui.escape_markdown(run['name'])}”" if run.get("name") else ""
     icon = STATUS_ICONS.get(run["status"], "")
     st.subheader(f"Run #{run['id']}{label}: {run['arch']} — {icon} {run['status']}")
-    st.caption(f"{(run.get('config') or {}).get('epochs')} epochs · {runinfo.config_text(run)}")
+    worker = runinfo.worker_text(run)
+    st.caption(f"{(run.get('config') or {}).get('epochs')} epochs · {runinfo.config_text(run)}"
+               + (f" · trained by {ui.escape_markdown(worker)}" if worker else ""))
 
 
 def phases(run: dict, current: str) -> None:
@@ -309,7 +336,9 @@ def controls(run: dict) -> None:
     """Stop while active; once ended, the outcome, the log of a run that died, Resume, and a link to Runs."""
     status = run["status"]
     if status in jobs.ACTIVE:
-        if run.get("stop_requested"):
+        if run.get("kill_requested"):
+            st.info("Kill requested: the run's training worker ends its process at its next heartbeat.", icon="⚠️")
+        elif run.get("stop_requested"):
             st.info("Stop requested: the run ends after its current step and keeps its best checkpoint. While it "
                     "loads data or scores the validation pairs, that can take a minute.", icon="⏹️")
             if st.button("Kill the process now", icon="⚠️", key=f"kill_{run['id']}",
@@ -348,8 +377,10 @@ def log_tail(run: dict) -> None:
 
 
 def resume_button(run: dict) -> None:
+    where = ("Queues it for a training worker, which continues" if jobs.is_worker_run(run) or queues_only()
+             else "Continues")
     if st.button(f"Resume run #{run['id']}", icon="▶️", key=f"resume_{run['id']}",
-                 help="Continues from the last completed epoch in a new process."):
+                 help=f"{where} from the last completed epoch in a new process."):
         try:
             jobs.resume(run["id"], store())
         except (jobs.JobLimitReached, ValueError) as error:

@@ -265,3 +265,22 @@ def test_a_presets_architecture_options_apply_to_its_own_network_only(tiny_data)
     at = no_exceptions(at.run())
     options = next(w for w in at.text_input if w.label.startswith("Architecture options"))
     assert options.value == "{}", "the demo's resnet widths would be refused by allconv"
+
+
+def test_in_queue_mode_start_queues_the_run_for_a_worker_and_the_page_says_it_waits_for_one(tiny_data, monkeypatch):
+    monkeypatch.setenv(jobs.TRAINING_ENV, "queue")
+    at = no_exceptions(open_train_page())
+    assert "queued for training workers" in texts(at.markdown)
+    at = no_exceptions(button(at, "Start training").click().run())
+    store = RunStore()
+    [run] = store.list_runs()
+    assert (run["status"], run["placement"], run["pid"]) == ("queued", "worker", None)  # no process here
+    assert runinfo.WAITING_FOR_WORKER.replace("`", "") in texts(at.info).replace("`", "")
+
+    store.claim_next("gpu-box:41:beef", "gpu-box", 5.0, runinfo.STARTING)  # a worker takes it
+    at = no_exceptions(open_train_page(run["id"]))
+    assert "trained by worker gpu-box:41:beef on gpu-box · last heartbeat" in texts(at.caption)
+    at = no_exceptions(button(at, "Stop training").click().run())
+    at = no_exceptions(button(at, "Kill the process now").click().run())
+    assert store.get_run(run["id"])["kill_requested"] and store.get_run(run["id"])["status"] == "running"
+    assert "Kill requested: the run's training worker ends its process" in texts(at.info)

@@ -6,6 +6,7 @@ over one file, and this package re-exports every public name, so callers import 
 
 - ``db``: connections (WAL, busy timeout, one transaction per operation), the schema and its migrations;
 - ``runs``: the runs: create, read, update, statuses, stop flags, kill bookkeeping, delete;
+- ``queue``: runs queued for training workers: the atomic claim, heartbeats, kill requests, lost workers;
 - ``metrics``: step and epoch metrics, confusion matrices;
 - ``evaluations``: test-protocol results;
 - ``sweeps``: weight sweeps (each head's accuracy against the mixing weight), one per model and settings;
@@ -27,7 +28,8 @@ from cifarmix.store.db import (
 )
 from cifarmix.store.evaluations import Evaluations
 from cifarmix.store.metrics import STEP_COLUMNS, Metrics
-from cifarmix.store.runs import JSON_RUN_COLUMNS, RUN_COLUMNS, UPDATABLE_RUN_COLUMNS, Runs, UnknownRunError
+from cifarmix.store.queue import WorkQueue
+from cifarmix.store.runs import JSON_RUN_COLUMNS, RUN_COLUMNS, UPDATABLE_RUN_COLUMNS, WORKER, Runs, UnknownRunError
 from cifarmix.store.scores import Scores
 from cifarmix.store.sweeps import Sweeps, settings_key
 from cifarmix.store.values import (
@@ -50,13 +52,14 @@ __all__ = [
     "LOCK_RETRIES", "LOCK_RETRY_SLEEP_S", "MIGRATIONS", "PLAYER_NAME_MAX", "RUN_COLUMNS", "RUN_ID_MAX_DIGITS",
     "RUN_NAME_MAX", "STATUSES", "STEP_COLUMNS", "TERMINAL_STATUSES", "UPDATABLE_RUN_COLUMNS", "Database",
     "Evaluations", "Metrics", "RunStore", "Runs", "SchemaTooNewError", "Scores", "StoreError", "Sweeps", "UnknownRunError",
+    "WORKER", "WorkQueue",
     "clean_player_name", "clean_run_name", "parse_run_id", "settings_key", "utc_now",
 ]
 
 
-class RunStore(Runs, Metrics, Evaluations, Sweeps, Scores):
-    """The SQLite run store: runs, metrics, evaluations, sweeps and scores over one file. Safe to share between
-    threads; every process may open its own.
+class RunStore(Runs, WorkQueue, Metrics, Evaluations, Sweeps, Scores):
+    """The SQLite run store: runs (and their queue for training workers), metrics, evaluations, sweeps and scores
+    over one file. Safe to share between threads; every process may open its own.
 
     Args:
         path: the database file; default ``paths.db_path()`` (under ``$CIFARMIX_HOME``). Its folder is

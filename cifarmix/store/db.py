@@ -143,12 +143,22 @@ _V4_SWEEPS = (
 # guess, so the leaderboard and the classroom chart keep modes apart; NULL (games saved before) is "equal".
 _V5_GAME_MODES = ("ALTER TABLE scores ADD COLUMN mode TEXT", "ALTER TABLE guesses ADD COLUMN mode TEXT")
 
+# v6: training workers (``cifarmix worker``). ``placement`` 'worker' marks a run queued for (or trained by) a worker,
+# NULL one started by this machine's app or command line; the worker that holds it (an id and its host), the
+# worker's last heartbeat and its interval (how another process tells a lost worker); a kill request the worker
+# carries out on its own training process; and ``worker_lost``: killed because its worker went silent, so any
+# worker may resume it. All NULL on older rows (NULL flags are false).
+_V6_WORKERS = tuple(f"ALTER TABLE runs ADD COLUMN {column}" for column in (
+    "placement TEXT", "worker TEXT", "worker_host TEXT", "heartbeat_at TEXT", "heartbeat_seconds REAL",
+    "kill_requested INTEGER", "worker_lost INTEGER")) + ("CREATE INDEX runs_by_placement ON runs (placement, status)",)
+
 MIGRATIONS: list[Sequence[str]] = [
     _V1_INITIAL_SCHEMA,
     _V2_TRAIN_SECONDS,
     _V3_PROCESS_STARTED,
     _V4_SWEEPS,
     _V5_GAME_MODES,
+    _V6_WORKERS,
 ]
 
 

@@ -22,9 +22,12 @@ RUN_COLUMNS = (
     "created_at", "started_at", "finished_at", "pid",
     "best_val_mean", "best_epoch", "epochs_done", "total_epochs", "steps_done", "total_steps",
     "message", "model_path", "stop_requested", "train_seconds", "process_started",
+    "placement", "worker", "worker_host", "heartbeat_at", "heartbeat_seconds", "kill_requested", "worker_lost",
 )
 UPDATABLE_RUN_COLUMNS = frozenset(RUN_COLUMNS) - {"id"}
 JSON_RUN_COLUMNS = ("options", "config")
+FLAG_RUN_COLUMNS = ("stop_requested", "kill_requested", "worker_lost")  # read as bools (NULL: False)
+WORKER = "worker"  # the placement of a run queued for, or trained by, a training worker (``cifarmix.workers``)
 
 
 class UnknownRunError(LookupError):
@@ -54,11 +57,22 @@ def require_run(conn: sqlite3.Connection, run_id: int) -> None:
         raise _unknown_run(run_id)
 
 
+def end_run(conn: sqlite3.Connection, run_id: int, sql: str, message: str, **params: Any) -> bool:
+    """Run ``sql``, an UPDATE of run ``run_id`` (``:id``) to a terminal status (``:status``), with ``:message``
+    (``{epochs_done}`` replaced by the epochs the run has completed) and ``:now``; whether it changed the run."""
+    row = conn.execute("SELECT epochs_done FROM runs WHERE id = :id", {"id": int(run_id)}).fetchone()
+    if row is None:
+        return False
+    text = message.replace("{epochs_done}", str(row["epochs_done"] or 0))
+    return conn.execute(sql, {**params, "message": text, "now": utc_now(), "id": int(run_id)}).rowcount == 1
+
+
 def _run_from_row(row: sqlite3.Row) -> dict:
     run = dict(row)
     for column in JSON_RUN_COLUMNS:
         run[column] = json.loads(run[column])
-    run["stop_requested"] = bool(run["stop_requested"])
+    for column in FLAG_RUN_COLUMNS:
+        run[column] = bool(run[column])
     return run
 
 
@@ -74,6 +88,7 @@ class Runs(Database):
         name: str | None = None,
         device: str = "cpu",
         status: str = "queued",
+        placement: str | None = None,
     ) -> int:
         """Record a new run.
 
@@ -85,20 +100,26 @@ class Runs(Database):
             name: a label for people; optional.
             device: ``"cpu"``, ``"gpu"``...
             status: the initial status, one of ``STATUSES``.
+            placement: ``WORKER`` for a run a training worker is to claim (queued); None for a run this machine
+                trains.
 
         Returns:
             The new run id.
         """
         validate_status(status)
+        if placement not in (None, WORKER):
+            raise ValueError(f"Expected a run placement of None (this machine) or {WORKER!r}; found {placement!r}.")
         name = clean_run_name(name)  # ValueError for a name longer than RUN_NAME_MAX: nothing is written
         now = utc_now()
-        started_at = now if status == "running" else None
-        finished_at = now if status in TERMINAL_STATUSES else None
-        row = (name, arch, json.dumps(options), json.dumps(config), int(seed), status, device, now,
-               started_at, finished_at)
-        return self._write(lambda conn: conn.execute(
-            "INSERT INTO runs (name, arch, options, config, seed, status, device, created_at, started_at,"
-            " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row).lastrowid)
+        row = {"name": name, "arch": arch, "options": json.dumps(options), "config": json.dumps(config),
+               "seed": int(seed), "status": status, "device": device, "created_at": now,
+               "started_at": now if status == "running" else None,
+               "finished_at": now if status in TERMINAL_STATUSES else None}
+        if placement:  # a local run's row is written as before (the column's NULL is "this machine")
+            row["placement"] = placement
+        sql = (f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join(f':{column}' for column in row)})"
+               " RETURNING id")
+        return self._write(lambda conn: conn.execute(sql, row).fetchone()["id"])
 
     def get_run(self, run_id: int) -> dict | None:
         """One run as a dict (keys ``RUN_COLUMNS``; options and config decoded), or None if there is none."""
@@ -186,18 +207,11 @@ class Runs(Database):
         active = ", ".join(repr(status) for status in ACTIVE_STATUSES)
         sql = (f"UPDATE runs SET {_status_assignments('killed')} WHERE id = :id AND pid = :pid"
                f" AND process_started IS :started AND status IN ({active})")
+        return self._write(lambda conn: end_run(conn, run_id, sql, message, status="killed", pid=int(pid),
+                                                started=started))
 
-        def update(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT epochs_done FROM runs WHERE id = ?", (int(run_id),)).fetchone()
-            if row is None:
-                return False
-            text = message.replace("{epochs_done}", str(row["epochs_done"] or 0))
-            return conn.execute(sql, {"status": "killed", "message": text, "now": utc_now(), "id": int(run_id),
-                                      "pid": int(pid), "started": started}).rowcount == 1
-
-        return self._write(update)
-
-    def claim(self, run_id: int, pid: int, started: int | None, message: str = "starting") -> bool:
+    def claim(self, run_id: int, pid: int, started: int | None, message: str = "starting",
+              worker: str | None = None) -> bool:
         """Hand run ``run_id`` to the process ``pid`` (started at ``started``, see ``processes.start_time``) in one
         ``BEGIN IMMEDIATE`` transaction: of two processes claiming one run at the same moment, exactly one wins.
 
@@ -206,6 +220,11 @@ class Runs(Database):
         run to ``running`` with ``message``. It loses, and changes nothing, while another live process holds it.
         (Checking that process's life inside the transaction is safe: no other claim can write meanwhile.)
 
+        A run a training worker holds (``worker`` set, active) is claimed only by that worker's training process
+        (``worker`` = its id): its process runs on the worker's machine, where no pid here can be checked. A
+        process claiming without a worker id makes the run this machine's (placement and worker cleared), so no
+        worker claims it meanwhile.
+
         Returns:
             Whether this process now holds the run.
 
@@ -213,14 +232,18 @@ class Runs(Database):
             UnknownRunError: for an unknown run.
         """
         active = ", ".join(repr(status) for status in ACTIVE_STATUSES)
-        sql = (f"UPDATE runs SET pid = :pid, process_started = :started, {_status_assignments('running')}"
+        local = "" if worker else (", placement = NULL, worker = NULL, worker_host = NULL, heartbeat_at = NULL,"
+                                   " kill_requested = 0, worker_lost = 0")
+        sql = (f"UPDATE runs SET pid = :pid, process_started = :started{local}, {_status_assignments('running')}"
                " WHERE id = :id")
 
         def take(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(f"SELECT status IN ({active}) AS active, pid, process_started FROM runs WHERE id = ?",
-                               (int(run_id),)).fetchone()
+            row = conn.execute(f"SELECT status IN ({active}) AS active, pid, process_started, worker FROM runs"
+                               " WHERE id = :id", {"id": int(run_id)}).fetchone()
             if row is None:
                 raise _unknown_run(run_id)
+            if row["active"] and row["worker"] and row["worker"] != worker:
+                return False  # a worker trains it, or has claimed it and is starting its process
             holder, holder_started = row["pid"], row["process_started"]
             own = holder == int(pid) and holder_started in (None, started)
             if row["active"] and holder and not own and processes.is_alive(holder, holder_started):
