@@ -1,0 +1,269 @@
+"""Lesson: a teacher opens a lesson, shows its join link and QR code on the projector, and watches the class play.
+
+``/lesson``: open a lesson (a name), or watch one by its code. ``/lesson?lesson=CODE``: the lesson's view, which
+refreshes itself every ``LIVE_EVERY_S`` seconds (standings, games finished, people against the model per class,
+the hardest classes), in type large enough for the back of a room. ``&key=...`` (the teacher's link, which the
+page opens right after the lesson is made) adds closing the lesson and the CSV export. The rules, the codes and
+the numbers are ``cifarmix.lessons``'; this page only draws them.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import sqlite3
+
+import streamlit as st
+
+from cifarmix import figures, lessons
+from cifarmix.store import LESSON_NAME_MAX
+from pages import ui, use_app_navigation
+
+use_app_navigation()  # first: a legacy run of this page runs app.py instead
+
+LIVE_EVERY_S = 5
+STANDINGS_SHOWN = 10  # rows readable from the back of a room; the CSV has everyone
+KEY_PARAMETER = "key"
+PUBLIC_URL_ENV = "CIFARMIX_PUBLIC_URL"  # the address students' devices use, when this page's own is local
+NAME_KEY = "lesson_new_name"
+WATCH_KEY = "lesson_watch_code"
+QR_WIDTH = 340
+
+# Projector type: the lesson's own elements only (classes below), so the sidebar and the other pages keep theirs.
+STYLE = """<style>
+.lesson-code {font-size: 4.2rem; font-weight: 800; letter-spacing: 0.12em; line-height: 1.1; margin: 0.2rem 0;
+              font-family: ui-monospace, "DejaVu Sans Mono", monospace; color: #1C1836;}
+.lesson-link {font-size: 1.35rem; word-break: break-all; line-height: 1.3;}
+.lesson-big {font-size: 1.6rem; line-height: 1.35; margin: 0.3rem 0;}
+.lesson-numbers {display: flex; gap: 2.5rem; flex-wrap: wrap; margin: 0 0 0.6rem 0;}
+.lesson-number b {display: block; font-size: 3.2rem; line-height: 1.05; color: #5B3FD9;}
+.lesson-number span {font-size: 1.25rem; color: #48426a;}
+table.lesson-standings {width: 100%; border-collapse: collapse; font-size: 1.65rem;}
+table.lesson-standings th {text-align: left; font-size: 1.1rem; color: #48426a; font-weight: 600;
+                           border-bottom: 2px solid #d8d2f3; padding: 0.15rem 0.6rem;}
+table.lesson-standings td {padding: 0.2rem 0.6rem; border-bottom: 1px solid #eeeaf9;}
+table.lesson-standings td.num, table.lesson-standings th.num {text-align: right;
+                           font-variant-numeric: tabular-nums;}
+table.lesson-standings td.player {font-weight: 700; max-width: 14em; overflow: hidden; text-overflow: ellipsis;
+                           white-space: nowrap;}
+.lesson-status {font-size: 1.3rem; font-weight: 700;}
+</style>"""
+
+
+# ------------------------------------------------------------------------------------------------ actions
+
+
+def open_new() -> None:
+    """The "Open the lesson" button: make it, then show its teacher's view (the code and the key in the URL)."""
+    try:
+        lesson, key = lessons.open_lesson(ui.run_store(), st.session_state.get(NAME_KEY) or "")
+    except ValueError as error:
+        st.session_state["lesson_open_error"] = str(error)
+        return
+    st.session_state.pop("lesson_open_error", None)
+    st.query_params.from_dict({lessons.JOIN_PARAMETER: lesson["code"], KEY_PARAMETER: key})
+
+
+def watch() -> None:
+    """The "Show" button: the view of a lesson by its code (no key: watching only)."""
+    try:
+        lesson = lessons.find_lesson(ui.run_store(), st.session_state.get(WATCH_KEY) or "")
+    except lessons.LessonError as error:
+        st.session_state["lesson_watch_error"] = str(error)
+        return
+    st.session_state.pop("lesson_watch_error", None)
+    st.query_params.from_dict({lessons.JOIN_PARAMETER: lesson["code"]})
+
+
+def close(lesson: dict, key: str | None) -> None:
+    try:
+        lessons.close_lesson(ui.run_store(), lesson, key)
+    except lessons.LessonError as error:
+        st.session_state["lesson_close_error"] = str(error)
+
+
+def leave_view() -> None:
+    st.query_params.clear()
+
+
+# -------------------------------------------------------------------------------------------- no lesson yet
+
+
+def start_forms() -> None:
+    ui.page_header("🎓 Lesson", "Open a lesson for your class: students join with a link or a QR code, and this "
+                                "page shows how the class does against the model, live, for the projector.")
+    left, right = st.columns(2, gap="large")
+    with left.container(border=True):
+        st.subheader("Open a lesson")
+        st.text_input("Name of the lesson", key=NAME_KEY, max_chars=LESSON_NAME_MAX,
+                      placeholder="e.g. Year 9 physics, Tuesday")
+        if st.session_state.get("lesson_open_error"):
+            st.error(st.session_state["lesson_open_error"], icon="✏️")
+        st.button("Open the lesson", icon="🎓", type="primary", on_click=open_new, key="lesson_open")
+        st.caption("No accounts: students type only a nickname. Bookmark the page the button opens (its address "
+                   "holds your teacher's key): it is how you come back, close the lesson and export its results.")
+    with right.container(border=True):
+        st.subheader("Watch a lesson")
+        st.text_input("Lesson code", key=WATCH_KEY, placeholder="e.g. K7M-Q4P", max_chars=40)
+        if st.session_state.get("lesson_watch_error"):
+            st.error(st.session_state["lesson_watch_error"], icon="🔎")
+        st.button("Show the lesson", icon="📺", on_click=watch, key="lesson_watch")
+        st.caption("Anyone with the code can watch; closing and the export need the teacher's link.")
+
+
+# ----------------------------------------------------------------------------------------------- the view
+
+
+def base_url() -> str:
+    """The app's address as students' devices should use it: ``CIFARMIX_PUBLIC_URL``, else this page's own."""
+    configured = os.environ.get(PUBLIC_URL_ENV, "").strip()
+    if configured:
+        return configured.rstrip("/")
+    return (st.context.url or f"http://localhost:{st.get_option('server.port')}").rstrip("/")
+
+
+def join_panel(lesson: dict) -> None:
+    """The QR code, the code in large type and the link as text; a warning when the link names this computer."""
+    link = lessons.join_link(base_url(), lesson["code"])
+    if lesson["closed_at"] is None:
+        st.image(lessons.qr_svg(link), width=QR_WIDTH)
+    st.markdown(f'<div class="lesson-big">Join at</div><div class="lesson-link">{html.escape(link)}</div>'
+                f'<div class="lesson-big">or type the code on the Game page:</div>'
+                f'<div class="lesson-code">{lessons.shown_code(lesson["code"])}</div>', unsafe_allow_html=True)
+    if lessons.local_address(link):
+        st.warning("This link names this computer only (localhost): students' devices cannot open it. Open this "
+                   "page through the server's network address (e.g. http://192.168.1.20:8501/lesson), or start the "
+                   f"app with {PUBLIC_URL_ENV}=http://ADDRESS:PORT.", icon="📡")
+
+
+def numbers(found: lessons.LessonResults) -> None:
+    people = [row for row in found.classes if row["rounds"]]
+    answers = sum(row["rounds"] for row in people)
+    right = sum(row["human_accuracy"] * row["rounds"] for row in people)
+    modelled = [row for row in found.classes if row["model_accuracy"] is not None]
+    model_answers = sum(row["model_rounds"] for row in modelled)
+    model_right = sum(row["model_accuracy"] * row["model_rounds"] for row in modelled)
+    shown = [(len(found.games), "games finished"), (found.players, "players")]
+    if answers:
+        shown.append((f"{right / answers:.0%}", "photos named right by the class"))
+    if model_answers:
+        shown.append((f"{model_right / model_answers:.0%}", "by the model"))
+    st.markdown('<div class="lesson-numbers">' + "".join(
+        f'<div class="lesson-number"><b>{value}</b><span>{label}</span></div>' for value, label in shown)
+        + "</div>", unsafe_allow_html=True)
+
+
+def standings_table(found: lessons.LessonResults) -> None:
+    """The top of the standings in large type (nicknames escaped: shown as typed, never as HTML)."""
+    if not found.standings:
+        st.markdown('<div class="lesson-big">Waiting for the first finished game… Scan the code or open the link, '
+                    'type a nickname and play.</div>', unsafe_allow_html=True)
+        return
+    rows = "".join(
+        f'<tr><td class="num">{row["rank"]}</td><td class="player">{html.escape(row["player"])}</td>'
+        f'<td class="num">{row["best"]}</td><td class="num">{row["games"]}</td><td class="num">{row["won"]}</td></tr>'
+        for row in found.standings[:STANDINGS_SHOWN])
+    st.markdown('<table class="lesson-standings"><tr><th class="num">#</th><th>Player</th><th class="num">Best</th>'
+                '<th class="num">Games</th><th class="num">Beat the model</th></tr>' + rows + "</table>",
+                unsafe_allow_html=True)
+    if len(found.standings) > STANDINGS_SHOWN:
+        st.caption(f"…and {len(found.standings) - STANDINGS_SHOWN} more players (all of them are in the CSV).")
+
+
+def hardest(found: lessons.LessonResults) -> None:
+    def listed(rows, key):
+        return " · ".join(f"{ui.class_label(row['class_index'])} {row[key]:.0%}" for row in rows) or (
+            "no game against a model yet (the random guesser is none)")
+
+    st.markdown(f'<div class="lesson-big">🙋 <b>Hardest for the class:</b> '
+                f'{html.escape(listed(found.hardest_for_people, "human_accuracy"))}</div>'
+                f'<div class="lesson-big">🤖 <b>Hardest for the model:</b> '
+                f'{html.escape(listed(found.hardest_for_model, "model_accuracy"))}</div>', unsafe_allow_html=True)
+
+
+def per_class(found: lessons.LessonResults) -> None:
+    if not found.classes:
+        return
+    figure = figures.classroom(found.classes)
+    figure.update_layout(height=430, font={"size": 20}, legend={"font": {"size": 22}})
+    figure.update_traces(insidetextfont={"size": 18}, outsidetextfont={"size": 18})
+    st.plotly_chart(figure, key="lesson_classes", config={"displayModeBar": False, "staticPlot": True})
+
+
+@st.fragment(run_every=LIVE_EVERY_S)
+def live(code: str) -> None:
+    """The lesson's view, read afresh every ``LIVE_EVERY_S`` seconds (a game finished on any device shows up)."""
+    store = ui.run_store()
+    try:
+        lesson = store.lesson_by_code(code)
+        found = lessons.results(store, lesson)
+    except sqlite3.Error as error:  # a locked store: say so, the next refresh tries again
+        st.warning(f"The lesson's results cannot be read right now ({type(error).__name__}); retrying.", icon="⏳")
+        return
+    title, status = st.columns([7, 3], vertical_alignment="bottom")
+    title.title(f"🎓 {lesson['name']}", anchor=False)
+    status.markdown('<div class="lesson-status">' + (
+        f"🔒 Closed at {html.escape(ui.format_time(lesson['closed_at']))}" if found.closed
+        else f"🟢 Open · updates every {LIVE_EVERY_S} s") + "</div>", unsafe_allow_html=True)
+    join, board = st.columns([4, 6], gap="large")
+    with join:
+        join_panel(lesson)
+    with board:
+        numbers(found)
+        standings_table(found)
+    if found.classes:
+        chart, words = st.columns([6, 4], gap="large", vertical_alignment="center")
+        with chart:
+            st.markdown("#### People vs the model, class by class")
+            per_class(found)
+        with words:
+            hardest(found)
+
+
+def teacher_controls(lesson: dict, key: str | None) -> None:
+    """Closing and the CSV export, for the teacher's link; a note for anyone else."""
+    store = ui.run_store()
+    if not lessons.check_key(store, lesson, key):
+        st.caption("You are watching this lesson. Closing it and exporting its results take the teacher's link "
+                   "(the page that opened when the lesson was made).")
+        return
+    lesson = store.lesson(lesson["id"])  # closed on another tab: seen here
+    found = lessons.results(store, lesson)
+    with st.container(border=True):
+        columns = st.columns([3, 3, 3, 4], vertical_alignment="center")
+        if found.closed:
+            columns[0].markdown("**Closed:** new games go to the server-wide board.")
+        else:
+            with columns[0].popover("Close the lesson", icon="🔒"):
+                st.markdown("Close it? It takes no new games after this (a game still being played then goes to "
+                            "the server-wide board); its results stay here and in the export.")
+                st.button("Yes, close it", type="primary", on_click=close, args=(lesson, key), key="lesson_close")
+        columns[1].download_button("Games (CSV)", lessons.games_csv(found), icon="⬇️", mime="text/csv",
+                                   file_name=f"lesson-{lesson['code']}-games.csv", key="lesson_games_csv",
+                                   on_click="ignore")
+        columns[2].download_button("Classes (CSV)", lessons.classes_csv(found), icon="⬇️", mime="text/csv",
+                                   file_name=f"lesson-{lesson['code']}-classes.csv", key="lesson_classes_csv",
+                                   on_click="ignore")
+        columns[3].caption("This page's address is your teacher's link: bookmark it to come back (it closes the "
+                           "lesson). Students need only the join link.")
+    if st.session_state.get("lesson_close_error"):
+        st.error(st.session_state.pop("lesson_close_error"), icon="🔒")
+    st.button("Open another lesson", on_click=leave_view, key="lesson_another")
+
+
+# ----------------------------------------------------------------------------------------------------- page
+
+st.markdown(STYLE, unsafe_allow_html=True)
+typed = st.query_params.get(lessons.JOIN_PARAMETER)
+if not typed:
+    start_forms()
+else:
+    try:
+        shown = lessons.find_lesson(ui.run_store(), typed)
+    except lessons.LessonError as error:
+        st.error(f"{error}", icon="🔎")
+        st.query_params.clear()
+        start_forms()
+    else:
+        live(shown["code"])
+        teacher_controls(shown, st.query_params.get(KEY_PARAMETER))
