@@ -283,3 +283,33 @@ def test_the_store_lists_finds_and_closes_lessons(store):
     assert [row["code"] for row in store.lessons(open_only=True)] == ["AAAAAA"]
     with pytest.raises(lessons.UnknownLessonError, match="no lesson #999 to close"):
         store.close_lesson(999)
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+def test_the_command_line_lists_exports_and_closes_a_lesson(store, tmp_path, capsys):
+    from cifarmix.cli import main
+
+    lesson, _ = lessons.open_lesson(store, "Year 9")
+    play("ada", store, lesson["id"])
+    assert main(["lesson", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert lessons.shown_code(lesson["code"]) in listed and "Year 9" in listed and "open" in listed
+    assert main(["lesson", "export", lessons.shown_code(lesson["code"]).lower()]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(row["player"], row["lesson_code"]) for row in rows] == [("ada", lesson["code"])]
+    out = tmp_path / "classes.csv"
+    assert main(["lesson", "export", lesson["code"], "--classes", "--out", str(out)]) == 0
+    assert "10 rows" in capsys.readouterr().out and out.read_text().startswith(",".join(lessons.CLASSES_COLUMNS))
+    assert main(["lesson", "close", lesson["code"]]) == 0
+    assert "closed the lesson 'Year 9'" in capsys.readouterr().out and store.lesson(lesson["id"])["closed_at"]
+
+
+def test_the_command_line_refuses_an_unknown_code_with_one_message(store, capsys):
+    from cifarmix.cli import main
+
+    assert main(["lesson", "export", "ABCDEF"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: No lesson has the code ABC-DEF") and "Traceback" not in err
+    assert main(["lesson", "list"]) == 0 and "no lessons yet" in capsys.readouterr().out
