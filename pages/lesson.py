@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import os
 import sqlite3
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -119,7 +120,9 @@ def base_url() -> str:
     configured = os.environ.get(PUBLIC_URL_ENV, "").strip()
     if configured:
         return configured.rstrip("/")
-    return (st.context.url or f"http://localhost:{st.get_option('server.port')}").rstrip("/")
+    page = urlsplit(st.context.url or f"http://localhost:{st.get_option('server.port')}")  # this page's, with /lesson
+    prefix = (st.get_option("server.baseUrlPath") or "").strip("/")
+    return f"{page.scheme}://{page.netloc}" + (f"/{prefix}" if prefix else "")
 
 
 def join_panel(lesson: dict) -> None:

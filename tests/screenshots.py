@@ -213,6 +213,7 @@ def lesson_states(page, url: str, kind: str):
         teacher["url"] = open_lesson(other, url, f"Year 9 · {kind}")
         teacher["page"] = other
         code = re.search(r"lesson=(\w+)", teacher["url"]).group(1)
+        page.bring_to_front()  # the student's tab has the keyboard again (its shortcuts play the game)
         page.goto(f"{url}/game?lesson={code}")
         text(page, "You are playing in the lesson").wait_for()
 
