@@ -9,6 +9,7 @@ the numbers are ``cifarmix.lessons``'; this page only draws them.
 
 from __future__ import annotations
 
+import base64
 import html
 import os
 import sqlite3
@@ -28,17 +29,23 @@ KEY_PARAMETER = "key"
 PUBLIC_URL_ENV = "CIFARMIX_PUBLIC_URL"  # the address students' devices use, when this page's own is local
 NAME_KEY = "lesson_new_name"
 WATCH_KEY = "lesson_watch_code"
-QR_WIDTH = 340
 
 # Projector type: the lesson's own elements only (classes below), so the sidebar and the other pages keep theirs.
 STYLE = """<style>
-.lesson-code {font-size: 4.2rem; font-weight: 800; letter-spacing: 0.12em; line-height: 1.1; margin: 0.2rem 0;
-              font-family: ui-monospace, "DejaVu Sans Mono", monospace; color: #1C1836;}
-.lesson-link {font-size: 1.35rem; word-break: break-all; line-height: 1.3;}
-.lesson-big {font-size: 1.6rem; line-height: 1.35; margin: 0.3rem 0;}
-.lesson-numbers {display: flex; gap: 2.5rem; flex-wrap: wrap; margin: 0 0 0.6rem 0;}
-.lesson-number b {display: block; font-size: 3.2rem; line-height: 1.05; color: #5B3FD9;}
-.lesson-number span {font-size: 1.25rem; color: #48426a;}
+[data-testid="stMainBlockContainer"] {padding-top: 2.5rem;}
+.lesson-qr img {width: min(100%, 44vh); min-width: 220px; display: block; image-rendering: pixelated;}
+.lesson-code {font-size: clamp(2.4rem, 3.6vw, 4.6rem); font-weight: 800; letter-spacing: 0.08em; line-height: 1.1;
+              margin: 0.1rem 0; white-space: nowrap; font-family: ui-monospace, "DejaVu Sans Mono", monospace;
+              color: #1C1836;}
+.lesson-link {font-size: clamp(1.05rem, 1.2vw, 1.45rem); line-height: 1.3; overflow-wrap: anywhere;}
+.lesson-say {font-size: clamp(1.1rem, 1.3vw, 1.5rem); line-height: 1.3; margin: 0.5rem 0 0.1rem 0;}
+.lesson-big {font-size: clamp(1.25rem, 1.5vw, 1.7rem); line-height: 1.35; margin: 0.3rem 0;}
+.lesson-numbers {display: flex; gap: 0.6rem 2rem; flex-wrap: wrap; margin: 0 0 0.6rem 0;}
+.lesson-number b {display: block; font-size: clamp(2.2rem, 2.8vw, 3.4rem); line-height: 1.05; color: #5B3FD9;}
+.lesson-number span {font-size: clamp(1rem, 1.1vw, 1.3rem); color: #48426a;}
+.lesson-hardest h4 {font-size: clamp(1.2rem, 1.4vw, 1.6rem); margin: 0.4rem 0 0.2rem 0; padding: 0;}
+.lesson-hardest ol {font-size: clamp(1.3rem, 1.6vw, 1.9rem); margin: 0 0 0.6rem 0; padding-left: 2rem;}
+.lesson-hardest li {margin: 0.1rem 0;}
 table.lesson-standings {width: 100%; border-collapse: collapse; font-size: 1.65rem;}
 table.lesson-standings th {text-align: left; font-size: 1.1rem; color: #48426a; font-weight: 600;
                            border-bottom: 2px solid #d8d2f3; padding: 0.15rem 0.6rem;}
@@ -128,10 +135,13 @@ def base_url() -> str:
 def join_panel(lesson: dict) -> None:
     """The QR code, the code in large type and the link as text; a warning when the link names this computer."""
     link = lessons.join_link(base_url(), lesson["code"])
-    if lesson["closed_at"] is None:
-        st.image(lessons.qr_svg(link), width=QR_WIDTH)
-    st.markdown(f'<div class="lesson-big">Join at</div><div class="lesson-link">{html.escape(link)}</div>'
-                f'<div class="lesson-big">or type the code on the Game page:</div>'
+    if lesson["closed_at"] is None:  # as big as the screen's height allows: a phone at the back still scans it
+        svg = base64.b64encode(lessons.qr_svg(link).encode("utf-8")).decode("ascii")
+        st.markdown(f'<div class="lesson-qr"><img alt="QR code of the join link" '
+                    f'src="data:image/svg+xml;base64,{svg}"></div>', unsafe_allow_html=True)
+    base, _, rest = link.rpartition("/")  # a long address breaks before the page, not inside a word
+    st.markdown(f'<div class="lesson-say">Scan, or open</div><div class="lesson-link">{html.escape(base)}/<wbr>'
+                f'{html.escape(rest)}</div><div class="lesson-say">or type the code on the Game page:</div>'
                 f'<div class="lesson-code">{lessons.shown_code(lesson["code"])}</div>', unsafe_allow_html=True)
     if lessons.local_address(link):
         st.warning("This link names this computer only (localhost): students' devices cannot open it. Open this "
@@ -174,22 +184,30 @@ def standings_table(found: lessons.LessonResults) -> None:
 
 
 def hardest(found: lessons.LessonResults) -> None:
-    def listed(rows, key):
-        return " · ".join(f"{ui.class_label(row['class_index'])} {row[key]:.0%}" for row in rows) or (
-            "no game against a model yet (the random guesser is none)")
+    """The classes hardest for the class and for the model, one per line, with the share named right."""
+    def listed(title: str, rows: list[dict], key: str) -> str:
+        items = "".join(f"<li>{html.escape(ui.class_label(row['class_index']))} · {row[key]:.0%} right</li>"
+                        for row in rows)
+        return (f"<h4>{title}</h4>" + (f"<ol>{items}</ol>" if items else
+                "<ol><li>no game against a model yet (the random guesser is none)</li></ol>"))
 
-    st.markdown(f'<div class="lesson-big">🙋 <b>Hardest for the class:</b> '
-                f'{html.escape(listed(found.hardest_for_people, "human_accuracy"))}</div>'
-                f'<div class="lesson-big">🤖 <b>Hardest for the model:</b> '
-                f'{html.escape(listed(found.hardest_for_model, "model_accuracy"))}</div>', unsafe_allow_html=True)
+    st.markdown('<div class="lesson-hardest">' + listed("Hardest for the class", found.hardest_for_people,
+                                                        "human_accuracy")
+                + listed("Hardest for the model", found.hardest_for_model, "model_accuracy") + "</div>",
+                unsafe_allow_html=True)
 
 
 def per_class(found: lessons.LessonResults) -> None:
     if not found.classes:
         return
     figure = figures.classroom(found.classes)
-    figure.update_layout(height=430, font={"size": 20}, legend={"font": {"size": 22}})
-    figure.update_traces(insidetextfont={"size": 18}, outsidetextfont={"size": 18})
+    labels = [ui.class_label(row["class_index"]) for row in found.classes]
+    figure.update_layout(height=440, font={"size": 20}, legend={"font": {"size": 22}},
+                         margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    figure.update_xaxes(tickvals=labels, ticktext=[label.replace(" ", "<br>", 1) for label in labels],  # 2 lines
+                        tickangle=0, tickfont={"size": 18})
+    figure.update_yaxes(tickfont={"size": 16}, title=None)
+    figure.update_traces(insidetextfont={"size": 17}, outsidetextfont={"size": 17})
     st.plotly_chart(figure, key="lesson_classes", config={"displayModeBar": False, "staticPlot": True})
 
 
@@ -203,9 +221,8 @@ def live(code: str) -> None:
     except sqlite3.Error as error:  # a locked store: say so, the next refresh tries again
         st.warning(f"The lesson's results cannot be read right now ({type(error).__name__}); retrying.", icon="⏳")
         return
-    title, status = st.columns([7, 3], vertical_alignment="bottom")
-    title.title(f"🎓 {lesson['name']}", anchor=False)
-    status.markdown('<div class="lesson-status">' + (
+    st.title(f"🎓 {lesson['name']}", anchor=False)
+    st.markdown('<div class="lesson-status">' + (
         f"🔒 Closed at {html.escape(ui.format_time(lesson['closed_at']))}" if found.closed
         else f"🟢 Open · updates every {LIVE_EVERY_S} s") + "</div>", unsafe_allow_html=True)
     join, board = st.columns([4, 6], gap="large")
@@ -215,7 +232,7 @@ def live(code: str) -> None:
         numbers(found)
         standings_table(found)
     if found.classes:
-        chart, words = st.columns([6, 4], gap="large", vertical_alignment="center")
+        chart, words = st.columns([7, 3], gap="large", vertical_alignment="center")
         with chart:
             st.markdown("#### People vs the model, class by class")
             per_class(found)

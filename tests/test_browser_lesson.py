@@ -15,17 +15,16 @@ LIVE_TIMEOUT_MS = 30_000  # the view refreshes every 5 s; a busy machine may tak
 
 
 def play_a_game(page) -> None:
-    """Ten rounds by tapping: a class per group, Submit, Next round (See the results after the last)."""
-    from playwright.sync_api import expect
-
+    """Ten rounds by tapping, as on a phone: a class per group, Submit, Next round (See the results after the
+    last), each once the page shows it (within the page's default timeout). ``tests/screenshots.py`` uses it too."""
     page.get_by_role("button", name=re.compile(r"Start a \d+-round game")).click()
     for number in range(1, 11):
-        expect(page.get_by_text(f"{number} / 10", exact=True)).to_be_visible()
+        page.get_by_text(f"{number} / 10", exact=True).wait_for()
         page.get_by_role("button", name=re.compile("airplane")).click()
         page.get_by_role("button", name=re.compile("truck")).click()
         page.get_by_role("button", name=re.compile("Submit my answer")).click()
         page.get_by_role("button", name=re.compile("Next round" if number < 10 else "See the results")).click()
-    expect(page.get_by_text("Class by class")).to_be_visible()
+    page.get_by_text("Class by class").wait_for()
 
 
 def test_a_teacher_opens_a_lesson_a_student_joins_by_its_link_plays_and_the_live_view_shows_them(
@@ -48,7 +47,7 @@ def test_a_teacher_opens_a_lesson_a_student_joins_by_its_link_plays_and_the_live
             code = re.search(r"lesson=(\w+)", teacher.url).group(1)
             expect(teacher.get_by_role("heading", name=re.compile("Year 9 · room 4"))).to_be_visible()
             expect(teacher.get_by_text(lessons.shown_code(code), exact=True)).to_be_visible()
-            expect(teacher.locator("[data-testid=stImage] img")).to_be_visible()  # the QR code
+            expect(teacher.locator(".lesson-qr img")).to_be_visible()  # the QR code
             link = teacher.locator(".lesson-link").inner_text()
             assert link == f"{app_url}/game?lesson={code}"
             expect(teacher.get_by_text("Waiting for the first finished game", exact=False)).to_be_visible()
