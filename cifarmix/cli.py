@@ -377,16 +377,7 @@ def cmd_lesson(args) -> None:
 
     store = RunStore()
     if args.action == "list":
-        found = store.lessons()
-        if not found:
-            print("no lessons yet: open one on the app's Lesson page")
-            return
-        print(f"{'code':8s} {'name':30s} {'opened':17s} {'closed':17s} {'games':>5s}")
-        for lesson in found:
-            games = len(store.leaderboard(limit=None, lesson_id=lesson["id"]))
-            closed = lesson["closed_at"][:16].replace("T", " ") if lesson["closed_at"] else "open"
-            print(f"{lessons.shown_code(lesson['code']):8s} {lesson['name'][:30]:30s} "
-                  f"{lesson['created_at'][:16].replace('T', ' '):17s} {closed:17s} {games:5d}")
+        _list_lessons(store)
         return
     lesson = lessons.find_lesson(store, args.code)
     if args.action == "close":
@@ -404,6 +395,22 @@ def cmd_lesson(args) -> None:
     except OSError as error:
         raise CliError(f"could not write {args.out}: {error.strerror or error}") from None
     print(f"wrote {os.path.abspath(args.out)}: {len(found.classes if args.classes else found.games)} rows")
+
+
+def _list_lessons(store) -> None:
+    """Every lesson, newest first: its code as shown, name, when opened and closed (UTC), games saved in it."""
+    from cifarmix import lessons
+
+    def minute(iso: str | None) -> str:
+        return iso[:16].replace("T", " ") if iso else "open"
+
+    rows = [(lessons.shown_code(lesson["code"]), lesson["name"][:30], minute(lesson["created_at"]),
+             minute(lesson["closed_at"]), len(store.leaderboard(limit=None, lesson_id=lesson["id"])))
+            for lesson in store.lessons()]
+    if not rows:
+        print("no lessons yet: open one on the app's Lesson page")
+    for row in [("code", "name", "opened", "closed", "games")] * bool(rows) + rows:
+        print("{:8s} {:30s} {:17s} {:17s} {:>5}".format(*row))
 
 
 def cmd_export(args) -> None:
