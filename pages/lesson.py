@@ -248,20 +248,23 @@ def teacher_controls(lesson: dict, key: str | None) -> None:
                    "(the page that opened when the lesson was made).")
         return
     lesson = store.lesson(lesson["id"])  # closed on another tab: seen here
-    found = lessons.results(store, lesson)
+
+    def export(table):  # made when the button is pressed (not when the page was drawn): every game so far
+        return lambda: table(lessons.results(store, store.lesson(lesson["id"])))
+
     with st.container(border=True):
         columns = st.columns([3, 3, 3, 4], vertical_alignment="center")
-        if found.closed:
+        if lesson["closed_at"] is not None:
             columns[0].markdown("**Closed:** new games go to the server-wide board.")
         else:
             with columns[0].popover("Close the lesson", icon="🔒"):
                 st.markdown("Close it? It takes no new games after this (a game still being played then goes to "
                             "the server-wide board); its results stay here and in the export.")
                 st.button("Yes, close it", type="primary", on_click=close, args=(lesson, key), key="lesson_close")
-        columns[1].download_button("Games (CSV)", lessons.games_csv(found), icon="⬇️", mime="text/csv",
+        columns[1].download_button("Games (CSV)", export(lessons.games_csv), icon="⬇️", mime="text/csv",
                                    file_name=f"lesson-{lesson['code']}-games.csv", key="lesson_games_csv",
                                    on_click="ignore")
-        columns[2].download_button("Classes (CSV)", lessons.classes_csv(found), icon="⬇️", mime="text/csv",
+        columns[2].download_button("Classes (CSV)", export(lessons.classes_csv), icon="⬇️", mime="text/csv",
                                    file_name=f"lesson-{lesson['code']}-classes.csv", key="lesson_classes_csv",
                                    on_click="ignore")
         columns[3].caption("This page's address is your teacher's link: bookmark it to come back (it closes the "

@@ -26,6 +26,8 @@ def joined() -> dict | None:
     current = st.session_state.get(JOINED_KEY)
     if linked and not (current and _same_code(linked, current["code"])):
         _join(linked)
+    elif current and not linked:  # back from another page (its link has no code): a refresh still rejoins
+        st.query_params[PARAMETER] = current["code"]
     return st.session_state.get(JOINED_KEY)
 
 

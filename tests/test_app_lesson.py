@@ -86,6 +86,10 @@ def test_a_code_typed_in_the_game_box_joins_and_leaving_plays_outside_again(tiny
     at.text_input(key="lesson_code_typed").input(f"  {lesson['code'][:3]} {lesson['code'][3:].lower()} ")
     at.button(key="lesson_join").click().run()
     assert at.query_params["lesson"] == lesson["code"] and "You are playing in the lesson" in at.success[0].value
+    at.switch_page("pages/mixer.py").run()
+    at.query_params.clear()  # the links between pages carry no code
+    at.switch_page("pages/game.py").run()
+    assert at.query_params["lesson"] == lesson["code"] and "You are playing in the lesson" in at.success[0].value
     at.button(key="lesson_leave").click().run()
     assert "lesson" not in at.query_params and not at.success
     play_whole_game(at, "Out")

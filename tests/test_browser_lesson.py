@@ -1,6 +1,7 @@
 """A lesson end to end in a real browser (``streamlit run app.py`` and headless Chromium, as ``test_browser``): a
 teacher opens a lesson, a student opens its join link on a phone-sized page, plays a whole game, and the teacher's
-view, which nobody reloads, shows the student within a few refreshes."""
+view, which nobody reloads, shows the student within a few refreshes; its CSV has the game, and once closed, the
+link says so."""
 
 from __future__ import annotations
 
@@ -68,6 +69,22 @@ def test_a_teacher_opens_a_lesson_a_student_joins_by_its_link_plays_and_the_live
             # The teacher's page was not touched: its live view brings the student in by itself.
             expect(teacher.locator("table.lesson-standings")).to_contain_text("Zoë", timeout=LIVE_TIMEOUT_MS)
             expect(teacher.locator(".lesson-number").first).to_contain_text("1games finished")
+            no_exception_box(teacher)
+
+            # The export, drawn before the game ended, has it: the CSV is made when the button is pressed.
+            with teacher.expect_download() as download:
+                teacher.get_by_role("button", name=re.compile("Games \\(CSV\\)")).click()
+            assert download.value.suggested_filename == f"lesson-{code}-games.csv"
+            exported = open(download.value.path(), encoding="utf-8").read().splitlines()
+            assert exported[0].startswith("lesson_code,lesson_name,player,score") and len(exported) == 2
+            assert exported[1].startswith(f"{code},Year 9 · room 4,Zoë,")
+
+            # Closed: the link now says so, and the student plays on the server-wide board.
+            teacher.get_by_role("button", name=re.compile("Close the lesson")).click()
+            teacher.get_by_role("button", name=re.compile("Yes, close it")).click()
+            expect(teacher.get_by_text(re.compile("Closed at"))).to_be_visible()
+            student.goto(link)
+            expect(student.get_by_text(re.compile("is closed: it takes no new games"))).to_be_visible()
             no_exception_box(teacher)
         finally:
             browser.close()
