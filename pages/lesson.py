@@ -221,7 +221,7 @@ def live(code: str) -> None:
     except sqlite3.Error as error:  # a locked store: say so, the next refresh tries again
         st.warning(f"The lesson's results cannot be read right now ({type(error).__name__}); retrying.", icon="⏳")
         return
-    st.title(f"🎓 {lesson['name']}", anchor=False)
+    st.title(f"🎓 {ui.escape_markdown(lesson['name'])}", anchor=False)  # the name as typed, never markdown
     st.markdown('<div class="lesson-status">' + (
         f"🔒 Closed at {html.escape(ui.format_time(lesson['closed_at']))}" if found.closed
         else f"🟢 Open · updates every {LIVE_EVERY_S} s") + "</div>", unsafe_allow_html=True)

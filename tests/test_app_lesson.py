@@ -67,15 +67,16 @@ def test_a_student_joins_by_the_link_plays_a_game_and_the_teachers_view_shows_th
     student = page("pages/game.py", lesson=typed)
     assert f"You are playing in the lesson **Year 9 physics** ({lessons.shown_code(lesson['code'])})" in \
         student.success[0].value
-    play_whole_game(student, "Zoë")
-    assert RunStore().leaderboard(lesson_id=lesson["id"])[0]["player"] == "Zoë"
+    play_whole_game(student, "Zoë <i>x</i>")  # HTML in a nickname stays text on the projector
+    assert RunStore().leaderboard(lesson_id=lesson["id"])[0]["player"] == "Zoë <i>x</i>"
     assert RunStore().leaderboard() == []  # not on the server-wide board
     assert "Your game is #1 of 1 on the leaderboard of your lesson below." in [c.value for c in student.caption]
     assert any("Leaderboard · lesson Year 9 physics" in s.value for s in student.subheader)
 
     teacher = page("pages/lesson.py", lesson=lesson["code"], key=key)  # a refresh of the teacher's view
     shown = html_of(teacher)
-    assert "Zoë" in shown and "<b>1</b><span>games finished</span>" in shown
+    assert "Zoë &lt;i&gt;x&lt;/i&gt;" in shown and "<i>x" not in shown
+    assert "<b>1</b><span>games finished</span>" in shown
     assert "<h4>Hardest for the class</h4><ol><li>" in shown and "no game against a model yet" in shown
     assert len(teacher.get("plotly_chart")) == 1
 
