@@ -317,7 +317,7 @@ def summary(g: game.Game) -> None:
     } for c in per_class]), hide_index=True)
     st.caption("This table counts every round of this game: a photo you left unanswered (the time ran out) "
                "counts as not right for you. The classroom chart below counts only answered picks, over every "
-               "game played here.")
+               + ("game of your lesson." if g.lesson_id is not None else "game played here."))
     st.button("Play again", icon="🔁", type="primary", on_click=quit_game, key="game_again")
 
 

@@ -40,7 +40,7 @@ STYLE = """<style>
 .lesson-link {font-size: clamp(1.05rem, 1.2vw, 1.45rem); line-height: 1.3; overflow-wrap: anywhere;}
 .lesson-say {font-size: clamp(1.1rem, 1.3vw, 1.5rem); line-height: 1.3; margin: 0.5rem 0 0.1rem 0;}
 .lesson-big {font-size: clamp(1.25rem, 1.5vw, 1.7rem); line-height: 1.35; margin: 0.3rem 0;}
-.lesson-numbers {display: flex; gap: 0.6rem 2rem; flex-wrap: wrap; margin: 0 0 0.6rem 0;}
+.lesson-numbers {display: flex; gap: 0.4rem 1.6rem; flex-wrap: wrap; margin: 0 0 0.6rem 0;}
 .lesson-number b {display: block; font-size: clamp(2.2rem, 2.8vw, 3.4rem); line-height: 1.05; color: #5B3FD9;}
 .lesson-number span {font-size: clamp(1rem, 1.1vw, 1.3rem); color: #48426a;}
 .lesson-hardest h4 {font-size: clamp(1.2rem, 1.4vw, 1.6rem); margin: 0.4rem 0 0.2rem 0; padding: 0;}
@@ -158,9 +158,9 @@ def numbers(found: lessons.LessonResults) -> None:
     model_right = sum(row["model_accuracy"] * row["model_rounds"] for row in modelled)
     shown = [(len(found.games), "games finished"), (found.players, "players")]
     if answers:
-        shown.append((f"{right / answers:.0%}", "photos named right by the class"))
+        shown.append((f"{right / answers:.0%}", "class right"))  # of the photos it named
     if model_answers:
-        shown.append((f"{model_right / model_answers:.0%}", "by the model"))
+        shown.append((f"{model_right / model_answers:.0%}", "model right"))
     st.markdown('<div class="lesson-numbers">' + "".join(
         f'<div class="lesson-number"><b>{value}</b><span>{label}</span></div>' for value, label in shown)
         + "</div>", unsafe_allow_html=True)

@@ -21,8 +21,8 @@ def play_a_game(page) -> None:
     page.get_by_role("button", name=re.compile(r"Start a \d+-round game")).click()
     for number in range(1, 11):
         page.get_by_text(f"{number} / 10", exact=True).wait_for()
-        page.get_by_role("button", name=re.compile("airplane")).click()
-        page.get_by_role("button", name=re.compile("truck")).click()
+        page.locator(".st-key-game_pick_0 button").click()  # airplane (by key: one button, never a stale copy)
+        page.locator(".st-key-game_pick_9 button").click()  # truck
         page.get_by_role("button", name=re.compile("Submit my answer")).click()
         page.get_by_role("button", name=re.compile("Next round" if number < 10 else "See the results")).click()
     page.get_by_text("Class by class").wait_for()
