@@ -163,8 +163,8 @@ _V7_LESSONS = (
         created_at TEXT NOT NULL,
         closed_at TEXT
     )"""},
-    "ALTER TABLE scores ADD COLUMN lesson_id INTEGER REFERENCES lessons (id)",
-    "ALTER TABLE guesses ADD COLUMN lesson_id INTEGER REFERENCES lessons (id)",
+    "ALTER TABLE scores ADD COLUMN lesson_id BIGINT REFERENCES lessons (id)",  # BIGINT: PostgreSQL's id type
+    "ALTER TABLE guesses ADD COLUMN lesson_id BIGINT REFERENCES lessons (id)",
     "CREATE INDEX scores_by_lesson ON scores (lesson_id)",
     "CREATE INDEX guesses_by_lesson ON guesses (lesson_id)",
 )
