@@ -43,6 +43,7 @@ STYLE = """<style>
 .lesson-numbers {display: flex; gap: 0.4rem 1.6rem; flex-wrap: wrap; margin: 0 0 0.6rem 0;}
 .lesson-number b {display: block; font-size: clamp(2.2rem, 2.8vw, 3.4rem); line-height: 1.05; color: #5B3FD9;}
 .lesson-number span {font-size: clamp(1rem, 1.1vw, 1.3rem); color: #48426a;}
+.lesson-hardest {display: flex; flex-wrap: wrap; gap: 0 4rem;}
 .lesson-hardest h4 {font-size: clamp(1.2rem, 1.4vw, 1.6rem); margin: 0.4rem 0 0.2rem 0; padding: 0;}
 .lesson-hardest ol {font-size: clamp(1.3rem, 1.6vw, 1.9rem); margin: 0 0 0.6rem 0; padding-left: 2rem;}
 .lesson-hardest li {margin: 0.1rem 0;}
@@ -186,10 +187,9 @@ def standings_table(found: lessons.LessonResults) -> None:
 def hardest(found: lessons.LessonResults) -> None:
     """The classes hardest for the class and for the model, one per line, with the share named right."""
     def listed(title: str, rows: list[dict], key: str) -> str:
-        items = "".join(f"<li>{html.escape(ui.class_label(row['class_index']))} · {row[key]:.0%} right</li>"
-                        for row in rows)
-        return (f"<h4>{title}</h4>" + (f"<ol>{items}</ol>" if items else
-                "<ol><li>no game against a model yet (the random guesser is none)</li></ol>"))
+        items = "".join(f"<li>{html.escape(ui.class_label(row['class_index']))} {row[key]:.0%}</li>" for row in rows)
+        return (f"<div><h4>{title}</h4>" + (f"<ol>{items}</ol>" if items else
+                "<ol><li>no game against a model yet (the random guesser is none)</li></ol>") + "</div>")
 
     st.markdown('<div class="lesson-hardest">' + listed("Hardest for the class", found.hardest_for_people,
                                                         "human_accuracy")
@@ -205,7 +205,7 @@ def per_class(found: lessons.LessonResults) -> None:
     figure.update_layout(height=440, font={"size": 20}, legend={"font": {"size": 22}},
                          margin={"l": 10, "r": 10, "t": 30, "b": 10})
     figure.update_xaxes(tickvals=labels, ticktext=[label.replace(" ", "<br>", 1) for label in labels],  # 2 lines
-                        tickangle=0, tickfont={"size": 18})
+                        tickangle=0, tickfont={"size": 17})
     figure.update_yaxes(tickfont={"size": 16}, title=None)
     figure.update_traces(insidetextfont={"size": 17}, outsidetextfont={"size": 17})
     st.plotly_chart(figure, key="lesson_classes", config={"displayModeBar": False, "staticPlot": True})
@@ -231,13 +231,10 @@ def live(code: str) -> None:
     with board:
         numbers(found)
         standings_table(found)
-    if found.classes:
-        chart, words = st.columns([7, 3], gap="large", vertical_alignment="center")
-        with chart:
-            st.markdown("#### People vs the model, class by class")
-            per_class(found)
-        with words:
-            hardest(found)
+    if found.classes:  # the chart takes the whole width: ten class names must fit under it at 1280 px
+        st.markdown("#### People vs the model, class by class (share of photos named right)")
+        hardest(found)
+        per_class(found)
 
 
 def teacher_controls(lesson: dict, key: str | None) -> None:

@@ -77,7 +77,7 @@ def test_a_student_joins_by_the_link_plays_a_game_and_the_teachers_view_shows_th
     shown = html_of(teacher)
     assert "Zoë &lt;i&gt;x&lt;/i&gt;" in shown and "<i>x" not in shown
     assert "<b>1</b><span>games finished</span>" in shown
-    assert "<h4>Hardest for the class</h4><ol><li>" in shown and "no game against a model yet" in shown
+    assert "<div><h4>Hardest for the class</h4><ol><li>" in shown and "no game against a model yet" in shown
     assert len(teacher.get("plotly_chart")) == 1
 
 
