@@ -332,7 +332,12 @@ def board_lesson(g: game.Game | None) -> dict | None:
     """The lesson whose games the leaderboard and the chart show (lessons, issue 16): the finished game's, else
     the one this student plays in; None: the server-wide board (games outside any lesson)."""
     if g is not None and g.stage == "over" and g.score_id is not None:
-        return None if g.lesson_id is None else ui.run_store().lesson(g.lesson_id)
+        if g.lesson_id is None:
+            return None
+        try:
+            return ui.run_store().lesson(g.lesson_id)
+        except sqlite3.Error:  # a locked store: still the lesson's board (the board itself says it cannot read)
+            return {"id": g.lesson_id, "name": "your lesson"}
     return lesson_join.joined()
 
 
