@@ -1,4 +1,4 @@
-"""cifarmix — the Streamlit entry point: navigation over the four pages and the sidebar they share.
+"""cifarmix — the Streamlit entry point: navigation over the five pages and the sidebar they share.
 
 Start it with ``streamlit run app.py`` (offline: set ``CIFARMIX_DATA`` to ``cifar-10-python.tar.gz`` first).
 """
@@ -14,6 +14,7 @@ st.set_page_config(page_title="cifarmix — mixed CIFAR-10", page_icon="🔀", l
 page = st.navigation([
     st.Page(ui.PAGE_MIXER, title="Mixer", icon=":material/palette:", default=True),
     st.Page(ui.PAGE_GAME, title="Game", icon=":material/sports_esports:"),
+    st.Page(ui.PAGE_LESSON, title="Lesson", icon=":material/school:"),
     st.Page(ui.PAGE_TRAIN, title="Train", icon=":material/model_training:"),
     st.Page(ui.PAGE_RUNS, title="Runs", icon=":material/monitoring:"),
 ])

@@ -1,5 +1,6 @@
 """Command line: ``python -m cifarmix {data check, architectures, train (or queue a run: --queue), worker, evaluate
-(the protocol, or a weight sweep with --alphas), runs, export, set-views, mix, explain}``.
+(the protocol, or a weight sweep with --alphas), runs, export, set-views, mix, explain, serve, lesson {list, export,
+close}}``.
 
 Every user error (bad arguments, missing data, a file that is not a model) ends with one clear message on
 stderr and exit code 2, never a traceback.
@@ -172,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("runs", help="list training runs")
 
+    lesson = commands.add_parser("lesson", help="lessons (a teacher's class): list them, export one's results as "
+                                                "CSV, close one")
+    lesson_actions = lesson.add_subparsers(dest="action", required=True)
+    lesson_actions.add_parser("list", help="every lesson: code, name, opened, closed, games")
+    lesson_export = lesson_actions.add_parser("export", help="a lesson's games (one row each) as CSV")
+    lesson_export.add_argument("code", help="the lesson's code, as shown or typed (K7M-Q4P, k7mq4p)")
+    lesson_export.add_argument("--classes", action="store_true",
+                               help="export people against the models per class instead of the games")
+    lesson_export.add_argument("--out", help="write to this file (default: standard output)")
+    lesson_close = lesson_actions.add_parser("close", help="close a lesson: it takes no new games")
+    lesson_close.add_argument("code", help="the lesson's code")
+
     export = commands.add_parser("export", help="ship a run's best model to artifacts/models/NAME with a model card")
     export.add_argument("run_id", type=_in_range(config.RUN_ID))
     export.add_argument("--name", required=True, help="shipped model name, e.g. champion")
@@ -234,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"data": cmd_data, "architectures": cmd_architectures, "train": cmd_train, "worker": cmd_worker,
                 "evaluate": cmd_evaluate, "runs": cmd_runs, "mix": cmd_mix, "export": cmd_export,
-                "set-views": cmd_set_views, "explain": cmd_explain, "serve": cmd_serve}
+                "set-views": cmd_set_views, "explain": cmd_explain, "serve": cmd_serve, "lesson": cmd_lesson}
     try:
         return handlers[args.command](args) or 0
     except (CliError, data.DataError, ModelError, ValueError, paths.HomeError, slots.TrainingRefused,
@@ -422,6 +435,50 @@ def cmd_runs(args) -> None:
     for run in runs:
         print(f"{run['id']:4d}  {(run.get('name') or '')[:18]:18s} {run['arch']:14s} {run['status']:9s} "
               f"{runinfo.epochs_text(run):>9s}  {runinfo.best_val_text(run):>8s}")
+
+
+def cmd_lesson(args) -> None:
+    """``lesson list``, ``lesson export CODE [--classes] [--out FILE]``, ``lesson close CODE`` (whoever runs the
+    server's commands owns its store: closing here takes no teacher's key)."""
+    from cifarmix import lessons
+    from cifarmix.store import RunStore
+
+    store = RunStore()
+    if args.action == "list":
+        _list_lessons(store)
+        return
+    lesson = lessons.find_lesson(store, args.code)
+    if args.action == "close":
+        closed = store.close_lesson(lesson["id"])
+        print(f"closed the lesson {closed['name']!r} ({lessons.shown_code(closed['code'])}) at {closed['closed_at']}")
+        return
+    found = lessons.results(store, lesson)
+    text = lessons.classes_csv(found) if args.classes else lessons.games_csv(found)
+    if not args.out:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(args.out, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise CliError(f"could not write {args.out}: {error.strerror or error}") from None
+    print(f"wrote {os.path.abspath(args.out)}: {len(found.classes if args.classes else found.games)} rows")
+
+
+def _list_lessons(store) -> None:
+    """Every lesson, newest first: its code as shown, name, when opened and closed (UTC), games saved in it."""
+    from cifarmix import lessons
+
+    def minute(iso: str | None) -> str:
+        return iso[:16].replace("T", " ") if iso else "open"
+
+    rows = [(lessons.shown_code(lesson["code"]), lesson["name"][:30], minute(lesson["created_at"]),
+             minute(lesson["closed_at"]), len(store.leaderboard(limit=None, lesson_id=lesson["id"])))
+            for lesson in store.lessons()]
+    if not rows:
+        print("no lessons yet: open one on the app's Lesson page")
+    for row in [("code", "name", "opened", "closed", "games")] * bool(rows) + rows:
+        print("{:8s} {:30s} {:17s} {:17s} {:>5}".format(*row))
 
 
 def cmd_export(args) -> None:

@@ -227,6 +227,9 @@ class Game:
         position: index of the current round.
         stage: "guess", "reveal" or "over".
         score_id: the leaderboard row once saved (``record``), so a game is saved once.
+        lesson_id: the lesson the game is played in (``cifarmix.lessons``), or None: the server-wide board.
+        lesson_note: why a game of a lesson was saved on the server-wide board instead (the lesson was closed
+            before it ended), once ``record`` did so; None otherwise.
 
     The current round's state (cleared by ``advance``):
         opponent_answer: the model's answer to it, once computed (the page asks the model before the round is
@@ -250,6 +253,8 @@ class Game:
     picks: Answer = NO_ANSWER
     picked_at: tuple[float | None, float | None] = (None, None)
     alpha_range: tuple[float, float] | None = None
+    lesson_id: int | None = None
+    lesson_note: str | None = None
 
     @property
     def mode(self) -> str:
@@ -416,13 +421,16 @@ def _correct(answer: Answer, game_round: Round) -> tuple[bool, bool]:
 
 
 def new_game(y_test: np.ndarray, seed: int, opponent: str, rounds: int = ROUNDS, alpha: float = DEFAULT_ALPHA,
-             time_limit: float | None = None, alpha_range: tuple[float, float] | None = None) -> Game:
-    """A new game dealt from the test labels (see :func:`deal_rounds`); with ``alpha_range``, unequal mixes."""
+             time_limit: float | None = None, alpha_range: tuple[float, float] | None = None,
+             lesson_id: int | None = None) -> Game:
+    """A new game dealt from the test labels (see :func:`deal_rounds`); with ``alpha_range``, unequal mixes; with
+    ``lesson_id``, played in that lesson (saved there by :func:`record` while it is open)."""
     if time_limit is not None and time_limit <= 0:
         raise ValueError(f"the time limit must be a positive number of seconds or None; got {time_limit}")
     alpha_range = None if alpha_range is None else check_alpha_range(alpha_range)
     return Game(deal_rounds(y_test, seed, rounds, alpha_range), str(opponent), int(seed), mixing.check_alpha(alpha),
-                None if time_limit is None else float(time_limit), alpha_range=alpha_range)
+                None if time_limit is None else float(time_limit), alpha_range=alpha_range,
+                lesson_id=None if lesson_id is None else int(lesson_id))
 
 
 def random_guesser(game: Game) -> Callable[[np.ndarray], dict]:
@@ -546,6 +554,9 @@ def record(game: Game, store, player: str) -> int:
     """Save a finished game once: its guesses (for the classroom table) and its score (for the leaderboard), in
     one transaction. A save that failed (a full disk) saved nothing and can simply be called again.
 
+    A game of a lesson is saved in the lesson; if the lesson was closed before the game ended, the game is not
+    lost: it is saved on the server-wide board, ``game.lesson_id`` becomes None and ``game.lesson_note`` says why.
+
     Args:
         game: a game in its "over" stage.
         store: a ``RunStore``.
@@ -557,14 +568,24 @@ def record(game: Game, store, player: str) -> int:
     if game.stage != "over":
         raise RuntimeError("only a finished game is saved; play its last round first")
     if game.score_id is None:
-        from cifarmix.store import clean_player_name
+        from cifarmix.store import LessonClosedError, clean_player_name
 
         try:
             name = clean_player_name(player)
         except ValueError:
             name = "anonymous"
-        game.score_id = store.add_score(name, game.human_score, len(game.results), game.opponent,
-                                        game.model_score, game.details(), guesses=guess_rows(game), mode=game.mode)
+
+        def save(lesson_id: int | None) -> int:
+            return store.add_score(name, game.human_score, len(game.results), game.opponent, game.model_score,
+                                   game.details(), guesses=guess_rows(game), mode=game.mode, lesson_id=lesson_id)
+
+        try:
+            game.score_id = save(game.lesson_id)
+        except LessonClosedError as error:  # closed while the game was played: nothing saved; keep it outside
+            game.score_id = save(None)
+            game.lesson_id = None
+            game.lesson_note = (f"This game was not saved in its lesson: {error}. It is on the server-wide board "
+                                "instead.")
     return game.score_id
 
 

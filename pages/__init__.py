@@ -3,7 +3,7 @@
 Streamlit treats a folder named ``pages/`` beside the entry script as a legacy multipage app until the first
 ``st.navigation`` call in the process (``PagesManager.uses_pages_directory``). While that flag is set, the script
 runner runs ``_mpa_v1`` instead of ``app.py``: it builds a navigation of its own from ``pages/*.py`` (app, game,
-mixer, runs, train, ui) and runs the page of the URL alone — without ``app.py``'s navigation and sidebar. That
+lesson, lesson_join, mixer, runs, train, ui) and runs the page of the URL alone — without ``app.py``'s navigation and sidebar. That
 happens in a fresh server's first script runs, including those of a second session whose run began before the
 flag went off (a first import of this package cannot catch them: the package is imported once per process), and
 in every run of Streamlit's AppTest, which resets the flag before each run.

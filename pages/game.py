@@ -20,7 +20,7 @@ import streamlit as st
 
 from cifarmix import figures, game, mixing, shelf
 from cifarmix.store import PLAYER_NAME_MAX
-from pages import ui, use_app_navigation
+from pages import lesson_join, ui, use_app_navigation
 
 use_app_navigation()  # first: a legacy run of this page runs app.py instead
 
@@ -46,7 +46,8 @@ def start_game(y) -> None:
     unequal = st.session_state.get("game_mode") == "unequal"
     alpha_range = tuple(st.session_state.get("game_alpha_range") or game.DEFAULT_ALPHA_RANGE) if unequal else None
     st.session_state[GAME_KEY] = game.new_game(y, secrets.randbits(32), st.session_state["game_opponent"],
-                                               time_limit=limit, alpha_range=alpha_range)
+                                               time_limit=limit, alpha_range=alpha_range,
+                                               lesson_id=lesson_join.lesson_for_new_game())  # lessons: issue 16
     keep_for_refresh(st.session_state[GAME_KEY])
     st.session_state.pop(ERROR_KEY, None)
 
@@ -136,6 +137,7 @@ def opponents() -> list[str]:
 def setup(y) -> None:
     with st.container(border=True):
         st.subheader("New game")
+        lesson_join.join_box()  # lessons (issue 16): the lesson this student plays in, or a box for its code
         choices = opponents()
         for key in SETUP_KEYS:  # back from a game: the choices made before it
             if key not in st.session_state and st.session_state.get(f"{key}_kept") is not None:
@@ -176,13 +178,14 @@ def setup(y) -> None:
     keep_setup()
 
 
-def rank_text(score_id: int, mode: str = "equal") -> str:
+def rank_text(score_id: int, mode: str = "equal", in_lesson: bool = False) -> str:
     try:
         rank, games = ui.run_store().score_rank(score_id)
     except (LookupError, sqlite3.Error) as error:  # a deleted score, a locked store: the game itself is saved
         return f"Your score is saved; its rank cannot be shown right now ({type(error).__name__})."
     where = "below" if rank <= LEADERBOARD_SIZE else f"(the top {LEADERBOARD_SIZE} are below)"
     board = "the unequal-mixes leaderboard" if mode == "unequal" else "the leaderboard"
+    board = f"{board} of your lesson" if in_lesson else board
     return f"Your game is #{rank} of {games} on {board} {where}."
 
 
@@ -346,7 +349,9 @@ def summary(g: game.Game) -> None:
         if st.session_state.get(RETRY_KEY):
             st.button("Try saving again", icon="💾", on_click=save, args=(g,), key="game_save_again")
     elif g.score_id is not None:
-        st.caption(rank_text(g.score_id, g.mode))
+        if g.lesson_note:  # lessons: its lesson closed before the game ended
+            st.warning(g.lesson_note, icon="🎓")
+        st.caption(rank_text(g.score_id, g.mode, in_lesson=g.lesson_id is not None))
     per_class = game.class_summary(g.results)
     st.markdown("#### Class by class")
     st.markdown(game.who_did_better(per_class, g.opponent))
@@ -358,7 +363,7 @@ def summary(g: game.Game) -> None:
     } for c in per_class]), hide_index=True)
     st.caption("This table counts every round of this game: a photo you left unanswered (the time ran out) "
                "counts as not right for you. The classroom chart below counts only answered picks, over every "
-               "game played here.")
+               + ("game of your lesson." if g.lesson_id is not None else "game played here."))
     st.button("Play again", icon="🔁", type="primary", on_click=quit_game, key="game_again")
 
 
@@ -369,10 +374,25 @@ def board_mode() -> str:
                                 key=BOARD_MODE_KEY) or "equal"
 
 
-def leaderboard(mode: str) -> None:
-    st.subheader("🏆 Leaderboard" + ("" if mode == "equal" else " · unequal mixes"))
+def board_lesson(g: game.Game | None) -> dict | None:
+    """The lesson whose games the leaderboard and the chart show (lessons, issue 16): the finished game's, else
+    the one this student plays in; None: the server-wide board (games outside any lesson)."""
+    if g is not None and g.stage == "over" and g.score_id is not None:
+        if g.lesson_id is None:
+            return None
+        try:
+            return ui.run_store().lesson(g.lesson_id)
+        except sqlite3.Error:  # a locked store: still the lesson's board (the board itself says it cannot read)
+            return {"id": g.lesson_id, "name": "your lesson"}
+    return lesson_join.joined()
+
+
+def leaderboard(mode: str, lesson: dict | None = None) -> None:
+    st.subheader("🏆 Leaderboard" + ("" if mode == "equal" else " · unequal mixes")
+                 + (f" · lesson {ui.escape_markdown(lesson['name'])}" if lesson else ""))
     try:
-        rows = ui.run_store().leaderboard(limit=LEADERBOARD_SIZE, mode=mode)
+        rows = ui.run_store().leaderboard(limit=LEADERBOARD_SIZE, mode=mode,
+                                          lesson_id=lesson["id"] if lesson else None)
     except sqlite3.Error as error:  # a locked or damaged store: say so, the page goes on
         st.warning(f"The leaderboard cannot be read right now ({type(error).__name__}: {error}).", icon="🏆")
         return
@@ -405,11 +425,13 @@ def time_limit_text(details: dict | None) -> str:
     return f"{details['time_limit']:g} s" if details["time_limit"] else "no limit"
 
 
-def classroom(mode: str) -> None:
-    st.subheader("👩‍🏫 People vs models, over every game played here"
+def classroom(mode: str, lesson: dict | None = None) -> None:
+    st.subheader("👩‍🏫 People vs models, over every game played "
+                 + (f"in the lesson {ui.escape_markdown(lesson['name'])}" if lesson else "here")
                  + ("" if mode == "equal" else " with unequal mixes"))
     try:
-        rows = game.classroom_summary(ui.run_store().class_accuracy(ignored_models=[ui.BASELINE], mode=mode))
+        rows = game.classroom_summary(ui.run_store().class_accuracy(ignored_models=[ui.BASELINE], mode=mode,
+                                                                    lesson_id=lesson["id"] if lesson else None))
     except sqlite3.Error as error:
         st.warning(f"The class-by-class results cannot be read right now ({type(error).__name__}: {error}).",
                    icon="👩‍🏫")
@@ -426,7 +448,8 @@ def classroom(mode: str) -> None:
     st.plotly_chart(figures.classroom(rows), key="game_classroom", config={"displayModeBar": False})
     st.caption("Counted: every finished game's answered picks, one per photo in the mix. A photo the player left "
                "unnamed (or named after the clock ran out) is not counted, and quit games are not saved. Games "
-               "against the random guesser count for the people, not for the models.")
+               "against the random guesser count for the people, not for the models."
+               + (" Only this lesson's games." if lesson else " Games played in a lesson count in their lesson."))
 
 
 @st.fragment
@@ -457,8 +480,8 @@ if current is None or current.stage == "over":
         setup(splits.y_test)
     else:
         summary(current)
-    shown_mode = board_mode()
-    leaderboard(shown_mode)
-    classroom(shown_mode)
+    shown_mode, shown_lesson = board_mode(), board_lesson(current)
+    leaderboard(shown_mode, shown_lesson)
+    classroom(shown_mode, shown_lesson)
 else:
     round_section(splits.x_test)

@@ -45,7 +45,7 @@ Layout and display
     ``show_image(image, caption, factor)``
     ``escape_markdown(text)``    user text made safe for any element that renders markdown
     ``format_time(iso)``         "2025-01-31 12:00 UTC" from a run-store timestamp
-    ``PAGE_MIXER`` / ``PAGE_GAME`` / ``PAGE_TRAIN`` / ``PAGE_RUNS``  page paths for ``st.page_link``
+    ``PAGE_MIXER`` / ``PAGE_GAME`` / ``PAGE_TRAIN`` / ``PAGE_RUNS`` / ``PAGE_LESSON``  page paths for ``st.page_link``
 
 Performance
     ``keep_keras_kernels()``     Streamlit's ``keras.backend.clear_session()`` after each run, made a no-op (it
@@ -78,6 +78,7 @@ PAGE_MIXER = "pages/mixer.py"
 PAGE_GAME = "pages/game.py"
 PAGE_TRAIN = "pages/train.py"
 PAGE_RUNS = "pages/runs.py"
+PAGE_LESSON = "pages/lesson.py"
 
 
 

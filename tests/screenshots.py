@@ -1,5 +1,5 @@
 """Screenshots of every page and its main states, at 1280 x 800 and on a phone, from a running app: look at a
-change in a minute (a few, on a busy machine).
+change in a minute (a few, on a busy machine); and a lesson's view on a projector (1920 x 1080 and 1280 x 720).
 
 Run (a server on the real data and the shipped models; the script starts one unless --url is given):
     chrt -i 0 .venv/bin/python tests/screenshots.py [--url http://localhost:8501] [--out /tmp/cifarmix-shots]
@@ -9,6 +9,8 @@ The server it starts gets a throw-away home with two short trainings in it (``--
 page has curves, confusion matrices and a comparison. On the desktop pass the script also starts a *smoke* run on
 the Train page and takes it through its phases (starting, compiling the first steps, training) to the end, plays
 a whole game to its end screen and the classroom chart, and scores a run on a quick look at the test protocol.
+Each pass also opens a lesson, joins it by its link, plays a game in it (the classmates' games are added through
+the store when the script started the server), and shows the teacher's live view, then closes the lesson.
 
 It drives Debian's Chromium through Playwright (never a downloaded browser) and writes one PNG per page, state
 and viewport (``train-phase-desktop.png``, ``game-end-phone.png``, ...), then prints their paths; a state it
@@ -35,7 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--no-first-run", "--disable-component-update", "--disable-sync"]
-VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844},
+             "projector": {"width": 1920, "height": 1080}, "projector-720": {"width": 1280, "height": 720}}
+PROJECTORS = ("projector", "projector-720")  # only the lesson's states
+CLASSMATES = ("Ada", "Bo", "Chen", "Dara", "Eli", "Fen", "Gus", "Hana", "Ivo", "Jo", "Kai", "Lea")
 SETTLE_MS = 1500  # after a page's last change, for charts to draw
 SEED_RUNS = (  # short trainings for the Runs page: enough steps for a smoothed step-loss curve, two to compare
     ["--preset", "smoke", "--epochs", "4", "--steps-per-epoch", "30", "--name", "seeded-a"],
@@ -60,7 +65,8 @@ def seed(home: str) -> None:
 @contextlib.contextmanager
 def server(port: int, seeded: bool):
     """``streamlit run app.py`` on ``port`` with a throw-away home, the shipped models and the real data."""
-    home = tempfile.mkdtemp(prefix="cifarmix-shots-")
+    global HOME
+    home = HOME = tempfile.mkdtemp(prefix="cifarmix-shots-")
     if seeded:
         seed(home)
     streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent)) or "streamlit"
@@ -146,6 +152,79 @@ def play_to_the_end(page) -> None:
     show(page, "Class by class")
 
 
+HOME = None  # the home of the server the script started (None with --url): where classmates' games are added
+
+
+def open_lesson(page, url: str, name: str) -> str:
+    """The teacher opens a lesson on the Lesson page; returns the teacher's view's URL."""
+    page.goto(f"{url}/lesson")
+    page.get_by_label("Name of the lesson").fill(name)
+    page.get_by_label("Name of the lesson").press("Tab")
+    page.get_by_role("button", name=re.compile("Open the lesson")).click()
+    page.wait_for_url(re.compile(r"lesson=[A-Z0-9]{6}&key="))
+    text(page, "Waiting for the first finished game").wait_for()
+    return page.url
+
+
+def classmates(lesson_url: str, games: int) -> None:
+    """``games`` finished games of classmates in the lesson of ``lesson_url``, saved through the store of the server
+    this script started (each with its own share of right answers); nothing with --url."""
+    if HOME is None:
+        return
+    import numpy as np
+
+    os.environ["CIFARMIX_HOME"] = HOME
+    sys.path.insert(0, str(ROOT))  # the script runs from tests/: the package is beside it
+    from cifarmix import game, lessons
+    from cifarmix.store import RunStore
+
+    store = RunStore()
+    lesson = lessons.find_lesson(store, re.search(r"lesson=(\w+)", lesson_url).group(1))
+    rng = np.random.default_rng(7)
+    for number in range(games):
+        g = game.new_game(np.arange(10_000) % 10, number, "champion", lesson_id=lesson["id"])
+        skill = rng.uniform(0.3, 0.9)
+        while g.stage != "over":
+            r = g.current
+            picks = [c if rng.random() < skill * (0.6 if c in (2, 3) else 1) else (c + 1) % 5
+                     for c in (r.first, r.second)]
+            model = [c if rng.random() < (0.55 if c in (3, 5) else 0.85) else (c + 2) % 5 for c in (r.first, r.second)]
+            g.answer(game.Answer(*picks), game.Answer(*model, (0.8, 0.8)), 3.0)
+            g.advance()
+        game.record(g, store, CLASSMATES[number % len(CLASSMATES)])
+
+
+def lesson_states(page, url: str, kind: str):
+    """The lesson's states: the teacher's view on a projector; joining and playing in it on the others."""
+    if kind in PROJECTORS:
+        yield "lesson-start", lambda: page.goto(f"{url}/lesson")
+        teacher = {}
+        yield "lesson-open", lambda: teacher.setdefault("url", open_lesson(page, url, f"Year 9 · {kind}"))
+        yield "lesson-live", lambda: (classmates(teacher["url"], 9), page.goto(teacher["url"]),
+                                      text(page, "games finished").wait_for(), page.wait_for_timeout(6000))
+        yield "lesson-live-below", lambda: show(page, "People vs the model, class by class")
+        yield "lesson-closed", lambda: (page.get_by_role("button", name=re.compile("Close the lesson")).click(),
+                                        page.get_by_role("button", name=re.compile("Yes, close it")).click(),
+                                        text(page, "Closed at").wait_for())
+        return
+    teacher = {}
+
+    def join() -> None:  # the teacher's view in another tab, the student's join link in this one
+        other = page.context.new_page()
+        teacher["url"] = open_lesson(other, url, f"Year 9 · {kind}")
+        teacher["page"] = other
+        code = re.search(r"lesson=(\w+)", teacher["url"]).group(1)
+        page.bring_to_front()  # the student's tab has the keyboard again (its shortcuts play the game)
+        page.goto(f"{url}/game?lesson={code}")
+        text(page, "You are playing in the lesson").wait_for()
+
+    yield "lesson-join", join
+    from test_browser_lesson import play_a_game  # by taps, as a student on a phone plays
+
+    yield "lesson-game-end", lambda: (play_a_game(page), show(page, "Class by class"))
+    yield "lesson-game-board", lambda: show(page, "Leaderboard · lesson")
+
+
 def start_training(page) -> None:
     """A smoke run made long enough to watch (3 epochs of 30 steps), from its first second."""
     for label, value in (("Epochs", "3"), ("Steps per epoch", "30")):
@@ -169,6 +248,9 @@ def quick_look(page) -> None:
 
 def states(page, url: str, kind: str):
     """Yield (name, callable that brings the page to that state) in the order they are visited."""
+    if kind in PROJECTORS:
+        yield from lesson_states(page, url, kind)
+        return
     desktop = kind == "desktop"
     yield "mixer", lambda: page.goto(f"{url}/mixer")
     yield "mixer-gallery", lambda: show(page, "can you guess")
@@ -197,6 +279,7 @@ def states(page, url: str, kind: str):
     yield "runs-compare", lambda: (page.get_by_role("tab", name="Compare runs").click(), show(page, "Runs to compare"))
     yield "runs-compare-curves", lambda: chart(page, -2)
     yield "runs-compare-steps", lambda: chart(page, -1)
+    yield from lesson_states(page, url, kind)
 
 
 def main() -> None:
@@ -227,7 +310,8 @@ def main() -> None:
                         settle(page)
                         print(shoot(page, out, name, kind), flush=True)
                     except Exception as error:  # one missing state must not cost the others
-                        print(f"{name}-{kind}: not reached ({type(error).__name__}: {str(error)[:160]})", flush=True)
+                        print(f"{name}-{kind}: not reached ({type(error).__name__}: {str(error)[:160]}); the page "
+                              f"then: {shoot(page, out, name + '-not-reached', kind)}", flush=True)
             browser.close()
 
 

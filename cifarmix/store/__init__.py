@@ -1,5 +1,5 @@
 """The run store: one SQLite file holding runs, their metrics and confusion matrices, evaluations, weight sweeps
-and game scores.
+and game scores and lessons.
 
 One module per concept, each a ``Database`` subclass with its tables' operations; ``RunStore`` is all of them
 over one file, and this package re-exports every public name, so callers import from ``cifarmix.store``:
@@ -10,7 +10,8 @@ over one file, and this package re-exports every public name, so callers import 
 - ``metrics``: step and epoch metrics, confusion matrices;
 - ``evaluations``: test-protocol results;
 - ``sweeps``: weight sweeps (each head's accuracy against the mixing weight), one per model and settings;
-- ``scores``: game scores and guesses: leaderboard, rank, per-class accuracy;
+- ``scores``: game scores and guesses: leaderboard, rank, per-class accuracy (each in a lesson or outside any);
+- ``lessons``: lessons (a teacher's class, joined by a code): open, find, close, list;
 - ``values``: the statuses, heads, class indices, names and run ids it accepts.
 """
 
@@ -27,6 +28,13 @@ from cifarmix.store.db import (
     utc_now,
 )
 from cifarmix.store.evaluations import Evaluations
+from cifarmix.store.lessons import (
+    LESSON_COLUMNS,
+    LessonClosedError,
+    LessonError,
+    Lessons,
+    UnknownLessonError,
+)
 from cifarmix.store.metrics import STEP_COLUMNS, Metrics
 from cifarmix.store.queue import WorkQueue
 from cifarmix.store.runs import JSON_RUN_COLUMNS, RUN_COLUMNS, UPDATABLE_RUN_COLUMNS, WORKER, Runs, UnknownRunError
@@ -37,11 +45,13 @@ from cifarmix.store.values import (
     DEFAULT_GAME_MODE,
     GAME_MODES,
     HEADS,
+    LESSON_NAME_MAX,
     PLAYER_NAME_MAX,
     RUN_ID_MAX_DIGITS,
     RUN_NAME_MAX,
     STATUSES,
     TERMINAL_STATUSES,
+    clean_lesson_name,
     clean_player_name,
     clean_run_name,
     parse_run_id,
@@ -49,17 +59,18 @@ from cifarmix.store.values import (
 
 __all__ = [
     "ACTIVE_STATUSES", "BUSY_TIMEOUT_S", "DEFAULT_GAME_MODE", "GAME_MODES", "HEADS", "JSON_RUN_COLUMNS",
-    "LOCK_RETRIES", "LOCK_RETRY_SLEEP_S", "MIGRATIONS", "PLAYER_NAME_MAX", "RUN_COLUMNS", "RUN_ID_MAX_DIGITS",
-    "RUN_NAME_MAX", "STATUSES", "STEP_COLUMNS", "TERMINAL_STATUSES", "UPDATABLE_RUN_COLUMNS", "Database",
-    "Evaluations", "Metrics", "RunStore", "Runs", "SchemaTooNewError", "Scores", "StoreError", "Sweeps", "UnknownRunError",
-    "WORKER", "WorkQueue",
-    "clean_player_name", "clean_run_name", "parse_run_id", "settings_key", "utc_now",
+    "LESSON_COLUMNS", "LESSON_NAME_MAX", "LOCK_RETRIES", "LOCK_RETRY_SLEEP_S", "MIGRATIONS", "PLAYER_NAME_MAX",
+    "RUN_COLUMNS", "RUN_ID_MAX_DIGITS", "RUN_NAME_MAX", "STATUSES", "STEP_COLUMNS", "TERMINAL_STATUSES",
+    "UPDATABLE_RUN_COLUMNS", "WORKER", "Database", "Evaluations", "LessonClosedError", "LessonError", "Lessons",
+    "Metrics", "RunStore", "Runs", "SchemaTooNewError", "Scores", "StoreError", "Sweeps", "UnknownLessonError",
+    "UnknownRunError", "WorkQueue", "clean_lesson_name", "clean_player_name", "clean_run_name", "parse_run_id",
+    "settings_key", "utc_now",
 ]
 
 
-class RunStore(Runs, WorkQueue, Metrics, Evaluations, Sweeps, Scores):
-    """The SQLite run store: runs (and their queue for training workers), metrics, evaluations, sweeps and scores
-    over one file. Safe to share between threads; every process may open its own.
+class RunStore(Runs, WorkQueue, Metrics, Evaluations, Sweeps, Scores, Lessons):
+    """The SQLite run store: runs (and their queue for training workers), metrics, evaluations, sweeps, scores and
+    lessons over one file. Safe to share between threads; every process may open its own.
 
     Args:
         path: the database file; default ``paths.db_path()`` (under ``$CIFARMIX_HOME``). Its folder is

@@ -18,6 +18,7 @@ TERMINAL_STATUSES = ("finished", "stopped", "failed", "killed")
 ACTIVE_STATUSES = ("queued", "running")
 PLAYER_NAME_MAX = 24
 RUN_NAME_MAX = 40
+LESSON_NAME_MAX = 60
 RUN_ID_MAX_DIGITS = 18  # SQLite integers are 64-bit: longer numbers cannot be run ids
 GAME_MODES = ("equal", "unequal")  # plain averages, or a weight of A drawn per round from a range
 DEFAULT_GAME_MODE = "equal"  # what a game saved before modes existed was
@@ -86,6 +87,22 @@ def clean_run_name(name: str | None) -> str | None:
     if len(cleaned) > RUN_NAME_MAX:
         raise ValueError(f"the run name is {len(cleaned)} characters long; give one of at most {RUN_NAME_MAX}")
     return cleaned if has_visible(cleaned) else None
+
+
+def clean_lesson_name(name: str) -> str:
+    """A lesson's name fit for the projector and a CSV: printable, stripped, at most ``LESSON_NAME_MAX``
+    characters.
+
+    Raises:
+        ValueError: if nothing visible is left, or it is longer than ``LESSON_NAME_MAX`` characters.
+    """
+    cleaned = _printable(str(name)).strip()
+    if not has_visible(cleaned):
+        raise ValueError(f"Expected a lesson name with at least one visible character, found {name!r}; type a name "
+                         "(e.g. the class and the day).")
+    if len(cleaned) > LESSON_NAME_MAX:
+        raise ValueError(f"the lesson name is {len(cleaned)} characters long; give one of at most {LESSON_NAME_MAX}")
+    return cleaned
 
 
 def parse_run_id(text: Any) -> int | None:
