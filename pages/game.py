@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 import secrets
-import sqlite3
 import time
 
 import pandas as pd
 import streamlit as st
 
 from cifarmix import figures, game, mixing
-from cifarmix.store import PLAYER_NAME_MAX
+from cifarmix.store import DATABASE_ERRORS, PLAYER_NAME_MAX
 from pages import ui, use_app_navigation
 
 use_app_navigation()  # first: a legacy run of this page runs app.py instead
@@ -62,7 +61,7 @@ def save(g: game.Game) -> None:
     st.session_state.pop(RETRY_KEY, None)
     try:
         game.record(g, ui.run_store(), st.session_state.get("game_player_kept") or "")
-    except (sqlite3.Error, OSError) as error:  # a full disk, a locked store: say so, keep the game
+    except (*DATABASE_ERRORS, OSError) as error:  # a full disk, a locked store: say so, keep the game
         st.session_state[ERROR_KEY] = (f"Your score could not be saved ({type(error).__name__}: {error}). "
                                        "Nothing of this game was saved; the game stays here, so you can try again.")
         st.session_state[RETRY_KEY] = True
@@ -133,7 +132,7 @@ def setup(y) -> None:
 def rank_text(score_id: int, mode: str = "equal") -> str:
     try:
         rank, games = ui.run_store().score_rank(score_id)
-    except (LookupError, sqlite3.Error) as error:  # a deleted score, a locked store: the game itself is saved
+    except (LookupError, *DATABASE_ERRORS) as error:  # a deleted score, a locked store: the game itself is saved
         return f"Your score is saved; its rank cannot be shown right now ({type(error).__name__})."
     where = "below" if rank <= LEADERBOARD_SIZE else f"(the top {LEADERBOARD_SIZE} are below)"
     board = "the unequal-mixes leaderboard" if mode == "unequal" else "the leaderboard"
@@ -327,7 +326,7 @@ def leaderboard(mode: str) -> None:
     st.subheader("🏆 Leaderboard" + ("" if mode == "equal" else " · unequal mixes"))
     try:
         rows = ui.run_store().leaderboard(limit=LEADERBOARD_SIZE, mode=mode)
-    except sqlite3.Error as error:  # a locked or damaged store: say so, the page goes on
+    except DATABASE_ERRORS as error:  # a locked or damaged store: say so, the page goes on
         st.warning(f"The leaderboard cannot be read right now ({type(error).__name__}: {error}).", icon="🏆")
         return
     if not rows:
@@ -364,7 +363,7 @@ def classroom(mode: str) -> None:
                  + ("" if mode == "equal" else " with unequal mixes"))
     try:
         rows = game.classroom_summary(ui.run_store().class_accuracy(ignored_models=[ui.BASELINE], mode=mode))
-    except sqlite3.Error as error:
+    except DATABASE_ERRORS as error:
         st.warning(f"The class-by-class results cannot be read right now ({type(error).__name__}: {error}).",
                    icon="👩‍🏫")
         return

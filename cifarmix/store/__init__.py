@@ -1,10 +1,12 @@
-"""The run store: one SQLite file holding runs, their metrics and confusion matrices, evaluations, weight sweeps
-and game scores.
+"""The run store: one database holding runs, their metrics and confusion matrices, evaluations, weight sweeps
+and game scores: a SQLite file under ``$CIFARMIX_HOME`` by default, or a PostgreSQL server named by
+``CIFARMIX_STORE=postgresql://...`` (shared by several machines).
 
 One module per concept, each a ``Database`` subclass with its tables' operations; ``RunStore`` is all of them
-over one file, and this package re-exports every public name, so callers import from ``cifarmix.store``:
+over one database, and this package re-exports every public name, so callers import from ``cifarmix.store``:
 
-- ``db``: connections (WAL, busy timeout, one transaction per operation), the schema and its migrations;
+- ``db``: which database, its engine and connections (SQLite: WAL, busy timeout; one transaction per operation),
+  the schema and its migrations, the errors;
 - ``runs``: the runs: create, read, update, statuses, stop flags, kill bookkeeping, delete;
 - ``metrics``: step and epoch metrics, confusion matrices;
 - ``evaluations``: test-protocol results;
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from cifarmix.store.db import (
     BUSY_TIMEOUT_S,
+    DATABASE_ERRORS,
     LOCK_RETRIES,
     LOCK_RETRY_SLEEP_S,
     MIGRATIONS,
@@ -46,7 +49,8 @@ from cifarmix.store.values import (
 )
 
 __all__ = [
-    "ACTIVE_STATUSES", "BUSY_TIMEOUT_S", "DEFAULT_GAME_MODE", "GAME_MODES", "HEADS", "JSON_RUN_COLUMNS",
+    "ACTIVE_STATUSES", "BUSY_TIMEOUT_S", "DATABASE_ERRORS", "DEFAULT_GAME_MODE", "GAME_MODES", "HEADS",
+    "JSON_RUN_COLUMNS",
     "LOCK_RETRIES", "LOCK_RETRY_SLEEP_S", "MIGRATIONS", "PLAYER_NAME_MAX", "RUN_COLUMNS", "RUN_ID_MAX_DIGITS",
     "RUN_NAME_MAX", "STATUSES", "STEP_COLUMNS", "TERMINAL_STATUSES", "UPDATABLE_RUN_COLUMNS", "Database",
     "Evaluations", "Metrics", "RunStore", "Runs", "SchemaTooNewError", "Scores", "StoreError", "Sweeps", "UnknownRunError",
@@ -55,10 +59,14 @@ __all__ = [
 
 
 class RunStore(Runs, Metrics, Evaluations, Sweeps, Scores):
-    """The SQLite run store: runs, metrics, evaluations, sweeps and scores over one file. Safe to share between
+    """The run store: runs, metrics, evaluations, sweeps and scores in one database. Safe to share between
     threads; every process may open its own.
 
     Args:
-        path: the database file; default ``paths.db_path()`` (under ``$CIFARMIX_HOME``). Its folder is
-            created, the file is switched to WAL mode and migrated to the current schema.
+        target: a SQLite file path, a database URL (``postgresql://user:password@host:5432/database``,
+            ``sqlite:////path/to/file.sqlite3``), or None for ``paths.store_url()`` (``$CIFARMIX_STORE``, default
+            the file ``paths.db_path()`` under ``$CIFARMIX_HOME``). See ``db.Database``.
+
+    Raises:
+        StoreError: if the database cannot be reached, opened or written (which one, what is wrong, how to fix it).
     """

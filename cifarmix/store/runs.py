@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, RowMapping
+
 from cifarmix import paths, processes
-from cifarmix.store.db import Database, utc_now
+from cifarmix.store.db import Database, for_update, utc_now
 from cifarmix.store.values import ACTIVE_STATUSES, TERMINAL_STATUSES, clean_run_name, validate_status
 
 RUN_COLUMNS = (
@@ -48,18 +50,31 @@ def _status_assignments(status: str) -> str:
     return f"{stop_flag}, status = :status, message = :message, {timestamps}"
 
 
-def require_run(conn: sqlite3.Connection, run_id: int) -> None:
-    """Raise ``UnknownRunError`` unless run ``run_id`` exists (call it inside the transaction that writes)."""
-    if conn.execute("SELECT 1 FROM runs WHERE id = ?", (int(run_id),)).fetchone() is None:
+def require_run(conn: Connection, run_id: int) -> None:
+    """Raise ``UnknownRunError`` unless run ``run_id`` exists (call it inside the transaction that writes). On
+    PostgreSQL the run's row stays locked until that transaction ends, so the run's writes come one at a time and
+    a run deleted meanwhile is unknown, as under SQLite's file lock."""
+    found = conn.execute(text(f"SELECT 1 FROM runs WHERE id = :id{for_update(conn)}"), {"id": int(run_id)}).first()
+    if found is None:
         raise _unknown_run(run_id)
 
 
-def _run_from_row(row: sqlite3.Row) -> dict:
+def _run_from_row(row: RowMapping) -> dict:
     run = dict(row)
     for column in JSON_RUN_COLUMNS:
         run[column] = json.loads(run[column])
     run["stop_requested"] = bool(run["stop_requested"])
     return run
+
+
+def _column_value(column: str, value: Any) -> Any:
+    """A run column's value as the store keeps it: options and config as JSON text, the model path as text, a
+    flag as 0 or 1 (an integer column on both databases)."""
+    if column in JSON_RUN_COLUMNS:
+        return json.dumps(value)
+    if column == "model_path" and value is not None:
+        return str(value)
+    return int(value) if isinstance(value, bool) else value
 
 
 class Runs(Database):
@@ -94,25 +109,28 @@ class Runs(Database):
         now = utc_now()
         started_at = now if status == "running" else None
         finished_at = now if status in TERMINAL_STATUSES else None
-        row = (name, arch, json.dumps(options), json.dumps(config), int(seed), status, device, now,
-               started_at, finished_at)
-        return self._write(lambda conn: conn.execute(
+        row = {"name": name, "arch": arch, "options": json.dumps(options), "config": json.dumps(config),
+               "seed": int(seed), "status": status, "device": device, "created_at": now, "started_at": started_at,
+               "finished_at": finished_at}
+        return self._write(lambda conn: conn.execute(text(
             "INSERT INTO runs (name, arch, options, config, seed, status, device, created_at, started_at,"
-            " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row).lastrowid)
+            " finished_at) VALUES (:name, :arch, :options, :config, :seed, :status, :device, :created_at,"
+            " :started_at, :finished_at) RETURNING id"), row).scalar_one())
 
     def get_run(self, run_id: int) -> dict | None:
         """One run as a dict (keys ``RUN_COLUMNS``; options and config decoded), or None if there is none."""
-        row = self._read(lambda conn: conn.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone())
+        row = self._read(lambda conn: conn.execute(
+            text("SELECT * FROM runs WHERE id = :id"), {"id": int(run_id)}).mappings().first())
         return None if row is None else _run_from_row(row)
 
     def list_runs(self, status: str | None = None) -> list[dict]:
         """All runs, newest first, optionally only those with ``status``; each as ``get_run`` returns it."""
         if status is None:
-            query, params = "SELECT * FROM runs ORDER BY id DESC", ()
+            query, params = "SELECT * FROM runs ORDER BY id DESC", {}
         else:
             validate_status(status)
-            query, params = "SELECT * FROM runs WHERE status = ? ORDER BY id DESC", (status,)
-        rows = self._read(lambda conn: conn.execute(query, params).fetchall())
+            query, params = "SELECT * FROM runs WHERE status = :status ORDER BY id DESC", {"status": status}
+        rows = self._read(lambda conn: conn.execute(text(query), params).mappings().all())
         return [_run_from_row(row) for row in rows]
 
     def update_run(self, run_id: int, **fields: Any) -> None:
@@ -139,14 +157,12 @@ class Runs(Database):
             validate_status(fields["status"])
         if "name" in fields:
             fields = {**fields, "name": clean_run_name(fields["name"])}
-        values = {key: json.dumps(value) if key in JSON_RUN_COLUMNS else value for key, value in fields.items()}
-        if "model_path" in values and values["model_path"] is not None:
-            values["model_path"] = str(values["model_path"])
-        assignments = ", ".join(f"{column} = ?" for column in values)
+        values = {key: _column_value(key, value) for key, value in fields.items()}
+        assignments = ", ".join(f"{column} = :{column}" for column in values)
 
-        def update(conn: sqlite3.Connection) -> None:
+        def update(conn: Connection) -> None:
             require_run(conn, run_id)
-            conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), int(run_id)))
+            conn.execute(text(f"UPDATE runs SET {assignments} WHERE id = :id"), {**values, "id": int(run_id)})
 
         self._write(update)
 
@@ -161,9 +177,9 @@ class Runs(Database):
         sql = f"UPDATE runs SET {_status_assignments(status)} WHERE id = :id"
         params = {"status": status, "message": message, "now": utc_now(), "id": int(run_id)}
 
-        def update(conn: sqlite3.Connection) -> None:
+        def update(conn: Connection) -> None:
             require_run(conn, run_id)
-            conn.execute(sql, params)
+            conn.execute(text(sql), params)
 
         self._write(update)
 
@@ -185,21 +201,23 @@ class Runs(Database):
         """
         active = ", ".join(repr(status) for status in ACTIVE_STATUSES)
         sql = (f"UPDATE runs SET {_status_assignments('killed')} WHERE id = :id AND pid = :pid"
-               f" AND process_started IS :started AND status IN ({active})")
+               f" AND process_started IS NOT DISTINCT FROM :started AND status IN ({active})")
 
-        def update(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT epochs_done FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+        def update(conn: Connection) -> bool:
+            row = conn.execute(text(f"SELECT epochs_done FROM runs WHERE id = :id{for_update(conn)}"),
+                               {"id": int(run_id)}).mappings().first()
             if row is None:
                 return False
-            text = message.replace("{epochs_done}", str(row["epochs_done"] or 0))
-            return conn.execute(sql, {"status": "killed", "message": text, "now": utc_now(), "id": int(run_id),
-                                      "pid": int(pid), "started": started}).rowcount == 1
+            said = message.replace("{epochs_done}", str(row["epochs_done"] or 0))
+            return conn.execute(text(sql), {"status": "killed", "message": said, "now": utc_now(), "id": int(run_id),
+                                            "pid": int(pid), "started": started}).rowcount == 1
 
         return self._write(update)
 
     def claim(self, run_id: int, pid: int, started: int | None, message: str = "starting") -> bool:
         """Hand run ``run_id`` to the process ``pid`` (started at ``started``, see ``processes.start_time``) in one
-        ``BEGIN IMMEDIATE`` transaction: of two processes claiming one run at the same moment, exactly one wins.
+        transaction that holds the run (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's ``FOR UPDATE`` on its row): of two
+        processes claiming one run at the same moment, exactly one wins.
 
         The claim wins when the run is not active, or is active with no process yet (queued by ``jobs``), or with
         this very process, or with a process that is no longer alive; it then records the process and moves the
@@ -216,17 +234,17 @@ class Runs(Database):
         sql = (f"UPDATE runs SET pid = :pid, process_started = :started, {_status_assignments('running')}"
                " WHERE id = :id")
 
-        def take(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(f"SELECT status IN ({active}) AS active, pid, process_started FROM runs WHERE id = ?",
-                               (int(run_id),)).fetchone()
+        def take(conn: Connection) -> bool:
+            row = conn.execute(text(f"SELECT status IN ({active}) AS active, pid, process_started FROM runs"
+                                    f" WHERE id = :id{for_update(conn)}"), {"id": int(run_id)}).mappings().first()
             if row is None:
                 raise _unknown_run(run_id)
             holder, holder_started = row["pid"], row["process_started"]
             own = holder == int(pid) and holder_started in (None, started)
             if row["active"] and holder and not own and processes.is_alive(holder, holder_started):
                 return False
-            conn.execute(sql, {"pid": int(pid), "started": started, "status": "running", "message": message,
-                               "now": utc_now(), "id": int(run_id)})
+            conn.execute(text(sql), {"pid": int(pid), "started": started, "status": "running", "message": message,
+                                     "now": utc_now(), "id": int(run_id)})
             return True
 
         return self._write(take)
@@ -234,17 +252,17 @@ class Runs(Database):
     def request_stop(self, run_id: int) -> None:
         """Ask the run's training process to stop (it polls ``stop_requested``)."""
 
-        def flag(conn: sqlite3.Connection) -> None:
+        def flag(conn: Connection) -> None:
             require_run(conn, run_id)
-            conn.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (int(run_id),))
+            conn.execute(text("UPDATE runs SET stop_requested = 1 WHERE id = :id"), {"id": int(run_id)})
 
         self._write(flag)
 
     def stop_requested(self, run_id: int) -> bool:
         """Whether someone asked this run to stop. An unknown (e.g. deleted) run counts as asked to stop."""
         row = self._read(lambda conn: conn.execute(
-            "SELECT stop_requested FROM runs WHERE id = ?", (int(run_id),)).fetchone())
-        return True if row is None else bool(row[0])
+            text("SELECT stop_requested FROM runs WHERE id = :id"), {"id": int(run_id)}).mappings().first())
+        return True if row is None else bool(row["stop_requested"])
 
     def run_folder(self, run_id: int) -> Path:
         """The run's folder (``paths.run_dir``), checked to lie strictly inside ``paths.runs_dir()``.
@@ -275,11 +293,11 @@ class Runs(Database):
             raise _unknown_run(run_id)
         folder = self.run_folder(run_id)
 
-        def delete(conn: sqlite3.Connection) -> None:
+        def delete(conn: Connection) -> None:
             require_run(conn, run_id)
             for table in ("step_metrics", "epoch_metrics", "confusion_matrices", "evaluations", "sweeps"):
-                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (int(run_id),))
-            conn.execute("DELETE FROM runs WHERE id = ?", (int(run_id),))
+                conn.execute(text(f"DELETE FROM {table} WHERE run_id = :id"), {"id": int(run_id)})
+            conn.execute(text("DELETE FROM runs WHERE id = :id"), {"id": int(run_id)})
 
         self._write(delete)
         shutil.rmtree(folder, ignore_errors=True)

@@ -9,11 +9,13 @@ the modes are kept apart.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Connection
 
 from cifarmix.store.db import Database, utc_now
 from cifarmix.store.values import DEFAULT_GAME_MODE, clean_player_name, validate_class, validate_head, validate_mode
@@ -52,15 +54,17 @@ class Scores(Database):
         """
         now = utc_now()
         mode = validate_mode(mode)
-        record = (clean_player_name(player), int(score), int(rounds), str(opponent), int(model_score),
-                  None if details is None else json.dumps(details), now, mode)
-        guess_records = [self._guess_record(row, now) + (mode,) for row in guesses]
+        record = {"player": clean_player_name(player), "score": int(score), "rounds": int(rounds),
+                  "opponent": str(opponent), "model_score": int(model_score),
+                  "details": None if details is None else json.dumps(details), "created_at": now, "mode": mode}
+        guess_records = [{**self._guess_record(row, now), "mode": mode} for row in guesses]
 
-        def insert(conn: sqlite3.Connection) -> int:
+        def insert(conn: Connection) -> int:
             self._insert_guesses(conn, guess_records)
-            return conn.execute(
+            return conn.execute(text(
                 "INSERT INTO scores (player, score, rounds, opponent, model_score, details, created_at, mode)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record).lastrowid
+                " VALUES (:player, :score, :rounds, :opponent, :model_score, :details, :created_at, :mode)"
+                " RETURNING id"), record).scalar_one()
 
         return self._write(insert)
 
@@ -72,17 +76,17 @@ class Scores(Database):
             Dicts with id, player, score, rounds, opponent, model_score, details (decoded or None), created_at,
             mode (``"equal"`` for a game saved before modes existed).
         """
-        conditions, params = [], []
+        conditions, params = [], {"limit": int(limit)}
         if opponent is not None:
-            conditions.append("opponent = ?")
-            params.append(opponent)
+            conditions.append("opponent = :opponent")
+            params["opponent"] = opponent
         if mode is not None:
-            conditions.append(f"{MODE_OF_ROW} = ?")
-            params.append(validate_mode(mode))
+            conditions.append(f"{MODE_OF_ROW} = :mode")
+            params["mode"] = validate_mode(mode)
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        rows = self._read(lambda conn: conn.execute(
-            f"SELECT * FROM scores {where} ORDER BY score DESC, created_at, id LIMIT ?",
-            [*params, int(limit)]).fetchall())
+        rows = self._read(lambda conn: conn.execute(text(
+            f"SELECT * FROM scores {where} ORDER BY score DESC, created_at, id LIMIT :limit"),
+            params).mappings().all())
         return [{**dict(row), "details": _json_or_none(row["details"]), "mode": row["mode"] or DEFAULT_GAME_MODE}
                 for row in rows]
 
@@ -95,35 +99,35 @@ class Scores(Database):
         Raises:
             LookupError: if there is no such score.
         """
-        def query(conn):
-            row = conn.execute(f"SELECT score, created_at, id, {MODE_OF_ROW} AS mode FROM scores WHERE id = ?",
-                               (int(score_id),)).fetchone()
+        def query(conn: Connection) -> tuple[int, int]:
+            row = conn.execute(text(f"SELECT score, created_at, id, {MODE_OF_ROW} AS mode FROM scores WHERE id = :id"),
+                               {"id": int(score_id)}).mappings().first()
             if row is None:
                 raise LookupError(f"there is no game #{score_id} on the leaderboard")
-            better = conn.execute(
-                f"SELECT COUNT(*) FROM scores WHERE {MODE_OF_ROW} = ? AND (score > ? OR (score = ? AND"
-                " (created_at < ? OR (created_at = ? AND id < ?))))",
-                (row["mode"], row["score"], row["score"], row["created_at"], row["created_at"],
-                 row["id"])).fetchone()[0]
-            games = conn.execute(f"SELECT COUNT(*) FROM scores WHERE {MODE_OF_ROW} = ?", (row["mode"],)).fetchone()[0]
-            return better + 1, games
+            counts = conn.execute(text(
+                f"SELECT COUNT(*) AS games, COALESCE(SUM(CASE WHEN score > :score OR (score = :score AND"
+                " (created_at < :created_at OR (created_at = :created_at AND id < :id))) THEN 1 ELSE 0 END), 0)"
+                f" AS better FROM scores WHERE {MODE_OF_ROW} = :mode"), dict(row)).mappings().one()
+            return int(counts["better"]) + 1, int(counts["games"])
 
         return self._read(query)
 
     @staticmethod
-    def _insert_guesses(conn: sqlite3.Connection, records: list[tuple]) -> None:
-        conn.executemany("INSERT INTO guesses (head, true_class, human_class, model_class, opponent, created_at,"
-                         " mode) VALUES (?, ?, ?, ?, ?, ?, ?)", records)
+    def _insert_guesses(conn: Connection, records: list[dict]) -> None:
+        if records:
+            conn.execute(text("INSERT INTO guesses (head, true_class, human_class, model_class, opponent, created_at,"
+                              " mode) VALUES (:head, :true_class, :human_class, :model_class, :opponent,"
+                              " :created_at, :mode)"), records)
 
     @staticmethod
-    def _guess_record(row: dict, now: str) -> tuple:
+    def _guess_record(row: dict, now: str) -> dict:
         missing = sorted({"head", "true_class", "human_class", "model_class", "opponent"} - set(row))
         if missing:
             raise ValueError(f"Expected a guess row with head, true_class, human_class, model_class, opponent; "
                              f"missing {', '.join(missing)} in {row!r}.")
         validate_head(row["head"])
-        classes = [validate_class(field, row[field]) for field in ("true_class", "human_class", "model_class")]
-        return (row["head"], *classes, str(row["opponent"]), now)
+        classes = {field: validate_class(field, row[field]) for field in ("true_class", "human_class", "model_class")}
+        return {"head": row["head"], **classes, "opponent": str(row["opponent"]), "created_at": now}
 
     def class_accuracy(self, ignored_models: Iterable[str] = (), mode: str | None = None) -> pd.DataFrame:
         """Human and model accuracy per true CIFAR-10 class over all games (of ``mode``, if given), for classes
@@ -140,13 +144,26 @@ class Scores(Database):
             where no counted model has answered yet), sorted by class_index.
         """
         ignored = [str(name) for name in ignored_models]
-        counted = f"opponent NOT IN ({', '.join('?' * len(ignored))})" if ignored else "1"
-        where, mode_params = (f"WHERE {MODE_OF_ROW} = ?", [validate_mode(mode)]) if mode is not None else ("", [])
-        rows = self._read(lambda conn: conn.execute(
-            f"SELECT true_class, COUNT(*), AVG(human_class = true_class), SUM({counted}),"
-            f" AVG(CASE WHEN {counted} THEN model_class = true_class END)"
-            f" FROM guesses {where} GROUP BY true_class ORDER BY true_class", ignored * 2 + mode_params).fetchall())
-        frame = pd.DataFrame([tuple(row) for row in rows],
-                             columns=["class_index", "rounds", "human_accuracy", "model_rounds", "model_accuracy"])
-        return frame.astype({"class_index": "int64", "rounds": "int64", "model_rounds": "int64",
-                             "human_accuracy": "float64", "model_accuracy": "float64"})
+        counted = "opponent NOT IN :ignored" if ignored else "1 = 1"
+        params: dict[str, Any] = {"ignored": ignored} if ignored else {}
+        where = ""
+        if mode is not None:
+            where, params["mode"] = f"WHERE {MODE_OF_ROW} = :mode", validate_mode(mode)
+        query = text(  # counts (integers on both databases); the fractions are taken below
+            "SELECT true_class AS class_index, COUNT(*) AS rounds,"
+            " SUM(CASE WHEN human_class = true_class THEN 1 ELSE 0 END) AS human_right,"
+            f" SUM(CASE WHEN {counted} THEN 1 ELSE 0 END) AS model_rounds,"
+            f" SUM(CASE WHEN {counted} AND model_class = true_class THEN 1 ELSE 0 END) AS model_right"
+            f" FROM guesses {where} GROUP BY true_class ORDER BY true_class")
+        if ignored:
+            query = query.bindparams(bindparam("ignored", expanding=True))
+        rows = self._read(lambda conn: conn.execute(query, params).mappings().all())
+        counts = pd.DataFrame([dict(row) for row in rows], columns=["class_index", "rounds", "human_right",
+                                                                    "model_rounds", "model_right"]).astype("int64")
+        model_rounds = counts["model_rounds"].astype("float64")
+        return pd.DataFrame({
+            "class_index": counts["class_index"], "rounds": counts["rounds"],
+            "human_accuracy": counts["human_right"] / counts["rounds"],
+            "model_rounds": counts["model_rounds"],
+            "model_accuracy": (counts["model_right"] / model_rounds).where(model_rounds > 0, np.nan),
+        })
