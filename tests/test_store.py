@@ -153,6 +153,24 @@ def _open_in_a_process(url: str, start: multiprocessing.Barrier) -> None:
     RunStore(url).add_score("opener", 1, 1, "m", 0)
 
 
+def _report_session_in_a_process(url: str, sessions: multiprocessing.Queue) -> None:
+    db = RunStore(url)
+    db.add_score("child", 1, 1, "m", 0)
+    sessions.put(query(db, "SELECT pg_backend_pid()"))
+
+
+def test_a_forked_child_neither_shares_nor_closes_the_parents_pooled_connection(postgres_url):
+    db = RunStore(postgres_url)
+    session = query(db, "SELECT pg_backend_pid()")  # the server process of the connection now in the pool
+    context = multiprocessing.get_context("fork")
+    sessions = context.Queue()
+    child = context.Process(target=_report_session_in_a_process, args=(postgres_url, sessions))
+    assert run_together([child], 120) == [0]
+    assert sessions.get(timeout=10) != session  # the child wrote through a connection of its own
+    assert query(db, "SELECT pg_backend_pid()") == session  # and left the parent's open and unused
+    assert len(db.leaderboard()) == 1
+
+
 def test_postgresql_columns_hold_what_sqlites_do(postgres_url):
     db = RunStore(postgres_url)
     types = dict(((table, column), kind) for table, column, kind in query(
