@@ -860,6 +860,24 @@ def test_twenty_processes_saving_games_at_once_lose_no_score_and_no_guess(store_
     assert len(db.leaderboard(limit=100_000)) == WRITERS * GAMES_EACH + 2
 
 
+@pytest.mark.parametrize("started", [None, 2**33])  # a run from before start times were kept; a late tick count
+def test_a_dead_process_run_is_marked_killed_only_while_that_process_holds_it(db, started):
+    run_id = db.create_run("a", {}, {}, seed=1, status="running")
+    db.update_run(run_id, pid=4321, process_started=started, epochs_done=3)
+    assert db.mark_killed(run_id, 4321, 7, "gone after {epochs_done} epochs") is False  # another process
+    assert db.mark_killed(run_id, 4321, started, "gone after {epochs_done} epochs") is True
+    run = db.get_run(run_id)
+    assert (run["status"], run["message"]) == ("killed", "gone after 3 epochs") and run["finished_at"]
+    assert db.mark_killed(run_id, 4321, started, "again") is False  # no longer active
+    assert db.mark_killed(999, 4321, started, "none") is False
+
+
+def test_a_sqlite_too_old_for_the_store_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    with pytest.raises(store.StoreError, match="needs SQLite 3.35 or newer"):
+        RunStore(tmp_path / "db.sqlite3")
+
+
 def test_of_live_processes_claiming_one_run_at_once_exactly_one_wins(db, monkeypatch):
     run_id = db.create_run("a", {}, {}, seed=1, status="running")
     db.update_run(run_id, pid=2**22 + 7)  # held by a process that is gone: anyone may take the run

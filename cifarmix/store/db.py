@@ -53,6 +53,7 @@ from cifarmix.store.values import STATUSES
 
 T = TypeVar("T")
 
+SQLITE_MIN_VERSION = (3, 35)  # INSERT ... RETURNING (and ON CONFLICT ... DO UPDATE, from 3.24)
 BUSY_TIMEOUT_S = 30.0
 LOCK_RETRIES = 5
 LOCK_RETRY_SLEEP_S = 0.2
@@ -436,6 +437,12 @@ def matching(values: Mapping[str, object]) -> tuple[str, dict]:
     return (f"WHERE {conditions}" if conditions else ""), params
 
 
+def same_as(conn: Connection) -> str:
+    """The comparison that takes NULL as a value equal to NULL: SQLite's ``IS`` (its ``IS NOT DISTINCT FROM`` is
+    only in 3.39 and later), PostgreSQL's ``IS NOT DISTINCT FROM`` (its ``IS`` takes only NULL, TRUE, FALSE)."""
+    return "IS NOT DISTINCT FROM" if conn.dialect.name == "postgresql" else "IS"
+
+
 def for_update(conn: Connection) -> str:
     """``" FOR UPDATE"`` on PostgreSQL, ``""`` on SQLite: appended to a SELECT whose rows the same transaction
     then changes, it locks them until the commit (SQLite's BEGIN IMMEDIATE already holds the whole file)."""
@@ -469,6 +476,11 @@ class Database:
         self.url = shown.render_as_string(hide_password=True)
         self.path = Path(self._url.database) if self.dialect == "sqlite" else None
         if self.path is not None:
+            if sqlite3.sqlite_version_info < SQLITE_MIN_VERSION:
+                raise StoreError(f"cifarmix cannot use its run store {self.path}: it needs SQLite "
+                                 f"{'.'.join(map(str, SQLITE_MIN_VERSION))} or newer, and this Python has "
+                                 f"{sqlite3.sqlite_version}. Use a newer Python (or system SQLite), or a "
+                                 f"PostgreSQL store ({paths.STORE_ENV}=postgresql://...).")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, RowMapping
 
 from cifarmix import paths, processes
-from cifarmix.store.db import Database, for_update, utc_now
+from cifarmix.store.db import Database, for_update, same_as, utc_now
 from cifarmix.store.values import ACTIVE_STATUSES, TERMINAL_STATUSES, clean_run_name, validate_status
 
 RUN_COLUMNS = (
@@ -200,10 +200,10 @@ class Runs(Database):
             Whether the run was marked.
         """
         active = ", ".join(repr(status) for status in ACTIVE_STATUSES)
-        sql = (f"UPDATE runs SET {_status_assignments('killed')} WHERE id = :id AND pid = :pid"
-               f" AND process_started IS NOT DISTINCT FROM :started AND status IN ({active})")
 
         def update(conn: Connection) -> bool:
+            sql = (f"UPDATE runs SET {_status_assignments('killed')} WHERE id = :id AND pid = :pid"
+                   f" AND process_started {same_as(conn)} :started AND status IN ({active})")
             row = conn.execute(text(f"SELECT epochs_done FROM runs WHERE id = :id{for_update(conn)}"),
                                {"id": int(run_id)}).mappings().first()
             if row is None:
