@@ -139,8 +139,18 @@ def run_together(workers: list[multiprocessing.Process], timeout_s: float) -> li
     return [worker.exitcode for worker in workers]
 
 
+def quick_processes() -> multiprocessing.context.BaseContext:
+    """Processes forked from a fresh server process that has imported what this module imports (the store,
+    pytest) once: quick to start, unlike spawned ones, and free of this process's threads and locks
+    (TensorFlow's, when earlier tests loaded it), unlike ones forked from here. (The server cannot import this
+    module itself: Python 3.11's forkserver does not take the tests' sys.path; each child then imports it fast.)"""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["pytest", "cifarmix.store"])
+    return context
+
+
 def test_processes_opening_a_new_store_at_once_migrate_it_once(store_url):
-    context = multiprocessing.get_context("fork")  # quick to start (nothing to import) and nothing opened yet
+    context = quick_processes()
     start = context.Barrier(4)
     openers = [context.Process(target=_open_in_a_process, args=(store_url, start)) for _ in range(4)]
     assert run_together(openers, 120) == [0] * 4
@@ -162,7 +172,7 @@ def _report_session_in_a_process(url: str, sessions: multiprocessing.Queue) -> N
 def test_a_forked_child_neither_shares_nor_closes_the_parents_pooled_connection(postgres_url):
     db = RunStore(postgres_url)
     session = query(db, "SELECT pg_backend_pid()")  # the server process of the connection now in the pool
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("fork")  # a child of this very process, inheriting its pool
     sessions = context.Queue()
     child = context.Process(target=_report_session_in_a_process, args=(postgres_url, sessions))
     assert run_together([child], 120) == [0]
@@ -817,7 +827,7 @@ def _train_in_a_process(url: str, run_id: int, start: multiprocessing.Barrier) -
 
 def test_several_processes_write_at_once_without_losing_rows(store_url):
     run_id = RunStore(store_url).create_run("a", {}, {}, seed=1, status="running")
-    context = multiprocessing.get_context("spawn")
+    context = quick_processes()
     start = context.Barrier(5)  # every writer waits for the others, so the writes really overlap
     workers = [context.Process(target=_add_scores_in_a_process, args=(store_url, f"p{i}", start)) for i in range(4)]
     workers.append(context.Process(target=_train_in_a_process, args=(store_url, run_id, start)))
@@ -844,8 +854,8 @@ def _play_games_in_a_process(url: str, player: str, start: multiprocessing.Barri
 
 def test_twenty_processes_saving_games_at_once_lose_no_score_and_no_guess(store_url):
     db = RunStore(store_url)
-    db.add_score("host", 0, 10, "m", 5)  # the parent's engine is in use (PostgreSQL: a pooled connection) at the fork
-    context = multiprocessing.get_context("fork")  # twenty at once: forked, so none spends seconds importing
+    db.add_score("host", 0, 10, "m", 5)  # the test's own connections are open meanwhile
+    context = quick_processes()  # twenty at once: none spends seconds importing
     start = context.Barrier(WRITERS)  # every writer waits for the others, so the games really overlap
     writers = [context.Process(target=_play_games_in_a_process, args=(store_url, f"p{i}", start))
                for i in range(WRITERS)]
