@@ -1,5 +1,5 @@
-"""Where cifarmix keeps its files: the home folder, the run store, run folders, the data cache; and how it writes
-small JSON files (atomically)."""
+"""Where cifarmix keeps its files: the home folder, the run store (a SQLite file there, or a database named by
+URL), run folders, the data cache; and how it writes small JSON files (atomically)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 HOME_ENV = "CIFARMIX_HOME"
 DATA_ENV = "CIFARMIX_DATA"
 RUNS_ENV = "CIFARMIX_RUNS"  # the run-files root: one folder several machines (app server, workers) can share
+STORE_ENV = "CIFARMIX_STORE"
 
 
 class HomeError(OSError):
@@ -46,8 +47,17 @@ _WRITABLE: set[Path] = set()  # home folders this process has created or written
 
 
 def db_path() -> Path:
-    """The SQLite run store."""
+    """The SQLite run store's file under the home folder (the default store)."""
     return home() / "cifarmix.sqlite3"
+
+
+def store_url() -> str:
+    """The run store's database URL: ``$CIFARMIX_STORE`` (e.g. ``postgresql://user:password@host:5432/cifarmix``
+    for a store that several machines share), default the SQLite file ``db_path()`` (``sqlite:////...``).
+
+    The URL is returned as it was set; ``cifarmix.store`` reads and checks it.
+    """
+    return os.environ.get(STORE_ENV) or f"sqlite:///{db_path()}"
 
 
 def runs_dir() -> Path:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 import secrets
-import sqlite3
 import time
 
 import pandas as pd
 import streamlit as st
 
 from cifarmix import figures, game, mixing, shelf
-from cifarmix.store import PLAYER_NAME_MAX
+from cifarmix.store import DATABASE_ERRORS, PLAYER_NAME_MAX
 from pages import lesson_join, ui, use_app_navigation
 
 use_app_navigation()  # first: a legacy run of this page runs app.py instead
@@ -68,7 +67,7 @@ def save(g: game.Game) -> None:
     st.session_state.pop(RETRY_KEY, None)
     try:
         game.record(g, ui.run_store(), st.session_state.get("game_player_kept") or "")
-    except (sqlite3.Error, OSError) as error:  # a full disk, a locked store: say so, keep the game
+    except (*DATABASE_ERRORS, OSError) as error:  # a full disk, a locked store: say so, keep the game
         st.session_state[ERROR_KEY] = (f"Your score could not be saved ({type(error).__name__}: {error}). "
                                        "Nothing of this game was saved; the game stays here, so you can try again.")
         st.session_state[RETRY_KEY] = True
@@ -181,7 +180,7 @@ def setup(y) -> None:
 def rank_text(score_id: int, mode: str = "equal", in_lesson: bool = False) -> str:
     try:
         rank, games = ui.run_store().score_rank(score_id)
-    except (LookupError, sqlite3.Error) as error:  # a deleted score, a locked store: the game itself is saved
+    except (LookupError, *DATABASE_ERRORS) as error:  # a deleted score, a locked store: the game itself is saved
         return f"Your score is saved; its rank cannot be shown right now ({type(error).__name__})."
     where = "below" if rank <= LEADERBOARD_SIZE else f"(the top {LEADERBOARD_SIZE} are below)"
     board = "the unequal-mixes leaderboard" if mode == "unequal" else "the leaderboard"
@@ -382,7 +381,7 @@ def board_lesson(g: game.Game | None) -> dict | None:
             return None
         try:
             return ui.run_store().lesson(g.lesson_id)
-        except sqlite3.Error:  # a locked store: still the lesson's board (the board itself says it cannot read)
+        except DATABASE_ERRORS:  # a locked store: still the lesson's board (the board itself says it cannot read)
             return {"id": g.lesson_id, "name": "your lesson"}
     return lesson_join.joined()
 
@@ -393,7 +392,7 @@ def leaderboard(mode: str, lesson: dict | None = None) -> None:
     try:
         rows = ui.run_store().leaderboard(limit=LEADERBOARD_SIZE, mode=mode,
                                           lesson_id=lesson["id"] if lesson else None)
-    except sqlite3.Error as error:  # a locked or damaged store: say so, the page goes on
+    except DATABASE_ERRORS as error:  # a locked or damaged store: say so, the page goes on
         st.warning(f"The leaderboard cannot be read right now ({type(error).__name__}: {error}).", icon="🏆")
         return
     if not rows:
@@ -432,7 +431,7 @@ def classroom(mode: str, lesson: dict | None = None) -> None:
     try:
         rows = game.classroom_summary(ui.run_store().class_accuracy(ignored_models=[ui.BASELINE], mode=mode,
                                                                     lesson_id=lesson["id"] if lesson else None))
-    except sqlite3.Error as error:
+    except DATABASE_ERRORS as error:
         st.warning(f"The class-by-class results cannot be read right now ({type(error).__name__}: {error}).",
                    icon="👩‍🏫")
         return

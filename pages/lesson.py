@@ -12,13 +12,12 @@ from __future__ import annotations
 import base64
 import html
 import os
-import sqlite3
 from urllib.parse import urlsplit
 
 import streamlit as st
 
 from cifarmix import figures, lessons
-from cifarmix.store import LESSON_NAME_MAX
+from cifarmix.store import DATABASE_ERRORS, LESSON_NAME_MAX
 from pages import ui, use_app_navigation
 
 use_app_navigation()  # first: a legacy run of this page runs app.py instead
@@ -218,7 +217,7 @@ def live(code: str) -> None:
     try:
         lesson = store.lesson_by_code(code)
         found = lessons.results(store, lesson)
-    except sqlite3.Error as error:  # a locked store: say so, the next refresh tries again
+    except DATABASE_ERRORS as error:  # a locked store: say so, the next refresh tries again
         st.warning(f"The lesson's results cannot be read right now ({type(error).__name__}); retrying.", icon="⏳")
         return
     st.title(f"🎓 {ui.escape_markdown(lesson['name'])}", anchor=False)  # the name as typed, never markdown

@@ -207,13 +207,14 @@ def require_home() -> None:
 
 
 @st.cache_resource
-def _run_store(db_path: str) -> RunStore:
-    return RunStore(db_path)
+def _run_store(url: str) -> RunStore:
+    return RunStore(url)
 
 
 def run_store() -> RunStore:
-    """The run store of this server (``$CIFARMIX_HOME``), opened once per database file."""
-    return _run_store(str(paths.db_path()))
+    """The run store of this server (``$CIFARMIX_STORE``, default the file under ``$CIFARMIX_HOME``), opened once
+    per database."""
+    return _run_store(paths.store_url())
 
 
 def model_entries() -> list[catalog.ModelEntry]:

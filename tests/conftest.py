@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated cifarmix home, a tiny CIFAR-10 tarball in the official format, the real data."""
+"""Shared fixtures: an isolated cifarmix home, a tiny CIFAR-10 tarball in the official format, the real data, and
+the run store on each of its databases (SQLite, and PostgreSQL when ``CIFARMIX_TEST_PG_URL`` names a server)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data" / "cifar-10-python.tar.gz"
+PG_URL_ENV = "CIFARMIX_TEST_PG_URL"  # a PostgreSQL server the store tests may fill (.ci/start-postgres starts one)
+PG_SKIP_REASON = f"no PostgreSQL server for the store tests: set {PG_URL_ENV}"
 
 
 def real_data_path() -> Path | None:
@@ -29,14 +32,68 @@ def pytest_configure(config):
     import tempfile
 
     os.environ["CIFARMIX_HOME"] = tempfile.mkdtemp(prefix="cifarmix-tests-")
+    os.environ.pop("CIFARMIX_STORE", None)  # a developer's own store is never a test's
 
 
 @pytest.fixture(autouse=True)
 def cifarmix_home(tmp_path, monkeypatch) -> Path:
-    """Every test gets its own cifarmix home (run store, run folders, data cache)."""
+    """Every test gets its own cifarmix home (run store, run folders, data cache); the store is the SQLite file
+    there unless the test asks for another (``store_url``)."""
     home = tmp_path / "home"
     monkeypatch.setenv("CIFARMIX_HOME", str(home))
+    monkeypatch.delenv("CIFARMIX_STORE", raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """An engine on the PostgreSQL server of ``$CIFARMIX_TEST_PG_URL`` (for creating and dropping schemas). Without
+    it the test is skipped, said loudly at the end; in CI it fails."""
+    url = os.environ.get(PG_URL_ENV)
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the store tests on PostgreSQL: {PG_SKIP_REASON} (.ci/run starts a server)")
+        pytest.skip(PG_SKIP_REASON)
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from cifarmix.store import db
+
+    engine = create_engine(db.store_url(url), poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a fresh, empty schema on the test server (its own search_path), dropped after the test."""
+    import uuid
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from cifarmix.store import db
+
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    with postgres_server.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    url = make_url(os.environ[PG_URL_ENV]).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)  # postgresql://user:password@host:port/database?options=...
+    db.dispose_engine(db.store_url(url.render_as_string(hide_password=False)))
+    with postgres_server.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, cifarmix_home, monkeypatch) -> str:
+    """The run store on each database in turn, set as ``CIFARMIX_STORE`` (so ``RunStore()`` and any process the
+    test starts use it): the SQLite file under the test's home, then a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{cifarmix_home / 'cifarmix.sqlite3'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("CIFARMIX_STORE", url)
+    return url
 
 
 @pytest.fixture
@@ -141,12 +198,23 @@ def no_models(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFARMIX_MODELS_DIR", str(tmp_path / "no-models"))
 
 
+def _skip_reason(report) -> str:
+    return report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Say loudly at the end when the browser test did not run (its skip is easy to miss in the summary)."""
+    """Say loudly at the end when the browser test or the PostgreSQL store tests did not run (their skips are easy
+    to miss in the summary)."""
+    on_postgres = [report for report in terminalreporter.stats.get("skipped", [])
+                   if PG_SKIP_REASON in _skip_reason(report)]
+    if on_postgres:
+        terminalreporter.write_sep("!", f"{len(on_postgres)} STORE TESTS DID NOT RUN ON POSTGRESQL", red=True,
+                                   bold=True)
+        terminalreporter.write_line(f"  {PG_SKIP_REASON}, e.g. to the URL that .ci/start-postgres DIR prints "
+                                    "(apt-get install postgresql first)")
     skipped = [report for report in terminalreporter.stats.get("skipped", []) if "test_browser" in report.nodeid]
     if skipped:
-        reason = skipped[0].longrepr[2] if isinstance(skipped[0].longrepr, tuple) else str(skipped[0].longrepr)
         terminalreporter.write_sep("!", "THE BROWSER TEST DID NOT RUN", red=True, bold=True)
-        terminalreporter.write_line(f"  {reason.removeprefix('Skipped: ')}")
+        terminalreporter.write_line(f"  {_skip_reason(skipped[0]).removeprefix('Skipped: ')}")
         terminalreporter.write_line("  Install Debian's Chromium and emoji font to run it: "
                                     "sudo apt-get install chromium fonts-noto-color-emoji")

@@ -136,14 +136,12 @@ def test_a_full_game_ends_in_a_summary_and_a_plain_text_leaderboard_entry(tiny_d
 
 def disk_full_after_the_guesses(store: RunStore) -> None:
     """Make every score insert fail (as a full disk would), after a game's guesses are already inserted."""
-    with store._connection() as conn:
-        conn.execute("CREATE TRIGGER disk_full BEFORE INSERT ON scores BEGIN"
-                     " SELECT RAISE(ABORT, 'database or disk is full'); END")
+    store._write(lambda conn: conn.exec_driver_sql("CREATE TRIGGER disk_full BEFORE INSERT ON scores BEGIN"
+                                                   " SELECT RAISE(ABORT, 'database or disk is full'); END"))
 
 
 def room_again(store: RunStore) -> None:
-    with store._connection() as conn:
-        conn.execute("DROP TRIGGER disk_full")
+    store._write(lambda conn: conn.exec_driver_sql("DROP TRIGGER disk_full"))
 
 
 def test_a_score_that_could_not_be_saved_can_be_saved_again_without_counting_its_guesses_twice(

@@ -1,15 +1,23 @@
-"""The run store: schema migrations, runs, metrics, confusion matrices, evaluations, game scores, concurrency."""
+"""The run store: schema migrations, runs, metrics, confusion matrices, evaluations, game scores, concurrency.
+
+The tests that take the ``db`` (or ``store_url``) fixture run on both databases: the SQLite file and a fresh
+PostgreSQL schema (skipped, and said loudly, without ``CIFARMIX_TEST_PG_URL``). Those about old SQLite files run on
+SQLite alone; tests/test_store_urls.py has the URLs and their error messages.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import subprocess
 import threading
+import time
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
-from cifarmix import paths, store
+from cifarmix import paths, processes, store
 from cifarmix.store import RunStore, UnknownRunError
 from cifarmix.store import db as store_db
 
@@ -25,8 +33,19 @@ def home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def db(home):
-    return RunStore()
+def db(home, store_url):
+    """A new store on each database in turn (``RunStore()``, through ``CIFARMIX_STORE``)."""
+    with RunStore() as opened:
+        yield opened
+
+
+def execute(db: RunStore, sql: str) -> None:
+    """Run one statement in its own transaction (the tests' stand-in for an older cifarmix or a failing disk)."""
+    db._write(lambda conn: conn.exec_driver_sql(sql))
+
+
+def query(db: RunStore, sql: str, **params) -> list[tuple]:
+    return db._read(lambda conn: [tuple(row) for row in conn.execute(text(sql), params)])
 
 
 @pytest.fixture
@@ -44,17 +63,22 @@ def save_guesses(db: RunStore, rows: list[dict]) -> int:
     return db.add_score("ann", 0, 1, "m", 0, guesses=rows)
 
 
-def row_count(path, table: str, run_id: int) -> int:
-    with sqlite3.connect(path) as conn:
-        column = "id" if table == "runs" else "run_id"
-        return conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (run_id,)).fetchone()[0]
+def row_count(db: RunStore, table: str, run_id: int) -> int:
+    column = "id" if table == "runs" else "run_id"
+    return query(db, f"SELECT COUNT(*) FROM {table} WHERE {column} = :run_id", run_id=run_id)[0][0]
 
 
 # ------------------------------------------------------------------------------------------- schema migrations
 
-def test_default_path_is_the_db_under_cifarmix_home(db, home):
-    assert db.path == home / "cifarmix.sqlite3"
+def test_default_store_is_the_sqlite_file_under_cifarmix_home(home):
+    db = RunStore()
+    assert db.path == home / "cifarmix.sqlite3" and db.dialect == "sqlite"
     assert db.path.exists()
+
+
+def test_each_database_says_which_it_is(db, store_url):
+    assert db.dialect == store_url.split(":")[0] and (db.path is None) == (db.dialect == "postgresql")
+    assert db.schema_version() == len(store_db.MIGRATIONS)
 
 
 def test_migrations_create_every_table_in_an_empty_file_in_wal_mode(tmp_path):
@@ -76,25 +100,104 @@ def test_reopening_a_migrated_store_is_idempotent_and_keeps_data(tmp_path):
     assert again.get_run(run)["arch"] == "a"
 
 
-def test_new_migration_step_is_applied_once_to_an_existing_store(tmp_path, monkeypatch):
-    path = tmp_path / "db.sqlite3"
-    RunStore(path).add_score("ann", 3, 5, "m", 2)
-    extra_step = ("ALTER TABLE scores ADD COLUMN country TEXT", "UPDATE scores SET country = 'NZ'")
+def test_new_migration_step_is_applied_once_to_an_existing_store(db, monkeypatch):
+    db.add_score("ann", 3, 5, "m", 2)
+    extra_step = ({"sqlite": "ALTER TABLE scores ADD COLUMN country TEXT",  # a statement per database
+                   "postgresql": "ALTER TABLE scores ADD COLUMN country VARCHAR(2)"},
+                  "UPDATE scores SET country = 'NZ'")  # one for both
     monkeypatch.setattr(store_db, "MIGRATIONS", [*store_db.MIGRATIONS, extra_step])
-    upgraded = RunStore(path)
-    RunStore(path)  # a second open must not re-run the ALTER (it would fail on the duplicate column)
+    upgraded = RunStore()
+    RunStore()  # a second open must not re-run the ALTER (it would fail on the duplicate column)
     assert upgraded.schema_version() == len(store_db.MIGRATIONS)
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT country FROM scores").fetchall() == [("NZ",)]
+    assert query(db, "SELECT country FROM scores") == [("NZ",)]
 
 
-def test_store_from_a_newer_cifarmix_is_refused(tmp_path):
-    path = tmp_path / "db.sqlite3"
-    RunStore(path)
-    with sqlite3.connect(path) as conn:
-        conn.execute(f"PRAGMA user_version = {len(store_db.MIGRATIONS) + 1}")
+def test_a_migration_statement_names_both_databases_or_is_refused(db, monkeypatch):
+    monkeypatch.setattr(store_db, "MIGRATIONS", [*store_db.MIGRATIONS, ({"sqlite": "SELECT 1"},)])
+    with pytest.raises(ValueError, match="keys 'sqlite' and 'postgresql'"):
+        RunStore()
+    assert db.schema_version() == len(store_db.MIGRATIONS) - 1  # nothing of the step was applied
+
+
+def test_store_from_a_newer_cifarmix_is_refused(db):
+    db._write(lambda conn: db._set_schema_version(conn, len(store_db.MIGRATIONS) + 1))
     with pytest.raises(store.SchemaTooNewError, match="Upgrade cifarmix"):
-        RunStore(path)
+        RunStore()
+
+
+def run_together(workers: list[multiprocessing.Process], timeout_s: float) -> list[int | None]:
+    """Start the processes, wait for each (up to ``timeout_s``), end any still running; their exit codes."""
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join(timeout_s)
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+    return [worker.exitcode for worker in workers]
+
+
+def quick_processes() -> multiprocessing.context.BaseContext:
+    """Processes forked from a fresh server process that has imported what this module imports (the store,
+    pytest) once: quick to start, unlike spawned ones, and free of this process's threads and locks
+    (TensorFlow's, when earlier tests loaded it), unlike ones forked from here. (The server cannot import this
+    module itself: Python 3.11's forkserver does not take the tests' sys.path; each child then imports it fast.)"""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["pytest", "cifarmix.store"])
+    return context
+
+
+def test_processes_opening_a_new_store_at_once_migrate_it_once(store_url):
+    context = quick_processes()
+    start = context.Barrier(4)
+    openers = [context.Process(target=_open_in_a_process, args=(store_url, start)) for _ in range(4)]
+    assert run_together(openers, 120) == [0] * 4
+    db = RunStore(store_url)
+    assert db.schema_version() == len(store_db.MIGRATIONS) and len(db.leaderboard()) == 4
+
+
+def _open_in_a_process(url: str, start: multiprocessing.Barrier) -> None:
+    start.wait(120)
+    RunStore(url).add_score("opener", 1, 1, "m", 0)
+
+
+def _report_session_in_a_process(url: str, sessions: multiprocessing.Queue) -> None:
+    db = RunStore(url)
+    db.add_score("child", 1, 1, "m", 0)
+    sessions.put(query(db, "SELECT pg_backend_pid()"))
+
+
+def test_a_forked_child_neither_shares_nor_closes_the_parents_pooled_connection(postgres_url):
+    db = RunStore(postgres_url)
+    session = query(db, "SELECT pg_backend_pid()")  # the server process of the connection now in the pool
+    context = multiprocessing.get_context("fork")  # a child of this very process, inheriting its pool
+    sessions = context.Queue()
+    child = context.Process(target=_report_session_in_a_process, args=(postgres_url, sessions))
+    assert run_together([child], 120) == [0]
+    assert sessions.get(timeout=10) != session  # the child wrote through a connection of its own
+    assert query(db, "SELECT pg_backend_pid()") == session  # and left the parent's open and unused
+    assert len(db.leaderboard()) == 1
+
+
+def test_postgresql_columns_hold_what_sqlites_do(postgres_url):
+    db = RunStore(postgres_url)
+    types = dict(((table, column), kind) for table, column, kind in query(
+        db, "SELECT table_name, column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = current_schema()"))
+    assert {kind for kind in types.values()} == {"bigint", "double precision", "text"}  # no 32-bit or 4-byte kinds
+    assert types["runs", "id"] == types["runs", "process_started"] == types["runs", "seed"] == "bigint"
+    assert types["runs", "best_val_mean"] == types["epoch_metrics", "value"] == "double precision"
+    identities = {table for table, in query(db, "SELECT table_name FROM information_schema.columns WHERE"
+                                                " table_schema = current_schema() AND is_identity = 'YES'")}
+    assert identities == {"runs", "evaluations", "scores", "guesses", "sweeps"}
+    assert query(db, "SELECT version FROM schema_version") == [(len(store_db.MIGRATIONS),)]
+    big = 2**40  # a seed, a clock tick count and an id beyond 32 bits
+    run_id = db.create_run("a", {}, {}, seed=big)
+    db.update_run(run_id, process_started=big + 1, best_val_mean=0.1234567890123)
+    run = db.get_run(run_id)
+    assert (run["seed"], run["process_started"], run["best_val_mean"]) == (big, big + 1, 0.1234567890123)
 
 
 # The file an older cifarmix wrote, step by step as it released them: written out here, not taken from
@@ -390,8 +493,8 @@ def test_delete_run_removes_rows_in_every_table_and_its_folder(db, run_id):
     db.delete_run(run_id)
     assert db.get_run(run_id) is None and not folder.exists()
     for table in ("runs", "step_metrics", "epoch_metrics", "confusion_matrices", "evaluations", "sweeps"):
-        assert row_count(db.path, table, run_id) == 0
-        assert row_count(db.path, table, other) == 1
+        assert row_count(db, table, run_id) == 0
+        assert row_count(db, table, other) == 1
     assert paths.runs_dir().exists()
 
 
@@ -586,9 +689,8 @@ def test_empty_player_names_are_refused(db, name):
 def test_games_saved_before_modes_count_as_equal_mixes_and_modes_are_kept_apart(db):
     old = db.add_score("old", 50, 10, "m", 40, guesses=[{"head": "first", "true_class": 1, "human_class": 1,
                                                           "model_class": 2, "opponent": "m"}])
-    with db._connection() as conn:  # as a game saved before v5 left it
-        conn.execute("UPDATE scores SET mode = NULL")
-        conn.execute("UPDATE guesses SET mode = NULL")
+    execute(db, "UPDATE scores SET mode = NULL")  # as a game saved before v5 left it
+    execute(db, "UPDATE guesses SET mode = NULL")
     unequal = db.add_score("new", 90, 10, "m", 10, mode="unequal",
                            guesses=[{"head": "first", "true_class": 1, "human_class": 3, "model_class": 1,
                                      "opponent": "m"}])
@@ -647,18 +749,25 @@ def test_class_accuracy_without_games_is_empty_with_columns(db):
                                                    "model_accuracy"]
 
 
+DISK_FULL = {  # a trigger that makes every score insert fail
+    "sqlite": ["CREATE TRIGGER disk_full BEFORE INSERT ON scores BEGIN SELECT RAISE(ABORT, 'disk full'); END"],
+    "postgresql": ["CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS"
+                   " $$ BEGIN RAISE EXCEPTION 'disk full'; END $$",
+                   "CREATE TRIGGER disk_full BEFORE INSERT ON scores FOR EACH ROW EXECUTE FUNCTION disk_full()"],
+}
+
+
 def test_a_game_is_saved_with_its_guesses_or_not_at_all(db):
     good = {"head": "first", "true_class": 1, "human_class": 1, "model_class": 2, "opponent": "m"}
     with pytest.raises(ValueError, match="missing opponent"):
         db.add_score("ann", 5, 1, "m", 3, guesses=[good, {k: v for k, v in good.items() if k != "opponent"}])
     assert db.leaderboard() == [] and db.class_accuracy().empty
-    with db._connection() as conn:  # the guesses go in, then the score cannot: neither may stay
-        conn.execute("CREATE TRIGGER disk_full BEFORE INSERT ON scores BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-    with pytest.raises(sqlite3.Error, match="disk full"):
+    for statement in DISK_FULL[db.dialect]:  # the guesses go in, then the score cannot: neither may stay
+        execute(db, statement)
+    with pytest.raises(store.DATABASE_ERRORS, match="disk full"):
         db.add_score("ann", 5, 1, "m", 3, guesses=[good])
     assert db.leaderboard() == [] and db.class_accuracy().empty
-    with db._connection() as conn:
-        conn.execute("DROP TRIGGER disk_full")
+    execute(db, "DROP TRIGGER disk_full" + (" ON scores" if db.dialect == "postgresql" else ""))
     db.add_score("ann", 5, 1, "m", 3, guesses=[good, {**good, "head": "second", "true_class": 7}])
     assert len(db.leaderboard()) == 1 and db.class_accuracy()["rounds"].tolist() == [1, 1]
 
@@ -699,15 +808,15 @@ def test_threads_sharing_one_store_all_get_their_writes_in(db):
     assert errors == [] and len(db.leaderboard(limit=1000)) == 100
 
 
-def _add_scores_in_a_process(path: str, player: str, start: multiprocessing.Barrier) -> None:
-    db = RunStore(path)
+def _add_scores_in_a_process(url: str, player: str, start: multiprocessing.Barrier) -> None:
+    db = RunStore(url)
     start.wait(120)
     for game in range(50):
         db.add_score(player, game, 10, "m", 0)
 
 
-def _train_in_a_process(path: str, run_id: int, start: multiprocessing.Barrier) -> None:
-    db = RunStore(path)
+def _train_in_a_process(url: str, run_id: int, start: multiprocessing.Barrier) -> None:
+    db = RunStore(url)
     start.wait(120)
     for epoch in range(20):
         db.log_steps(run_id, [(epoch * 10 + i, epoch, 1.0, 0.5, 0.5) for i in range(10)])
@@ -716,29 +825,98 @@ def _train_in_a_process(path: str, run_id: int, start: multiprocessing.Barrier) 
         db.update_run(run_id, epochs_done=epoch + 1, steps_done=(epoch + 1) * 10)
 
 
-def test_several_processes_write_at_once_without_losing_rows(tmp_path):
-    path = str(tmp_path / "shared.sqlite3")
-    run_id = RunStore(path).create_run("a", {}, {}, seed=1, status="running")
-    context = multiprocessing.get_context("spawn")
+def test_several_processes_write_at_once_without_losing_rows(store_url):
+    run_id = RunStore(store_url).create_run("a", {}, {}, seed=1, status="running")
+    context = quick_processes()
     start = context.Barrier(5)  # every writer waits for the others, so the writes really overlap
-    workers = [context.Process(target=_add_scores_in_a_process, args=(path, f"p{i}", start)) for i in range(4)]
-    workers.append(context.Process(target=_train_in_a_process, args=(path, run_id, start)))
-    for worker in workers:
-        worker.start()
-    try:
-        for worker in workers:
-            worker.join(180)
-    finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.terminate()
-    assert [worker.exitcode for worker in workers] == [0] * 5
-    db = RunStore(path)
+    workers = [context.Process(target=_add_scores_in_a_process, args=(store_url, f"p{i}", start)) for i in range(4)]
+    workers.append(context.Process(target=_train_in_a_process, args=(store_url, run_id, start)))
+    assert run_together(workers, 180) == [0] * 5
+    db = RunStore(store_url)
     assert len(db.leaderboard(limit=1000)) == 200
     assert len(db.step_metrics(run_id)) == 200
     assert len(db.epoch_metrics(run_id)) == 20
     assert db.confusion_epochs(run_id) == list(range(20))
     assert db.get_run(run_id)["epochs_done"] == 20
+
+
+WRITERS, GAMES_EACH = 20, 10
+
+
+def _play_games_in_a_process(url: str, player: str, start: multiprocessing.Barrier) -> None:
+    db = RunStore(url)
+    start.wait(120)
+    for game in range(GAMES_EACH):
+        db.add_score(player, game, 10, "m", 5, details={"game": game}, guesses=[
+            {"head": head, "true_class": game, "human_class": game, "model_class": 0, "opponent": "m"}
+            for head in store.HEADS])
+
+
+def test_twenty_processes_saving_games_at_once_lose_no_score_and_no_guess(store_url):
+    db = RunStore(store_url)
+    db.add_score("host", 0, 10, "m", 5)  # the test's own connections are open meanwhile
+    context = quick_processes()  # twenty at once: none spends seconds importing
+    start = context.Barrier(WRITERS)  # every writer waits for the others, so the games really overlap
+    writers = [context.Process(target=_play_games_in_a_process, args=(store_url, f"p{i}", start))
+               for i in range(WRITERS)]
+    assert run_together(writers, 300) == [0] * WRITERS
+    games = [game for game in db.leaderboard(limit=100_000) if game["player"] != "host"]
+    assert len(games) == WRITERS * GAMES_EACH
+    for i in range(WRITERS):  # each game once, with its own details
+        assert sorted(game["details"]["game"] for game in games if game["player"] == f"p{i}") == list(range(10))
+    assert query(db, "SELECT COUNT(*) FROM guesses") == [(WRITERS * GAMES_EACH * len(store.HEADS),)]
+    assert db.class_accuracy()["rounds"].tolist() == [WRITERS * len(store.HEADS)] * GAMES_EACH
+    db.add_score("host", 1, 10, "m", 5)  # and the parent's own connections still work
+    assert len(db.leaderboard(limit=100_000)) == WRITERS * GAMES_EACH + 2
+
+
+@pytest.mark.parametrize("started", [None, 2**33])  # a run from before start times were kept; a late tick count
+def test_a_dead_process_run_is_marked_killed_only_while_that_process_holds_it(db, started):
+    run_id = db.create_run("a", {}, {}, seed=1, status="running")
+    db.update_run(run_id, pid=4321, process_started=started, epochs_done=3)
+    assert db.mark_killed(run_id, 4321, 7, "gone after {epochs_done} epochs") is False  # another process
+    assert db.mark_killed(run_id, 4321, started, "gone after {epochs_done} epochs") is True
+    run = db.get_run(run_id)
+    assert (run["status"], run["message"]) == ("killed", "gone after 3 epochs") and run["finished_at"]
+    assert db.mark_killed(run_id, 4321, started, "again") is False  # no longer active
+    assert db.mark_killed(999, 4321, started, "none") is False
+
+
+def test_a_sqlite_too_old_for_the_store_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    with pytest.raises(store.StoreError, match="needs SQLite 3.35 or newer"):
+        RunStore(tmp_path / "db.sqlite3")
+
+
+def test_of_live_processes_claiming_one_run_at_once_exactly_one_wins(db, monkeypatch):
+    run_id = db.create_run("a", {}, {}, seed=1, status="running")
+    db.update_run(run_id, pid=2**22 + 7)  # held by a process that is gone: anyone may take the run
+    is_alive = processes.is_alive
+
+    def slowly_is_alive(pid: int, started: int | None) -> bool:
+        time.sleep(0.3)  # every claim reads the holder before any writes, unless the store holds the row for it
+        return is_alive(pid, started)
+
+    monkeypatch.setattr(processes, "is_alive", slowly_is_alive)
+    sleepers = [subprocess.Popen(["sleep", "120"]) for _ in range(6)]  # live processes the claims name
+    try:
+        start, won = threading.Barrier(len(sleepers)), []
+
+        def claim(pid: int) -> None:
+            start.wait(30)
+            if db.claim(run_id, pid, processes.start_time(pid)):
+                won.append(pid)
+
+        threads = [threading.Thread(target=claim, args=(sleeper.pid,)) for sleeper in sleepers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert len(won) == 1 and db.get_run(run_id)["pid"] == won[0]
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait()
 
 
 @pytest.mark.parametrize("text, expected", [("12", 12), (" 7 ", 7), ("²", None), ("١٢", None), ("-3", None),

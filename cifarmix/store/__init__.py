@@ -1,10 +1,12 @@
-"""The run store: one SQLite file holding runs, their metrics and confusion matrices, evaluations, weight sweeps
-and game scores and lessons.
+"""The run store: one database holding runs, their metrics and confusion matrices, evaluations, weight sweeps,
+game scores and lessons: a SQLite file under ``$CIFARMIX_HOME`` by default, or a PostgreSQL server named by
+``CIFARMIX_STORE=postgresql://...`` (shared by several machines).
 
 One module per concept, each a ``Database`` subclass with its tables' operations; ``RunStore`` is all of them
-over one file, and this package re-exports every public name, so callers import from ``cifarmix.store``:
+over one database, and this package re-exports every public name, so callers import from ``cifarmix.store``:
 
-- ``db``: connections (WAL, busy timeout, one transaction per operation), the schema and its migrations;
+- ``db``: which database, its engine and connections (SQLite: WAL, busy timeout; one transaction per operation),
+  the schema and its migrations, the errors;
 - ``runs``: the runs: create, read, update, statuses, stop flags, kill bookkeeping, delete;
 - ``queue``: runs queued for training workers: the atomic claim, heartbeats, kill requests, lost workers;
 - ``metrics``: step and epoch metrics, confusion matrices;
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from cifarmix.store.db import (
     BUSY_TIMEOUT_S,
+    DATABASE_ERRORS,
     LOCK_RETRIES,
     LOCK_RETRY_SLEEP_S,
     MIGRATIONS,
@@ -58,7 +61,8 @@ from cifarmix.store.values import (
 )
 
 __all__ = [
-    "ACTIVE_STATUSES", "BUSY_TIMEOUT_S", "DEFAULT_GAME_MODE", "GAME_MODES", "HEADS", "JSON_RUN_COLUMNS",
+    "ACTIVE_STATUSES", "BUSY_TIMEOUT_S", "DATABASE_ERRORS", "DEFAULT_GAME_MODE", "GAME_MODES", "HEADS",
+    "JSON_RUN_COLUMNS",
     "LESSON_COLUMNS", "LESSON_NAME_MAX", "LOCK_RETRIES", "LOCK_RETRY_SLEEP_S", "MIGRATIONS", "PLAYER_NAME_MAX",
     "RUN_COLUMNS", "RUN_ID_MAX_DIGITS", "RUN_NAME_MAX", "STATUSES", "STEP_COLUMNS", "TERMINAL_STATUSES",
     "UPDATABLE_RUN_COLUMNS", "WORKER", "Database", "Evaluations", "LessonClosedError", "LessonError", "Lessons",
@@ -69,10 +73,14 @@ __all__ = [
 
 
 class RunStore(Runs, WorkQueue, Metrics, Evaluations, Sweeps, Scores, Lessons):
-    """The SQLite run store: runs (and their queue for training workers), metrics, evaluations, sweeps, scores and
-    lessons over one file. Safe to share between threads; every process may open its own.
+    """The run store: runs (and their queue for training workers), metrics, evaluations, sweeps, scores and
+    lessons in one database. Safe to share between threads; every process may open its own.
 
     Args:
-        path: the database file; default ``paths.db_path()`` (under ``$CIFARMIX_HOME``). Its folder is
-            created, the file is switched to WAL mode and migrated to the current schema.
+        target: a SQLite file path, a database URL (``postgresql://user:password@host:5432/database``,
+            ``sqlite:////path/to/file.sqlite3``), or None for ``paths.store_url()`` (``$CIFARMIX_STORE``, default
+            the file ``paths.db_path()`` under ``$CIFARMIX_HOME``). See ``db.Database``.
+
+    Raises:
+        StoreError: if the database cannot be reached, opened or written (which one, what is wrong, how to fix it).
     """

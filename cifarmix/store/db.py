@@ -1,42 +1,118 @@
-"""The store's SQLite file: its connections, its schema and the migrations that build and change it.
+"""The store's database: which one (a SQLite file or a PostgreSQL server), its engine and connections, its schema
+and the migrations that build and change it.
+
+``CIFARMIX_STORE`` (``paths.store_url``) names the database by URL: unset, it is the SQLite file under
+``$CIFARMIX_HOME``; ``postgresql://user:password@host:5432/database`` puts the store on a PostgreSQL server, which
+several app servers and training machines can share. Both are spoken through SQLAlchemy Core (``text()`` with
+named parameters, rows read by column name), with one engine per database per process.
 
 Writers are training processes and the game; readers are the app's pages. Several processes and threads use the
-same file at once, so:
+same database at once, so:
 
-- the database is in WAL mode (readers never block the writer, the writer never blocks readers);
-- every operation opens its own short-lived connection (no connection is shared between threads or processes);
-- every write is one ``BEGIN IMMEDIATE`` transaction, so it takes the write lock up front instead of failing on a
-  lock upgrade, waits up to ``BUSY_TIMEOUT_S`` for it, and is retried a few times if SQLite still says
-  "database is locked";
-- the schema is created and changed only by the numbered steps in ``MIGRATIONS``, applied in order, with the
-  applied count kept in ``PRAGMA user_version``.
+- every write is one transaction and every read one consistent snapshot; on SQLite, ``BEGIN IMMEDIATE`` takes
+  the write lock up front (instead of failing on a lock upgrade), waits up to ``BUSY_TIMEOUT_S`` for it and is
+  retried a few times if SQLite still says "database is locked"; the file is in WAL mode (readers never block the
+  writer, the writer never blocks readers) and every operation opens its own short-lived connection;
+- on PostgreSQL, a write runs at READ COMMITTED and locks the rows it reads before it changes them
+  (``for_update``), so a read-then-write (claiming a run) is as atomic as under SQLite's file lock; a read runs
+  at REPEATABLE READ, read-only; a serialization failure or deadlock is retried like SQLite's lock; the engine
+  keeps a small pool of connections, checked before each use (``pool_pre_ping``);
+- the schema is created and changed only by the numbered steps in ``MIGRATIONS``, applied in order in one
+  transaction, with the applied count kept in ``PRAGMA user_version`` (SQLite) or the one-row table
+  ``schema_version`` (PostgreSQL, under an advisory lock so concurrent openers agree).
 
-Every connection is opened here: the table modules (runs, metrics, evaluations, sweeps, scores) only pass an
-operation on a connection to ``Database._read`` or ``Database._write``.
+A process that forks (``multiprocessing``) gives its child fresh pools: a connection is never shared across a
+fork. Every connection is opened here: the table modules (runs, metrics, evaluations, sweeps, scores) only pass
+an operation on a SQLAlchemy ``Connection`` to ``Database._read`` or ``Database._write``.
 
-Timestamps are UTC ISO-8601 strings such as ``2025-01-31T12:00:00.123+00:00`` (they sort as text).
+Timestamps are UTC ISO-8601 text such as ``2025-01-31T12:00:00.123+00:00`` (they sort as text) and JSON is text,
+on both databases.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Self, TypeVar
+
+import psycopg
+import sqlalchemy
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.pool import NullPool
 
 from cifarmix import paths
 from cifarmix.store.values import STATUSES
 
 T = TypeVar("T")
 
+SQLITE_MIN_VERSION = (3, 35)  # INSERT ... RETURNING (and ON CONFLICT ... DO UPDATE, from 3.24)
 BUSY_TIMEOUT_S = 30.0
 LOCK_RETRIES = 5
 LOCK_RETRY_SLEEP_S = 0.2
+PG_POOL_SIZE = 5  # connections a process keeps open to a PostgreSQL store (and up to twice as many more at peaks)
+PG_CONNECT_TIMEOUT_S = 10  # how long to wait for a PostgreSQL server that does not answer
+MIGRATION_LOCK = 0x63696661726D6978  # "cifarmix": the PostgreSQL advisory lock its openers migrate under
 
-_V1_INITIAL_SCHEMA = (
+# The errors a database driver raises for a store it can read but not use right now (locked, a failed write):
+# callers that go on without the store catch these. (Problems with the database itself are a StoreError.)
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+
+# ---------------------------------------------------------------------------------------------------- migrations
+#
+# Schema steps, applied in order; step i (0-based) takes the database from version i to i + 1. Never edit a
+# released step: append a new one.
+#
+# A step is a sequence of statements, run as written (no parameters), in order, in the one transaction that
+# applies every pending step. A statement is either
+#   - a plain SQL string, run as it is on both databases, or
+#   - a dict {"sqlite": "...", "postgresql": "..."} where the two must differ.
+# Plain SQL that means the same on both: TEXT (timestamps as ISO text, JSON as text); BIGINT for integers (64-bit
+# on both, as SQLite's INTEGER is; PostgreSQL's INTEGER is 32-bit); DOUBLE PRECISION for floats (PostgreSQL's
+# REAL is 4-byte); 0/1 for flags; ALTER TABLE ... ADD COLUMN, CREATE INDEX, UPDATE. A new table with its own id
+# needs a dict: SQLite "id INTEGER PRIMARY KEY AUTOINCREMENT", PostgreSQL "id BIGINT GENERATED BY DEFAULT AS
+# IDENTITY PRIMARY KEY" (BIGINT PRIMARY KEY is no rowid on SQLite). For example:
+#
+#   _V6_HEARTBEATS = ("ALTER TABLE runs ADD COLUMN heartbeat_at TEXT",
+#                     "ALTER TABLE runs ADD COLUMN worker TEXT")
+#   _V7_LESSONS = ({"sqlite": "CREATE TABLE lessons (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL)",
+#                   "postgresql": "CREATE TABLE lessons (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+#                                 " title TEXT NOT NULL)"},
+#                  "ALTER TABLE scores ADD COLUMN lesson BIGINT REFERENCES lessons (id)")
+#
+# and append the step to MIGRATIONS. Test it on both databases (tests/test_store.py runs on both).
+
+Statement = str | Mapping[str, str]
+
+# The released steps v1-v5 were written for SQLite alone. SQLite keeps running their text exactly (an old file is
+# upgraded as it always was); PostgreSQL runs it with these types swapped, so its columns hold what SQLite's do.
+_POSTGRESQL_TYPES = (
+    (r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (r"\bINTEGER\b", "BIGINT"),
+    (r"\bREAL\b", "DOUBLE PRECISION"),
+    (r"\s*\bWITHOUT ROWID\b", ""),
+)
+
+
+def _released(*statements: str) -> tuple[Statement, ...]:
+    """A step released as SQLite text: each statement that PostgreSQL needs in other types becomes a dict."""
+    step: list[Statement] = []
+    for sql in statements:
+        postgresql = sql
+        for pattern, replacement in _POSTGRESQL_TYPES:
+            postgresql = re.sub(pattern, replacement, postgresql)
+        step.append(sql if postgresql == sql else {"sqlite": sql, "postgresql": postgresql})
+    return tuple(step)
+
+
+_V1_INITIAL_SCHEMA = _released(
     f"""CREATE TABLE runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         name TEXT,
@@ -115,16 +191,14 @@ _V1_INITIAL_SCHEMA = (
     )""",
 )
 
-# Schema steps, applied in order; step i (0-based) takes the database from user_version i to i + 1.
-# Never edit a released step: append a new one.
 # v2: the seconds a run has spent training, over all its sessions (a resumed run's downtime does not count).
-_V2_TRAIN_SECONDS = ("ALTER TABLE runs ADD COLUMN train_seconds REAL",)
+_V2_TRAIN_SECONDS = _released("ALTER TABLE runs ADD COLUMN train_seconds REAL")
 # v3: when the run's process started (clock ticks since boot, from /proc): with the pid, it tells the run's own
 # process from a later one that got the same pid.
-_V3_PROCESS_STARTED = ("ALTER TABLE runs ADD COLUMN process_started INTEGER",)
+_V3_PROCESS_STARTED = _released("ALTER TABLE runs ADD COLUMN process_started INTEGER")
 # v4: weight sweeps (each head's accuracy against the mixing weight of A), one per model and settings: the
 # settings are canonical JSON (sorted keys), the model's version says which file the points were measured on.
-_V4_SWEEPS = (
+_V4_SWEEPS = _released(
     """CREATE TABLE sweeps (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         run_id INTEGER REFERENCES runs (id) ON DELETE CASCADE,
@@ -155,7 +229,7 @@ _V6_WORKERS = tuple(f"ALTER TABLE runs ADD COLUMN {column}" for column in (
 
 # v7: lessons (a teacher's class: a name and a code students join with); each score and guess says the lesson it
 # was played in (NULL: outside any lesson, the server-wide board). The new table's id is the database's own
-# (a statement may be a dict of dialect -> SQL: see ``_statement``). A closed lesson keeps its games.
+# (a statement may be a dict of dialect -> SQL: see ``statement_sql``). A closed lesson keeps its games.
 _V7_LESSONS = (
     {"sqlite": """CREATE TABLE lessons (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -179,7 +253,7 @@ _V7_LESSONS = (
     "CREATE INDEX guesses_by_lesson ON guesses (lesson_id)",
 )
 
-MIGRATIONS: list[Sequence[str | dict[str, str]]] = [
+MIGRATIONS: list[Sequence[Statement]] = [
     _V1_INITIAL_SCHEMA,
     _V2_TRAIN_SECONDS,
     _V3_PROCESS_STARTED,
@@ -190,42 +264,100 @@ MIGRATIONS: list[Sequence[str | dict[str, str]]] = [
 ]
 
 
-DIALECT = "sqlite"  # which entry of a dialect-keyed migration statement this store runs
+def statement_sql(statement: Statement, dialect: str) -> str:
+    """The SQL of one migration statement for ``dialect`` ("sqlite" or "postgresql")."""
+    if isinstance(statement, str):
+        return statement
+    if set(statement) != {"sqlite", "postgresql"}:
+        raise ValueError(f"Expected a migration statement with the keys 'sqlite' and 'postgresql'; found "
+                         f"{sorted(statement)} in {statement!r}.")
+    return statement[dialect]
 
 
-def _statement(statement: str | dict[str, str]) -> str:
-    """A migration statement's SQL for this store: the text itself, or its ``DIALECT`` entry when the step gives
-    one per database (``{"sqlite": ..., "postgresql": ...}``, e.g. for a new table's auto id)."""
-    return statement[DIALECT] if isinstance(statement, dict) else statement
-
+# -------------------------------------------------------------------------------------------------------- errors
 
 class SchemaTooNewError(RuntimeError):
     """Raised when the database was written by a newer cifarmix than this one."""
 
 
 class StoreError(paths.HomeError):
-    """The store's file cannot be opened, read or written (read-only, not a database, disk full...).
+    """The store's database cannot be opened, read or written: a SQLite file that is read-only, not a database or
+    on a full disk; a PostgreSQL server that does not answer, refuses the login or has no such database; a store
+    URL that cannot be read or names no database cifarmix speaks.
 
-    A ``HomeError``: the command line and the app show its message (which file, what is wrong, how to choose
-    another folder) in place of SQLite's traceback.
+    A ``HomeError``: the command line and the app show its message (which file or server, what is wrong, how to
+    fix it) in place of the driver's traceback.
     """
 
 
 # SQLite's words for a file it cannot use, as opposed to a lock (retried) or a programming error (raised as is).
 _FILE_PROBLEMS = ("readonly", "read-only", "unable to open", "disk i/o", "disk is full", "not a database",
                   "malformed", "no such file", "permission", "access")
+# PostgreSQL's error classes for a server that cannot serve the store: connection lost, login refused, out of
+# connections, memory or disk, shutting down; and a database that does not exist.
+_SERVER_PROBLEM_CLASSES = ("08", "28", "53", "57P")
+_UNKNOWN_DATABASE = "3D000"
 
 
-def _file_problem(error: sqlite3.DatabaseError) -> bool:
+def _file_problem(error: BaseException) -> bool:
     message = str(error).lower()
     return type(error) in (sqlite3.OperationalError, sqlite3.DatabaseError) and any(
         word in message for word in _FILE_PROBLEMS)
 
 
-def _store_error(path: Path, error: sqlite3.DatabaseError) -> StoreError:
+def _file_error(path: Path, error: BaseException) -> StoreError:
     return StoreError(f"cifarmix cannot use its run store {path}: SQLite says {str(error)!r}. Make the file (and "
                       f"its folder) writable, move the damaged file away, or choose another folder with "
                       f"{paths.HOME_ENV}=/path/to/folder.")
+
+
+def _server_problem(error: BaseException) -> bool:
+    if not isinstance(error, psycopg.Error):
+        return False
+    code = error.sqlstate or ""
+    if not code:  # libpq's own: the connection could not be made or was lost
+        return isinstance(error, psycopg.OperationalError)
+    return code == _UNKNOWN_DATABASE or code.startswith(_SERVER_PROBLEM_CLASSES)
+
+
+def _server_error(where: str, error: BaseException) -> StoreError:
+    said = " ".join(str(error).split())
+    said = said.split("FATAL: ", 1)[-1].strip()  # the server's own words, after libpq's "connection failed: ..."
+    lowered, code = said.lower(), getattr(error, "sqlstate", None) or ""
+    login_words = ("authentication failed", "pg_hba.conf", "no password supplied")
+    if code.startswith("28") or any(words in lowered for words in login_words) or (
+            "role" in lowered and "does not exist" in lowered):
+        problem, fix = "the server refused the login", "correct the user and password in it"
+    elif code == _UNKNOWN_DATABASE or ("database" in lowered and "does not exist" in lowered):
+        problem, fix = "the server has no such database", "create the database (createdb NAME) or correct its name"
+    elif code.startswith("53"):
+        problem, fix = "the server is out of connections, memory or disk", "free some on the server"
+    else:
+        problem, fix = "the server does not answer", "start PostgreSQL there, or correct the host and port"
+    return StoreError(f"cifarmix cannot use its run store {where}: {problem} (psycopg reports {said!r}). "
+                      f"Check {paths.STORE_ENV}: {fix}.")
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether a failed transaction may simply be tried again: SQLite's lock, PostgreSQL's serialization failure
+    or deadlock (the other transaction went on; this one was rolled back whole)."""
+    if isinstance(error, sqlite3.OperationalError):
+        message = str(error).lower()
+        return "locked" in message or "busy" in message
+    return isinstance(error, (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected))
+
+
+def _retry_when_locked(operation: Callable[[], T]) -> T:
+    """Run ``operation``, retrying with growing pauses while the database reports a lock (or, on PostgreSQL, a
+    serialization failure or deadlock)."""
+    for attempt in range(LOCK_RETRIES):
+        try:
+            return operation()
+        except DBAPIError as error:
+            if not _transient(error.orig) or attempt == LOCK_RETRIES - 1:
+                raise
+            time.sleep(LOCK_RETRY_SLEEP_S * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def utc_now() -> str:
@@ -233,44 +365,173 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _is_lock_error(error: sqlite3.OperationalError) -> bool:
-    message = str(error).lower()
-    return "locked" in message or "busy" in message
+# ----------------------------------------------------------------------------------------------------- URLs
+
+_SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
+_POSTGRESQL_DRIVERS = ("postgresql", "postgres", "postgresql+psycopg")
+_URL_FORMS = ("postgresql://user:password@host:5432/database or sqlite:////path/to/file.sqlite3 (unset, the store "
+              f"is the file under {paths.HOME_ENV})")
 
 
-def _retry_when_locked(operation: Callable[[], T]) -> T:
-    """Run ``operation``, retrying with growing pauses while SQLite reports the database as locked."""
-    for attempt in range(LOCK_RETRIES):
-        try:
-            return operation()
-        except sqlite3.OperationalError as error:
-            if not _is_lock_error(error) or attempt == LOCK_RETRIES - 1:
-                raise
-            time.sleep(LOCK_RETRY_SLEEP_S * (attempt + 1))
-    raise AssertionError("unreachable")
+def masked(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs)."""
+    return re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", url)
 
+
+def store_url(target: str | Path | None = None) -> URL:
+    """The SQLAlchemy URL of a store: ``target`` as a file path or a database URL; None for ``paths.store_url()``.
+
+    A ``postgresql://`` (or ``postgres://``) URL is spoken through psycopg 3.
+
+    Raises:
+        StoreError: for text that is no URL, a URL that cannot be read or one of a database cifarmix does not
+            speak, each naming it (password masked) and saying how to write it.
+    """
+    if isinstance(target, Path) or target is not None and "://" not in target:
+        return URL.create("sqlite", database=str(target))
+    raw = paths.store_url() if target is None else target
+    if "://" not in raw:
+        raise StoreError(f"cifarmix cannot use {masked(raw)!r} as its run store: it is not a database URL. Set "
+                         f"{paths.STORE_ENV} to {_URL_FORMS}.")
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError) as error:
+        raise StoreError(f"cifarmix cannot read its run store URL {masked(raw)!r} ({error}). Write "
+                         f"{paths.STORE_ENV} as {_URL_FORMS}, with the port a number and any @ : / in the "
+                         f"password %-encoded.") from None
+    if url.drivername in _SQLITE_DRIVERS:
+        if not url.database or url.database == ":memory:":
+            raise StoreError(f"cifarmix cannot keep its run store in {masked(raw)!r}: it needs a file "
+                             f"(sqlite:////path/to/file.sqlite3) that every process of the app can open.")
+        return url.set(drivername="sqlite")
+    if url.drivername in _POSTGRESQL_DRIVERS:
+        return url.set(drivername="postgresql+psycopg")
+    raise StoreError(f"cifarmix cannot use its run store {masked(raw)!r}: it keeps runs in SQLite or PostgreSQL, "
+                     f"not {url.drivername!r}. Set {paths.STORE_ENV} to {_URL_FORMS}.")
+
+
+# -------------------------------------------------------------------------------------------------- engines
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _sqlite_connection_settings(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    dbapi_connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    dbapi_connection.execute("PRAGMA foreign_keys = ON")
+    dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+
+
+def _new_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        # Driver-level autocommit: the store issues BEGIN IMMEDIATE / BEGIN itself, and COMMIT through commit().
+        # NullPool: a connection per operation, closed after it (nothing outlives a thread or crosses a fork).
+        engine = sqlalchemy.create_engine(url, poolclass=NullPool,
+                                          connect_args={"timeout": BUSY_TIMEOUT_S, "isolation_level": None})
+        event.listen(engine, "connect", _sqlite_connection_settings)
+        return engine
+    connect_args = {key: value for key, value in (("connect_timeout", PG_CONNECT_TIMEOUT_S),
+                                                  ("application_name", "cifarmix")) if key not in url.query}
+    return sqlalchemy.create_engine(url, pool_size=PG_POOL_SIZE, max_overflow=2 * PG_POOL_SIZE, pool_pre_ping=True,
+                                    pool_recycle=1800, connect_args=connect_args)
+
+
+def engine_for(url: URL) -> Engine:
+    """This process's engine for the database at ``url`` (created on first use, one per database)."""
+    key = url.render_as_string(hide_password=False)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = _new_engine(url)
+        return engine
+
+
+def dispose_engine(url: URL) -> None:
+    """Close the idle pooled connections to the database at ``url``; it opens new ones when next used."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url.render_as_string(hide_password=False))
+    if engine is not None:
+        engine.dispose()
+
+
+def _fresh_pools_in_child() -> None:
+    """After a fork, in the child: drop the parent's pooled connections without closing them (they are the
+    parent's), so the child opens its own."""
+    global _ENGINES_LOCK
+    _ENGINES_LOCK = threading.Lock()
+    for engine in _ENGINES.values():
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_fresh_pools_in_child)
+
+
+def matching(values: Mapping[str, object]) -> tuple[str, dict]:
+    """A ``WHERE`` clause that asks each column for its value, skipping those whose value is None (no filter),
+    and its parameters: ``matching({"run_id": 3, "model_ref": None})`` is ``("WHERE run_id = :run_id",
+    {"run_id": 3})``; ``("", {})`` when nothing is asked. The columns are the caller's names, never user input."""
+    params = {column: value for column, value in values.items() if value is not None}
+    conditions = " AND ".join(f"{column} = :{column}" for column in params)
+    return (f"WHERE {conditions}" if conditions else ""), params
+
+
+def same_as(conn: Connection) -> str:
+    """The comparison that takes NULL as a value equal to NULL: SQLite's ``IS`` (its ``IS NOT DISTINCT FROM`` is
+    only in 3.39 and later), PostgreSQL's ``IS NOT DISTINCT FROM`` (its ``IS`` takes only NULL, TRUE, FALSE)."""
+    return "IS NOT DISTINCT FROM" if conn.dialect.name == "postgresql" else "IS"
+
+
+def for_update(conn: Connection) -> str:
+    """``" FOR UPDATE"`` on PostgreSQL, ``""`` on SQLite: appended to a SELECT whose rows the same transaction
+    then changes, it locks them until the commit (SQLite's BEGIN IMMEDIATE already holds the whole file)."""
+    return " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+
+
+# ------------------------------------------------------------------------------------------------- the database
 
 class Database:
-    """One store file: short-lived connections, one transaction per operation, the schema kept current.
+    """One store database: one transaction per operation, the schema kept current.
 
     Args:
-        path: the database file; default ``paths.db_path()`` (under ``$CIFARMIX_HOME``). Its folder is
-            created, the file is switched to WAL mode and migrated to the current schema.
+        target: the database: a SQLite file path (str or Path), a database URL (``sqlite:///...``,
+            ``postgresql://...``), or None for ``paths.store_url()`` (``$CIFARMIX_STORE``, default the file
+            ``paths.db_path()`` under ``$CIFARMIX_HOME``). A SQLite file's folder is created and the file switched
+            to WAL mode; either database is migrated to the current schema.
+
+    Attributes:
+        path: the SQLite file, or None on PostgreSQL.
+        url: the database URL, its password masked.
+        dialect: ``"sqlite"`` or ``"postgresql"``.
+
+    Raises:
+        StoreError: if the database cannot be reached, opened or written (the message says which and how to fix it).
     """
 
-    def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path is not None else paths.db_path()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StoreError(f"cifarmix cannot create the folder of its run store {self.path.parent} "
-                             f"({error.strerror or type(error).__name__}); choose another folder with "
-                             f"{paths.HOME_ENV}=/path/to/folder.") from None
-        self._guarded(lambda: _retry_when_locked(self._enable_wal))
-        self._guarded(lambda: _retry_when_locked(self._migrate))
+    def __init__(self, target: str | Path | None = None):
+        self._url = store_url(target)
+        self.dialect = self._url.get_backend_name()
+        shown = self._url.set(drivername="postgresql") if self.dialect == "postgresql" else self._url
+        self.url = shown.render_as_string(hide_password=True)
+        self.path = Path(self._url.database) if self.dialect == "sqlite" else None
+        if self.path is not None:
+            if sqlite3.sqlite_version_info < SQLITE_MIN_VERSION:
+                raise StoreError(f"cifarmix cannot use its run store {self.path}: it needs SQLite "
+                                 f"{'.'.join(map(str, SQLITE_MIN_VERSION))} or newer, and this Python has "
+                                 f"{sqlite3.sqlite_version}. Use a newer Python (or system SQLite), or a "
+                                 f"PostgreSQL store ({paths.STORE_ENV}=postgresql://...).")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreError(f"cifarmix cannot create the folder of its run store {self.path.parent} "
+                                 f"({error.strerror or type(error).__name__}); choose another folder with "
+                                 f"{paths.HOME_ENV}=/path/to/folder.") from None
+        self._engine = engine_for(self._url)
+        if self.path is not None:
+            self._guarded(lambda: _retry_when_locked(self._enable_wal))
+        self._migrate()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.path)!r})"
+        return f"{type(self).__name__}({str(self.path) if self.path is not None else self.url!r})"
 
     def __enter__(self) -> Self:
         return self
@@ -279,70 +540,67 @@ class Database:
         self.close()
 
     def close(self) -> None:
-        """Nothing to release: connections live only for one operation. Kept for symmetry and ``with``."""
+        """Close this database's idle pooled connections (PostgreSQL; SQLite keeps none open). The store stays
+        usable: it connects again when next used."""
+        dispose_engine(self._url)
 
     # ------------------------------------------------------------------------------------------ connections
 
     def _guarded(self, operation: Callable[[], T]) -> T:
-        """Run ``operation``; SQLite's errors about the file itself become one ``StoreError`` naming it."""
+        """Run ``operation``. A problem with the database itself (a SQLite file it cannot use, a PostgreSQL
+        server it cannot reach or log in to) becomes one ``StoreError`` naming it; any other database error is
+        raised as the driver's own (``DATABASE_ERRORS``: sqlite3's or psycopg's)."""
         try:
             return operation()
-        except sqlite3.DatabaseError as error:
-            if _file_problem(error):
-                raise _store_error(self.path, error) from None
+        except DBAPIError as error:
+            cause = error.orig
+            if self.path is not None and _file_problem(cause):
+                raise _file_error(self.path, cause) from None
+            if self.path is None and _server_problem(cause):
+                raise _server_error(self.url, cause) from None
+            if isinstance(cause, DATABASE_ERRORS):
+                raise cause.with_traceback(error.__traceback__) from None
             raise
 
-    def _connect(self) -> sqlite3.Connection:
-        """A new autocommit connection with the busy timeout and foreign keys on."""
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        return conn
-
-    @contextmanager
-    def _connection(self):
-        conn = self._connect()
-        try:
-            yield conn
-        finally:
-            conn.close()
-
-    def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``operation(conn)`` in one ``BEGIN IMMEDIATE`` transaction, retried while the file is locked."""
+    def _write(self, operation: Callable[[Connection], T]) -> T:
+        """Run ``operation(conn)`` in one write transaction (SQLite: ``BEGIN IMMEDIATE``), retried while the
+        database is locked."""
 
         def attempt() -> T:
-            with self._connection() as conn:
-                conn.execute("BEGIN IMMEDIATE")
+            with self._engine.connect() as conn:
+                if self.path is not None:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
                 try:
                     result = operation(conn)
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    conn.rollback()
                     raise
-                conn.execute("COMMIT")
+                conn.commit()
                 return result
 
         return self._guarded(lambda: _retry_when_locked(attempt))
 
-    def _read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+    def _read(self, operation: Callable[[Connection], T]) -> T:
         """Run ``operation(conn)`` in one read transaction (one consistent snapshot)."""
 
         def attempt() -> T:
-            with self._connection() as conn:
-                conn.execute("BEGIN")
+            with self._engine.connect() as conn:
+                if self.path is not None:
+                    conn.exec_driver_sql("BEGIN")
+                else:
+                    conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
                 try:
                     return operation(conn)
                 finally:
-                    conn.execute("ROLLBACK")
+                    conn.rollback()
 
         return self._guarded(lambda: _retry_when_locked(attempt))
 
     # ------------------------------------------------------------------------------------- schema and WAL
 
     def _enable_wal(self) -> None:
-        with self._connection() as conn:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        with self._engine.connect() as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode = WAL").scalar_one()
         if mode.lower() != "wal":
             raise RuntimeError(
                 f"Expected SQLite to switch {self.path} to WAL mode; it stayed in {mode!r}. "
@@ -350,25 +608,39 @@ class Database:
             )
 
     def _migrate(self) -> None:
-        """Apply the pending steps of ``MIGRATIONS``, all in one transaction, so concurrent openers agree."""
+        """Apply the pending steps of ``MIGRATIONS``, all in one transaction, so concurrent openers agree (on
+        PostgreSQL they also queue on an advisory lock: the second finds the schema current)."""
 
-        def apply_pending(conn: sqlite3.Connection) -> None:
+        def apply_pending(conn: Connection) -> None:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                if conn.execute(text("SELECT to_regclass('schema_version')")).scalar_one() is None:
+                    conn.exec_driver_sql("CREATE TABLE schema_version (version BIGINT NOT NULL)")
             version = self._schema_version(conn)
             if version > len(MIGRATIONS):
                 raise SchemaTooNewError(
-                    f"Expected a run store at schema version {len(MIGRATIONS)} or older; {self.path} is at "
-                    f"version {version}. Upgrade cifarmix or point CIFARMIX_HOME at another folder."
+                    f"Expected a run store at schema version {len(MIGRATIONS)} or older; {self.path or self.url} "
+                    f"is at version {version}. Upgrade cifarmix or point {paths.STORE_ENV} (or "
+                    f"{paths.HOME_ENV}) at another store."
                 )
             for step in range(version, len(MIGRATIONS)):
                 for statement in MIGRATIONS[step]:
-                    conn.execute(_statement(statement))
-                conn.execute(f"PRAGMA user_version = {step + 1}")
+                    conn.exec_driver_sql(statement_sql(statement, self.dialect))
+                self._set_schema_version(conn, step + 1)
 
         self._write(apply_pending)
 
-    @staticmethod
-    def _schema_version(conn: sqlite3.Connection) -> int:
-        return conn.execute("PRAGMA user_version").fetchone()[0]
+    def _schema_version(self, conn: Connection) -> int:
+        if self.dialect == "sqlite":
+            return conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+        return conn.execute(text("SELECT MAX(version) FROM schema_version")).scalar_one() or 0
+
+    def _set_schema_version(self, conn: Connection, version: int) -> None:
+        if self.dialect == "sqlite":
+            conn.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
+        else:
+            conn.execute(text("DELETE FROM schema_version"))
+            conn.execute(text("INSERT INTO schema_version (version) VALUES (:version)"), {"version": int(version)})
 
     def schema_version(self) -> int:
         """The number of migration steps applied to this database."""

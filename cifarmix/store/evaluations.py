@@ -5,9 +5,11 @@ one, kept as JSON (``evaluation.evaluate_and_store`` writes them; the Runs page 
 from __future__ import annotations
 
 import json
-import sqlite3
 
-from cifarmix.store.db import Database, utc_now
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from cifarmix.store.db import Database, matching, utc_now
 from cifarmix.store.runs import require_run
 
 
@@ -25,13 +27,15 @@ class Evaluations(Database):
         Returns:
             The evaluation id.
         """
-        record = (None if run_id is None else int(run_id), str(model_ref), json.dumps(result), utc_now())
+        record = {"run_id": None if run_id is None else int(run_id), "model_ref": str(model_ref),
+                  "result": json.dumps(result), "created_at": utc_now()}
 
-        def insert(conn: sqlite3.Connection) -> int:
+        def insert(conn: Connection) -> int:
             if run_id is not None:
                 require_run(conn, run_id)
-            return conn.execute("INSERT INTO evaluations (run_id, model_ref, result, created_at)"
-                                " VALUES (?, ?, ?, ?)", record).lastrowid
+            return conn.execute(text("INSERT INTO evaluations (run_id, model_ref, result, created_at)"
+                                     " VALUES (:run_id, :model_ref, :result, :created_at) RETURNING id"),
+                                record).scalar_one()
 
         return self._write(insert)
 
@@ -41,14 +45,8 @@ class Evaluations(Database):
         Returns:
             Dicts with id, run_id, model_ref, result (decoded dict), created_at.
         """
-        conditions, params = [], []
-        if run_id is not None:
-            conditions.append("run_id = ?")
-            params.append(int(run_id))
-        if model_ref is not None:
-            conditions.append("model_ref = ?")
-            params.append(str(model_ref))
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        where, params = matching({"run_id": None if run_id is None else int(run_id),
+                                  "model_ref": None if model_ref is None else str(model_ref)})
         rows = self._read(lambda conn: conn.execute(
-            f"SELECT * FROM evaluations {where} ORDER BY id DESC", params).fetchall())
+            text(f"SELECT * FROM evaluations {where} ORDER BY id DESC"), params).mappings().all())
         return [{**dict(row), "result": json.loads(row["result"])} for row in rows]

@@ -11,7 +11,8 @@ The teacher's key (what closing takes) is stored only as its SHA-256 hash.
 
 from __future__ import annotations
 
-import sqlite3
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from cifarmix.store.db import Database, utc_now
 from cifarmix.store.values import clean_lesson_name
@@ -43,15 +44,15 @@ def _lesson(row) -> dict:
     return {column: row[column] for column in LESSON_COLUMNS}
 
 
-def require_open_lesson(conn: sqlite3.Connection, lesson_id: int) -> dict:
+def require_open_lesson(conn: Connection, lesson_id: int) -> dict:
     """The lesson ``lesson_id``, read on ``conn`` (inside the caller's transaction), if it is open.
 
     Raises:
         UnknownLessonError: no such lesson.
         LessonClosedError: it was closed.
     """
-    row = conn.execute("SELECT id, code, name, created_at, closed_at FROM lessons WHERE id = :id",
-                       {"id": int(lesson_id)}).fetchone()
+    row = conn.execute(text("SELECT id, code, name, created_at, closed_at FROM lessons WHERE id = :id"),
+                       {"id": int(lesson_id)}).mappings().first()
     if row is None:
         raise UnknownLessonError(f"there is no lesson #{lesson_id}; the game was not saved in a lesson")
     lesson = _lesson(row)
@@ -82,10 +83,10 @@ class Lessons(Database):
         record = {"code": str(code), "name": clean_lesson_name(name), "key": str(teacher_key_hash),
                   "now": utc_now()}
 
-        def insert(conn: sqlite3.Connection) -> dict | None:
-            row = conn.execute(
+        def insert(conn: Connection) -> dict | None:
+            row = conn.execute(text(
                 "INSERT INTO lessons (code, name, teacher_key_hash, created_at) VALUES (:code, :name, :key, :now)"
-                " ON CONFLICT (code) DO NOTHING RETURNING id", record).fetchone()
+                " ON CONFLICT (code) DO NOTHING RETURNING id"), record).mappings().first()
             if row is None:
                 return None
             return {"id": row["id"], "code": record["code"], "name": record["name"], "created_at": record["now"],
@@ -95,22 +96,22 @@ class Lessons(Database):
 
     def lesson_by_code(self, code: str) -> dict | None:
         """The lesson with exactly this code (``LESSON_COLUMNS``), or None."""
-        row = self._read(lambda conn: conn.execute(
-            "SELECT id, code, name, created_at, closed_at FROM lessons WHERE code = :code",
-            {"code": str(code)}).fetchone())
+        row = self._read(lambda conn: conn.execute(text(
+            "SELECT id, code, name, created_at, closed_at FROM lessons WHERE code = :code"),
+            {"code": str(code)}).mappings().first())
         return None if row is None else _lesson(row)
 
     def lesson(self, lesson_id: int) -> dict | None:
         """The lesson with this id (``LESSON_COLUMNS``), or None."""
-        row = self._read(lambda conn: conn.execute(
-            "SELECT id, code, name, created_at, closed_at FROM lessons WHERE id = :id",
-            {"id": int(lesson_id)}).fetchone())
+        row = self._read(lambda conn: conn.execute(text(
+            "SELECT id, code, name, created_at, closed_at FROM lessons WHERE id = :id"),
+            {"id": int(lesson_id)}).mappings().first())
         return None if row is None else _lesson(row)
 
     def lesson_key_hash(self, lesson_id: int) -> str | None:
         """The stored hash of the lesson's teacher key (for the core's check), or None for no such lesson."""
-        row = self._read(lambda conn: conn.execute(
-            "SELECT teacher_key_hash FROM lessons WHERE id = :id", {"id": int(lesson_id)}).fetchone())
+        row = self._read(lambda conn: conn.execute(text(
+            "SELECT teacher_key_hash FROM lessons WHERE id = :id"), {"id": int(lesson_id)}).mappings().first())
         return None if row is None else row["teacher_key_hash"]
 
     def close_lesson(self, lesson_id: int) -> dict:
@@ -123,11 +124,11 @@ class Lessons(Database):
         Raises:
             UnknownLessonError: no such lesson.
         """
-        def close(conn: sqlite3.Connection) -> dict:
-            conn.execute("UPDATE lessons SET closed_at = :now WHERE id = :id AND closed_at IS NULL",
+        def close(conn: Connection) -> dict:
+            conn.execute(text("UPDATE lessons SET closed_at = :now WHERE id = :id AND closed_at IS NULL"),
                          {"now": utc_now(), "id": int(lesson_id)})
-            row = conn.execute("SELECT id, code, name, created_at, closed_at FROM lessons WHERE id = :id",
-                               {"id": int(lesson_id)}).fetchone()
+            row = conn.execute(text("SELECT id, code, name, created_at, closed_at FROM lessons WHERE id = :id"),
+                               {"id": int(lesson_id)}).mappings().first()
             if row is None:
                 raise UnknownLessonError(f"there is no lesson #{lesson_id} to close")
             return _lesson(row)
@@ -137,6 +138,6 @@ class Lessons(Database):
     def lessons(self, open_only: bool = False) -> list[dict]:
         """Every lesson (or only the open ones), newest first."""
         where = "WHERE closed_at IS NULL" if open_only else ""
-        rows = self._read(lambda conn: conn.execute(
-            f"SELECT id, code, name, created_at, closed_at FROM lessons {where} ORDER BY id DESC").fetchall())
+        rows = self._read(lambda conn: conn.execute(text(
+            f"SELECT id, code, name, created_at, closed_at FROM lessons {where} ORDER BY id DESC")).mappings().all())
         return [_lesson(row) for row in rows]

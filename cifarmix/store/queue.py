@@ -14,13 +14,13 @@ A worker that stops beating is found by ``cifarmix.heartbeats``; :meth:`WorkQueu
 ``killed`` with ``worker_lost`` set, which makes it claimable again: the next worker resumes it from its last
 checkpoint.
 
-The SQL uses named parameters and reads rows by column name; ``dialect`` (``"sqlite"`` unless the database says
-otherwise) picks the claim's row lock.
+The claim's row lock depends on the database (``Database.dialect``).
 """
 
 from __future__ import annotations
 
-import sqlite3
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from cifarmix.store.db import Database, utc_now
 from cifarmix.store.runs import WORKER, _run_from_row, _status_assignments, end_run, require_run
@@ -45,19 +45,20 @@ class WorkQueue(Database):
         skipped = {f"skip{index}": arch for index, arch in enumerate(skip_archs)}
         unless = f" AND arch NOT IN ({', '.join(f':{key}' for key in skipped)})" if skipped else ""
         pick = f"SELECT id FROM runs WHERE {CLAIMABLE}{unless} ORDER BY id LIMIT 1"
-        if getattr(self, "dialect", "sqlite") == "postgresql":
+        if self.dialect == "postgresql":
             pick += " FOR UPDATE SKIP LOCKED"  # a row another worker is claiming is passed over, not waited for
         sql = (f"UPDATE runs SET worker = :worker, worker_host = :host, heartbeat_at = :now,"
                f" heartbeat_seconds = :heartbeat, worker_lost = 0, kill_requested = 0, pid = NULL,"
                f" process_started = NULL, {_status_assignments('running')} WHERE id = ({pick}) RETURNING id")
 
-        def take(conn: sqlite3.Connection) -> dict | None:
-            row = conn.execute(sql, {"worker": worker, "host": host, "now": utc_now(),
+        def take(conn: Connection) -> dict | None:
+            row = conn.execute(text(sql), {"worker": worker, "host": host, "now": utc_now(),
                                      "heartbeat": float(heartbeat_seconds), "status": "running",
-                                     "message": message, **skipped}).fetchone()
+                                     "message": message, **skipped}).mappings().first()
             if row is None:
                 return None
-            return _run_from_row(conn.execute("SELECT * FROM runs WHERE id = :id", {"id": row["id"]}).fetchone())
+            return _run_from_row(conn.execute(text("SELECT * FROM runs WHERE id = :id"),
+                                              {"id": row["id"]}).mappings().first())
 
         return self._write(take)
 
@@ -70,11 +71,11 @@ class WorkQueue(Database):
             active (a training process that ended its run is about to exit), and whether a kill was asked for.
         """
 
-        def update(conn: sqlite3.Connection) -> dict | None:
-            conn.execute(f"UPDATE runs SET heartbeat_at = :now WHERE {_HOLDS}",
+        def update(conn: Connection) -> dict | None:
+            conn.execute(text(f"UPDATE runs SET heartbeat_at = :now WHERE {_HOLDS}"),
                          {"now": utc_now(), "id": int(run_id), "worker": worker})
-            row = conn.execute("SELECT status, worker, kill_requested FROM runs WHERE id = :id",
-                               {"id": int(run_id)}).fetchone()
+            row = conn.execute(text("SELECT status, worker, kill_requested FROM runs WHERE id = :id"),
+                               {"id": int(run_id)}).mappings().first()
             if row is None:
                 return None
             return {"ours": row["worker"] == worker, "active": row["status"] in ACTIVE_STATUSES,
@@ -97,14 +98,14 @@ class WorkQueue(Database):
         waiting = (f"UPDATE runs SET kill_requested = 1, worker_lost = 0, {_status_assignments('killed')}"
                    f" WHERE id = :id AND {CLAIMABLE}")
 
-        def request(conn: sqlite3.Connection) -> str:
+        def request(conn: Connection) -> str:
             require_run(conn, run_id)
             params = {"id": int(run_id), "status": "killed", "now": utc_now(),
                       "message": "killed before a worker took it; Resume queues it again"}
-            if conn.execute(waiting, params).rowcount:
+            if conn.execute(text(waiting), params).rowcount:
                 return "ended"
-            held = conn.execute(f"UPDATE runs SET kill_requested = 1 WHERE id = :id AND worker IS NOT NULL"
-                                f" AND status IN ({_ACTIVE})", {"id": int(run_id)}).rowcount
+            held = conn.execute(text(f"UPDATE runs SET kill_requested = 1 WHERE id = :id AND worker IS NOT NULL"
+                                     f" AND status IN ({_ACTIVE})"), {"id": int(run_id)}).rowcount
             return "requested" if held else "not active"
 
         return self._write(request)
@@ -113,7 +114,7 @@ class WorkQueue(Database):
         """End a run waiting in the queue (no worker holds it yet) as ``stopped``; whether it was one."""
         sql = (f"UPDATE runs SET stop_requested = 1, {_status_assignments('stopped')}"
                f" WHERE id = :id AND placement = '{WORKER}' AND status = 'queued'")
-        return self._write(lambda conn: conn.execute(sql, {
+        return self._write(lambda conn: conn.execute(text(sql), {
             "id": int(run_id), "status": "stopped", "now": utc_now(),
             "message": "stopped before a worker took it"}).rowcount == 1)
 
@@ -153,9 +154,9 @@ class WorkQueue(Database):
                f" worker_lost = 0, kill_requested = 0, pid = NULL, process_started = NULL,"
                f" {_status_assignments('queued')} WHERE id = :id AND status IN ('stopped', 'killed', 'failed')")
 
-        def update(conn: sqlite3.Connection) -> bool:
+        def update(conn: Connection) -> bool:
             require_run(conn, run_id)
-            return conn.execute(sql, {"id": int(run_id), "status": "queued", "message": message,
+            return conn.execute(text(sql), {"id": int(run_id), "status": "queued", "message": message,
                                       "now": utc_now()}).rowcount == 1
 
         return self._write(update)

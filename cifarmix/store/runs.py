@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, RowMapping
+
 from cifarmix import paths, processes
-from cifarmix.store.db import Database, utc_now
+from cifarmix.store.db import Database, for_update, same_as, utc_now
 from cifarmix.store.values import ACTIVE_STATUSES, TERMINAL_STATUSES, clean_run_name, validate_status
 
 RUN_COLUMNS = (
@@ -51,29 +53,44 @@ def _status_assignments(status: str) -> str:
     return f"{stop_flag}, status = :status, message = :message, {timestamps}"
 
 
-def require_run(conn: sqlite3.Connection, run_id: int) -> None:
-    """Raise ``UnknownRunError`` unless run ``run_id`` exists (call it inside the transaction that writes)."""
-    if conn.execute("SELECT 1 FROM runs WHERE id = ?", (int(run_id),)).fetchone() is None:
+def require_run(conn: Connection, run_id: int) -> None:
+    """Raise ``UnknownRunError`` unless run ``run_id`` exists (call it inside the transaction that writes). On
+    PostgreSQL the run's row stays locked until that transaction ends, so the run's writes come one at a time and
+    a run deleted meanwhile is unknown, as under SQLite's file lock."""
+    found = conn.execute(text(f"SELECT 1 FROM runs WHERE id = :id{for_update(conn)}"), {"id": int(run_id)}).first()
+    if found is None:
         raise _unknown_run(run_id)
 
 
-def end_run(conn: sqlite3.Connection, run_id: int, sql: str, message: str, **params: Any) -> bool:
+def end_run(conn: Connection, run_id: int, sql: str, message: str, **params: Any) -> bool:
     """Run ``sql``, an UPDATE of run ``run_id`` (``:id``) to a terminal status (``:status``), with ``:message``
-    (``{epochs_done}`` replaced by the epochs the run has completed) and ``:now``; whether it changed the run."""
-    row = conn.execute("SELECT epochs_done FROM runs WHERE id = :id", {"id": int(run_id)}).fetchone()
+    (``{epochs_done}`` replaced by the epochs the run has completed) and ``:now``; whether it changed the run.
+    The run's row is locked first on PostgreSQL (``for_update``)."""
+    row = conn.execute(text(f"SELECT epochs_done FROM runs WHERE id = :id{for_update(conn)}"),
+                       {"id": int(run_id)}).mappings().first()
     if row is None:
         return False
-    text = message.replace("{epochs_done}", str(row["epochs_done"] or 0))
-    return conn.execute(sql, {**params, "message": text, "now": utc_now(), "id": int(run_id)}).rowcount == 1
+    said = message.replace("{epochs_done}", str(row["epochs_done"] or 0))
+    return conn.execute(text(sql), {**params, "message": said, "now": utc_now(), "id": int(run_id)}).rowcount == 1
 
 
-def _run_from_row(row: sqlite3.Row) -> dict:
+def _run_from_row(row: RowMapping) -> dict:
     run = dict(row)
     for column in JSON_RUN_COLUMNS:
         run[column] = json.loads(run[column])
     for column in FLAG_RUN_COLUMNS:
         run[column] = bool(run[column])
     return run
+
+
+def _column_value(column: str, value: Any) -> Any:
+    """A run column's value as the store keeps it: options and config as JSON text, the model path as text, a
+    flag as 0 or 1 (an integer column on both databases)."""
+    if column in JSON_RUN_COLUMNS:
+        return json.dumps(value)
+    if column == "model_path" and value is not None:
+        return str(value)
+    return int(value) if isinstance(value, bool) else value
 
 
 class Runs(Database):
@@ -119,21 +136,22 @@ class Runs(Database):
             row["placement"] = placement
         sql = (f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join(f':{column}' for column in row)})"
                " RETURNING id")
-        return self._write(lambda conn: conn.execute(sql, row).fetchone()["id"])
+        return self._write(lambda conn: conn.execute(text(sql), row).scalar_one())
 
     def get_run(self, run_id: int) -> dict | None:
         """One run as a dict (keys ``RUN_COLUMNS``; options and config decoded), or None if there is none."""
-        row = self._read(lambda conn: conn.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone())
+        row = self._read(lambda conn: conn.execute(
+            text("SELECT * FROM runs WHERE id = :id"), {"id": int(run_id)}).mappings().first())
         return None if row is None else _run_from_row(row)
 
     def list_runs(self, status: str | None = None) -> list[dict]:
         """All runs, newest first, optionally only those with ``status``; each as ``get_run`` returns it."""
         if status is None:
-            query, params = "SELECT * FROM runs ORDER BY id DESC", ()
+            query, params = "SELECT * FROM runs ORDER BY id DESC", {}
         else:
             validate_status(status)
-            query, params = "SELECT * FROM runs WHERE status = ? ORDER BY id DESC", (status,)
-        rows = self._read(lambda conn: conn.execute(query, params).fetchall())
+            query, params = "SELECT * FROM runs WHERE status = :status ORDER BY id DESC", {"status": status}
+        rows = self._read(lambda conn: conn.execute(text(query), params).mappings().all())
         return [_run_from_row(row) for row in rows]
 
     def update_run(self, run_id: int, **fields: Any) -> None:
@@ -160,14 +178,12 @@ class Runs(Database):
             validate_status(fields["status"])
         if "name" in fields:
             fields = {**fields, "name": clean_run_name(fields["name"])}
-        values = {key: json.dumps(value) if key in JSON_RUN_COLUMNS else value for key, value in fields.items()}
-        if "model_path" in values and values["model_path"] is not None:
-            values["model_path"] = str(values["model_path"])
-        assignments = ", ".join(f"{column} = ?" for column in values)
+        values = {key: _column_value(key, value) for key, value in fields.items()}
+        assignments = ", ".join(f"{column} = :{column}" for column in values)
 
-        def update(conn: sqlite3.Connection) -> None:
+        def update(conn: Connection) -> None:
             require_run(conn, run_id)
-            conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), int(run_id)))
+            conn.execute(text(f"UPDATE runs SET {assignments} WHERE id = :id"), {**values, "id": int(run_id)})
 
         self._write(update)
 
@@ -182,9 +198,9 @@ class Runs(Database):
         sql = f"UPDATE runs SET {_status_assignments(status)} WHERE id = :id"
         params = {"status": status, "message": message, "now": utc_now(), "id": int(run_id)}
 
-        def update(conn: sqlite3.Connection) -> None:
+        def update(conn: Connection) -> None:
             require_run(conn, run_id)
-            conn.execute(sql, params)
+            conn.execute(text(sql), params)
 
         self._write(update)
 
@@ -205,15 +221,19 @@ class Runs(Database):
             Whether the run was marked.
         """
         active = ", ".join(repr(status) for status in ACTIVE_STATUSES)
-        sql = (f"UPDATE runs SET {_status_assignments('killed')} WHERE id = :id AND pid = :pid"
-               f" AND process_started IS :started AND status IN ({active})")
-        return self._write(lambda conn: end_run(conn, run_id, sql, message, status="killed", pid=int(pid),
-                                                started=started))
+
+        def update(conn: Connection) -> bool:
+            sql = (f"UPDATE runs SET {_status_assignments('killed')} WHERE id = :id AND pid = :pid"
+                   f" AND process_started {same_as(conn)} :started AND status IN ({active})")
+            return end_run(conn, run_id, sql, message, status="killed", pid=int(pid), started=started)
+
+        return self._write(update)
 
     def claim(self, run_id: int, pid: int, started: int | None, message: str = "starting",
               worker: str | None = None) -> bool:
         """Hand run ``run_id`` to the process ``pid`` (started at ``started``, see ``processes.start_time``) in one
-        ``BEGIN IMMEDIATE`` transaction: of two processes claiming one run at the same moment, exactly one wins.
+        transaction that holds the run (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's ``FOR UPDATE`` on its row): of two
+        processes claiming one run at the same moment, exactly one wins.
 
         The claim wins when the run is not active, or is active with no process yet (queued by ``jobs``), or with
         this very process, or with a process that is no longer alive; it then records the process and moves the
@@ -237,9 +257,9 @@ class Runs(Database):
         sql = (f"UPDATE runs SET pid = :pid, process_started = :started{local}, {_status_assignments('running')}"
                " WHERE id = :id")
 
-        def take(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(f"SELECT status IN ({active}) AS active, pid, process_started, worker FROM runs"
-                               " WHERE id = :id", {"id": int(run_id)}).fetchone()
+        def take(conn: Connection) -> bool:
+            row = conn.execute(text(f"SELECT status IN ({active}) AS active, pid, process_started, worker FROM runs"
+                                    f" WHERE id = :id{for_update(conn)}"), {"id": int(run_id)}).mappings().first()
             if row is None:
                 raise _unknown_run(run_id)
             if row["active"] and row["worker"] and row["worker"] != worker:
@@ -248,8 +268,8 @@ class Runs(Database):
             own = holder == int(pid) and holder_started in (None, started)
             if row["active"] and holder and not own and processes.is_alive(holder, holder_started):
                 return False
-            conn.execute(sql, {"pid": int(pid), "started": started, "status": "running", "message": message,
-                               "now": utc_now(), "id": int(run_id)})
+            conn.execute(text(sql), {"pid": int(pid), "started": started, "status": "running", "message": message,
+                                     "now": utc_now(), "id": int(run_id)})
             return True
 
         return self._write(take)
@@ -257,17 +277,17 @@ class Runs(Database):
     def request_stop(self, run_id: int) -> None:
         """Ask the run's training process to stop (it polls ``stop_requested``)."""
 
-        def flag(conn: sqlite3.Connection) -> None:
+        def flag(conn: Connection) -> None:
             require_run(conn, run_id)
-            conn.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (int(run_id),))
+            conn.execute(text("UPDATE runs SET stop_requested = 1 WHERE id = :id"), {"id": int(run_id)})
 
         self._write(flag)
 
     def stop_requested(self, run_id: int) -> bool:
         """Whether someone asked this run to stop. An unknown (e.g. deleted) run counts as asked to stop."""
         row = self._read(lambda conn: conn.execute(
-            "SELECT stop_requested FROM runs WHERE id = ?", (int(run_id),)).fetchone())
-        return True if row is None else bool(row[0])
+            text("SELECT stop_requested FROM runs WHERE id = :id"), {"id": int(run_id)}).mappings().first())
+        return True if row is None else bool(row["stop_requested"])
 
     def run_folder(self, run_id: int) -> Path:
         """The run's folder (``paths.run_dir``), checked to lie strictly inside ``paths.runs_dir()``.
@@ -298,11 +318,11 @@ class Runs(Database):
             raise _unknown_run(run_id)
         folder = self.run_folder(run_id)
 
-        def delete(conn: sqlite3.Connection) -> None:
+        def delete(conn: Connection) -> None:
             require_run(conn, run_id)
             for table in ("step_metrics", "epoch_metrics", "confusion_matrices", "evaluations", "sweeps"):
-                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (int(run_id),))
-            conn.execute("DELETE FROM runs WHERE id = ?", (int(run_id),))
+                conn.execute(text(f"DELETE FROM {table} WHERE run_id = :id"), {"id": int(run_id)})
+            conn.execute(text("DELETE FROM runs WHERE id = :id"), {"id": int(run_id)})
 
         self._write(delete)
         shutil.rmtree(folder, ignore_errors=True)

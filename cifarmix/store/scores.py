@@ -14,11 +14,13 @@ open, checked in the game's own transaction.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Connection
 
 from cifarmix.store.db import Database, utc_now
 from cifarmix.store.lessons import require_open_lesson
@@ -27,16 +29,16 @@ from cifarmix.store.values import DEFAULT_GAME_MODE, clean_player_name, validate
 MODE_OF_ROW = f"COALESCE(mode, '{DEFAULT_GAME_MODE}')"  # a row saved before modes existed: an equal-mixes game
 
 
-def _json_or_none(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
 def _lesson_condition(lesson_id: int | None, params: dict) -> str:
     """The SQL condition for the games of a lesson (``lesson_id``), or those outside any lesson (None)."""
     if lesson_id is None:
         return "lesson_id IS NULL"
     params["lesson_id"] = int(lesson_id)
     return "lesson_id = :lesson_id"
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 class Scores(Database):
@@ -77,14 +79,14 @@ class Scores(Database):
                   "lesson_id": lesson}
         guess_records = [{**self._guess_record(row, now), "mode": mode, "lesson_id": lesson} for row in guesses]
 
-        def insert(conn: sqlite3.Connection) -> int:
+        def insert(conn: Connection) -> int:
             if lesson is not None:
                 require_open_lesson(conn, lesson)
             self._insert_guesses(conn, guess_records)
-            return conn.execute(
+            return conn.execute(text(
                 "INSERT INTO scores (player, score, rounds, opponent, model_score, details, created_at, mode,"
                 " lesson_id) VALUES (:player, :score, :rounds, :opponent, :model_score, :details, :created_at,"
-                " :mode, :lesson_id) RETURNING id", record).fetchone()["id"]
+                " :mode, :lesson_id) RETURNING id"), record).scalar_one()
 
         return self._write(insert)
 
@@ -98,7 +100,7 @@ class Scores(Database):
             Dicts with id, player, score, rounds, opponent, model_score, details (decoded or None), created_at,
             mode (``"equal"`` for a game saved before modes existed), lesson_id.
         """
-        params: dict = {}
+        params: dict[str, Any] = {}
         conditions = [_lesson_condition(lesson_id, params)]
         if opponent is not None:
             conditions.append("opponent = :opponent")
@@ -108,9 +110,9 @@ class Scores(Database):
             params["mode"] = validate_mode(mode)
         if limit is not None:
             params["limit"] = int(limit)
-        rows = self._read(lambda conn: conn.execute(
+        rows = self._read(lambda conn: conn.execute(text(
             f"SELECT * FROM scores WHERE {' AND '.join(conditions)} ORDER BY score DESC, created_at, id"
-            + (" LIMIT :limit" if limit is not None else ""), params).fetchall())
+            + (" LIMIT :limit" if limit is not None else "")), params).mappings().all())
         return [{**dict(row), "details": _json_or_none(row["details"]), "mode": row["mode"] or DEFAULT_GAME_MODE}
                 for row in rows]
 
@@ -123,26 +125,27 @@ class Scores(Database):
         Raises:
             LookupError: if there is no such score.
         """
-        def query(conn):
-            row = conn.execute(f"SELECT score, created_at, id, {MODE_OF_ROW} AS mode, lesson_id FROM scores"
-                               " WHERE id = :id", {"id": int(score_id)}).fetchone()
+        def query(conn: Connection) -> tuple[int, int]:
+            row = conn.execute(text(f"SELECT score, created_at, id, {MODE_OF_ROW} AS mode, lesson_id FROM scores"
+                                    " WHERE id = :id"), {"id": int(score_id)}).mappings().first()
             if row is None:
                 raise LookupError(f"there is no game #{score_id} on the leaderboard")
             params = {"mode": row["mode"], "score": row["score"], "created_at": row["created_at"], "id": row["id"]}
             board = f"{MODE_OF_ROW} = :mode AND {_lesson_condition(row['lesson_id'], params)}"
-            better = conn.execute(
-                f"SELECT COUNT(*) AS n FROM scores WHERE {board} AND (score > :score OR (score = :score AND"
-                " (created_at < :created_at OR (created_at = :created_at AND id < :id))))", params).fetchone()["n"]
-            games = conn.execute(f"SELECT COUNT(*) AS n FROM scores WHERE {board}", params).fetchone()["n"]
-            return better + 1, games
+            counts = conn.execute(text(
+                f"SELECT COUNT(*) AS games, COALESCE(SUM(CASE WHEN score > :score OR (score = :score AND"
+                " (created_at < :created_at OR (created_at = :created_at AND id < :id))) THEN 1 ELSE 0 END), 0)"
+                f" AS better FROM scores WHERE {board}"), params).mappings().one()
+            return int(counts["better"]) + 1, int(counts["games"])
 
         return self._read(query)
 
     @staticmethod
-    def _insert_guesses(conn: sqlite3.Connection, records: list[dict]) -> None:
-        conn.executemany("INSERT INTO guesses (head, true_class, human_class, model_class, opponent, created_at,"
-                         " mode, lesson_id) VALUES (:head, :true_class, :human_class, :model_class, :opponent,"
-                         " :created_at, :mode, :lesson_id)", records)
+    def _insert_guesses(conn: Connection, records: list[dict]) -> None:
+        if records:
+            conn.execute(text("INSERT INTO guesses (head, true_class, human_class, model_class, opponent, created_at,"
+                              " mode, lesson_id) VALUES (:head, :true_class, :human_class, :model_class,"
+                              " :opponent, :created_at, :mode, :lesson_id)"), records)
 
     @staticmethod
     def _guess_record(row: dict, now: str) -> dict:
@@ -170,20 +173,28 @@ class Scores(Database):
             Columns class_index, rounds, human_accuracy, model_rounds, model_accuracy (fractions 0-1; NaN
             where no counted model has answered yet), sorted by class_index.
         """
-        params: dict = {f"ignored_{i}": str(name) for i, name in enumerate(ignored_models)}
-        counted = f"opponent NOT IN ({', '.join(':' + key for key in params)})" if params else "1 = 1"
+        ignored = [str(name) for name in ignored_models]
+        counted = "opponent NOT IN :ignored" if ignored else "1 = 1"
+        params: dict[str, Any] = {"ignored": ignored} if ignored else {}
         conditions = [_lesson_condition(lesson_id, params)]
         if mode is not None:
             conditions.append(f"{MODE_OF_ROW} = :mode")
             params["mode"] = validate_mode(mode)
-        columns = ["class_index", "rounds", "human_accuracy", "model_rounds", "model_accuracy"]
-        rows = self._read(lambda conn: conn.execute(
+        query = text(  # counts (integers on both databases); the fractions are taken below
             "SELECT true_class AS class_index, COUNT(*) AS rounds,"
-            " AVG(CASE WHEN human_class = true_class THEN 1.0 ELSE 0.0 END) AS human_accuracy,"
+            " SUM(CASE WHEN human_class = true_class THEN 1 ELSE 0 END) AS human_right,"
             f" SUM(CASE WHEN {counted} THEN 1 ELSE 0 END) AS model_rounds,"
-            f" AVG(CASE WHEN {counted} THEN (CASE WHEN model_class = true_class THEN 1.0 ELSE 0.0 END) END)"
-            f" AS model_accuracy FROM guesses WHERE {' AND '.join(conditions)} GROUP BY true_class"
-            " ORDER BY true_class", params).fetchall())
-        frame = pd.DataFrame([[row[column] for column in columns] for row in rows], columns=columns)
-        return frame.astype({"class_index": "int64", "rounds": "int64", "model_rounds": "int64",
-                             "human_accuracy": "float64", "model_accuracy": "float64"})
+            f" SUM(CASE WHEN {counted} AND model_class = true_class THEN 1 ELSE 0 END) AS model_right"
+            f" FROM guesses WHERE {' AND '.join(conditions)} GROUP BY true_class ORDER BY true_class")
+        if ignored:
+            query = query.bindparams(bindparam("ignored", expanding=True))
+        rows = self._read(lambda conn: conn.execute(query, params).mappings().all())
+        counts = pd.DataFrame([dict(row) for row in rows], columns=["class_index", "rounds", "human_right",
+                                                                    "model_rounds", "model_right"]).astype("int64")
+        model_rounds = counts["model_rounds"].astype("float64")
+        return pd.DataFrame({
+            "class_index": counts["class_index"], "rounds": counts["rounds"],
+            "human_accuracy": counts["human_right"] / counts["rounds"],
+            "model_rounds": counts["model_rounds"],
+            "model_accuracy": (counts["model_right"] / model_rounds).where(model_rounds > 0, np.nan),
+        })

@@ -10,9 +10,11 @@ resumed run's new best checkpoint, or a shipped model given other test-time view
 from __future__ import annotations
 
 import json
-import sqlite3
 
-from cifarmix.store.db import Database, utc_now
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, RowMapping
+
+from cifarmix.store.db import Database, matching, utc_now
 from cifarmix.store.runs import require_run
 
 
@@ -21,7 +23,7 @@ def settings_key(settings: dict) -> str:
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
 
-def _decoded(row: sqlite3.Row) -> dict:
+def _decoded(row: RowMapping) -> dict:
     return {**dict(row), "settings": json.loads(row["settings"]), "points": json.loads(row["points"])}
 
 
@@ -43,38 +45,40 @@ class Sweeps(Database):
         Returns:
             The sweep id.
         """
-        record = (None if run_id is None else int(run_id), str(model_ref), str(model_version),
-                  settings_key(settings), json.dumps(points), None if seconds is None else float(seconds), utc_now())
+        record = {"run_id": None if run_id is None else int(run_id), "model_ref": str(model_ref),
+                  "model_version": str(model_version), "settings": settings_key(settings),
+                  "points": json.dumps(points), "seconds": None if seconds is None else float(seconds),
+                  "created_at": utc_now()}
 
-        def upsert(conn: sqlite3.Connection) -> int:
+        def upsert(conn: Connection) -> int:
             if run_id is not None:
                 require_run(conn, run_id)
-            conn.execute("DELETE FROM sweeps WHERE model_ref = ? AND settings = ?", (record[1], record[3]))
-            return conn.execute("INSERT INTO sweeps (run_id, model_ref, model_version, settings, points, seconds,"
-                                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", record).lastrowid
+            # The old sweep goes and the new one gets a new id (the newest first). Should another writer insert
+            # the same key in between (PostgreSQL, which does not lock the whole database), its row is updated.
+            conn.execute(text("DELETE FROM sweeps WHERE model_ref = :model_ref AND settings = :settings"), record)
+            return conn.execute(text(
+                "INSERT INTO sweeps (run_id, model_ref, model_version, settings, points, seconds, created_at)"
+                " VALUES (:run_id, :model_ref, :model_version, :settings, :points, :seconds, :created_at)"
+                " ON CONFLICT (model_ref, settings) DO UPDATE SET run_id = excluded.run_id,"
+                " model_version = excluded.model_version, points = excluded.points, seconds = excluded.seconds,"
+                " created_at = excluded.created_at RETURNING id"), record).scalar_one()
 
         return self._write(upsert)
 
     def sweep(self, model_ref: str, settings: dict, model_version: str | None = None) -> dict | None:
         """The stored sweep of ``model_ref`` with exactly these settings (and, if given, this model version), or
         None. A dict with id, run_id, model_ref, model_version, settings, points (decoded), seconds, created_at."""
-        conditions, params = ["model_ref = ?", "settings = ?"], [str(model_ref), settings_key(settings)]
-        if model_version is not None:
-            conditions.append("model_version = ?")
-            params.append(str(model_version))
-        row = self._read(lambda conn: conn.execute(
-            f"SELECT * FROM sweeps WHERE {' AND '.join(conditions)}", params).fetchone())
+        where, params = matching({"model_ref": str(model_ref), "settings": settings_key(settings),
+                                  "model_version": None if model_version is None else str(model_version)})
+        row = self._read(lambda conn: conn.execute(text(f"SELECT * FROM sweeps {where}"), params).mappings().first())
         return None if row is None else _decoded(row)
 
     def sweeps(self, model_ref: str | None = None, run_id: int | None = None,
                model_version: str | None = None) -> list[dict]:
         """Stored sweeps, newest first, optionally only of one model reference, run and/or model version."""
-        conditions, params = [], []
-        for column, value in (("model_ref", model_ref), ("run_id", run_id), ("model_version", model_version)):
-            if value is not None:
-                conditions.append(f"{column} = ?")
-                params.append(int(value) if column == "run_id" else str(value))
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        where, params = matching({"model_ref": None if model_ref is None else str(model_ref),
+                                  "run_id": None if run_id is None else int(run_id),
+                                  "model_version": None if model_version is None else str(model_version)})
         rows = self._read(lambda conn: conn.execute(
-            f"SELECT * FROM sweeps {where} ORDER BY id DESC", params).fetchall())
+            text(f"SELECT * FROM sweeps {where} ORDER BY id DESC"), params).mappings().all())
         return [_decoded(row) for row in rows]

@@ -19,7 +19,7 @@ ACTIVE_STATUSES = ("queued", "running")
 PLAYER_NAME_MAX = 24
 RUN_NAME_MAX = 40
 LESSON_NAME_MAX = 60
-RUN_ID_MAX_DIGITS = 18  # SQLite integers are 64-bit: longer numbers cannot be run ids
+RUN_ID_MAX_DIGITS = 18  # the store's integers are 64-bit (SQLite's; BIGINT on PostgreSQL): longer are no run ids
 GAME_MODES = ("equal", "unequal")  # plain averages, or a weight of A drawn per round from a range
 DEFAULT_GAME_MODE = "equal"  # what a game saved before modes existed was
 
@@ -109,7 +109,7 @@ def parse_run_id(text: Any) -> int | None:
     """A run id typed by a user or read from a link (``"12"``), or None when the text is not one.
 
     Only ASCII digits count (``"²"`` and ``"١٢"`` are digits to Python, not run ids), at most
-    ``RUN_ID_MAX_DIGITS`` of them, so the number always fits in a SQLite integer.
+    ``RUN_ID_MAX_DIGITS`` of them, so the number always fits in the store's 64-bit integers.
     """
     text = str(text).strip()
     if not (text.isascii() and text.isdigit() and len(text) <= RUN_ID_MAX_DIGITS):
