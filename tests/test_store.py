@@ -191,7 +191,7 @@ def test_postgresql_columns_hold_what_sqlites_do(postgres_url):
     assert types["runs", "best_val_mean"] == types["epoch_metrics", "value"] == "double precision"
     identities = {table for table, in query(db, "SELECT table_name FROM information_schema.columns WHERE"
                                                 " table_schema = current_schema() AND is_identity = 'YES'")}
-    assert identities == {"runs", "evaluations", "scores", "guesses", "sweeps"}
+    assert identities == {"runs", "evaluations", "scores", "guesses", "sweeps", "lessons"}
     assert query(db, "SELECT version FROM schema_version") == [(len(store_db.MIGRATIONS),)]
     big = 2**40  # a seed, a clock tick count and an id beyond 32 bits
     run_id = db.create_run("a", {}, {}, seed=big)

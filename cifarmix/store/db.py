@@ -223,8 +223,8 @@ _V5_GAME_MODES = ("ALTER TABLE scores ADD COLUMN mode TEXT", "ALTER TABLE guesse
 # carries out on its own training process; and ``worker_lost``: killed because its worker went silent, so any
 # worker may resume it. All NULL on older rows (NULL flags are false).
 _V6_WORKERS = tuple(f"ALTER TABLE runs ADD COLUMN {column}" for column in (
-    "placement TEXT", "worker TEXT", "worker_host TEXT", "heartbeat_at TEXT", "heartbeat_seconds REAL",
-    "kill_requested INTEGER", "worker_lost INTEGER")) + ("CREATE INDEX runs_by_placement ON runs (placement, status)",)
+    "placement TEXT", "worker TEXT", "worker_host TEXT", "heartbeat_at TEXT", "heartbeat_seconds DOUBLE PRECISION",
+    "kill_requested BIGINT", "worker_lost BIGINT")) + ("CREATE INDEX runs_by_placement ON runs (placement, status)",)
 
 
 # v7: lessons (a teacher's class: a name and a code students join with); each score and guess says the lesson it
