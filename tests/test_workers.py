@@ -1,6 +1,11 @@
 """Training workers (``python -m cifarmix worker``) and the store's queue: claims, heartbeats, Stop and Kill through the
 store, a lost worker's run resumed by another; real worker and training processes on tiny data.
 
+The tests that take ``store_url`` run on both databases (the SQLite file, then a fresh PostgreSQL schema, which
+the worker and training processes reach through ``CIFARMIX_STORE``, its search_path in the URL): those of the
+claim, the heartbeat, a lost worker and Stop and Kill through the store, where the two databases lock differently.
+The rest run on SQLite alone.
+
 Every process a test starts is ended by the test (by its own ``Popen``), and so is any training process its
 workers left in the test's own store; nothing else is ever signalled.
 """
@@ -38,7 +43,11 @@ def smoke(**overrides) -> TrainConfig:
 
 
 @pytest.fixture
-def store():
+def store(request):
+    """The test's run store (``RunStore()``): the SQLite file of its home, or, for a test that takes ``store_url``,
+    each database in turn (set as ``CIFARMIX_STORE`` before the store is opened, for every process it starts)."""
+    if "store_url" in request.fixturenames:
+        request.getfixturevalue("store_url")
     return RunStore()
 
 
@@ -122,7 +131,7 @@ def epoch_lines(run_id: int) -> int:
 # --------------------------------------------------------------------------------------- the queue (no TF)
 
 
-def test_concurrent_claims_hand_each_queued_run_to_exactly_one_worker(store):
+def test_concurrent_claims_hand_each_queued_run_to_exactly_one_worker(store_url, store):
     queued = [store.create_run("allconv", {}, {}, seed=i, placement=WORKER) for i in range(40)]
     local = store.create_run("allconv", {}, {}, seed=99)  # queued by this machine's app: never a worker's
     taken: dict[str, list[int]] = {f"w{i}": [] for i in range(8)}
@@ -130,7 +139,7 @@ def test_concurrent_claims_hand_each_queued_run_to_exactly_one_worker(store):
 
     def claim_all(worker: str) -> None:
         go.wait()
-        while (run := RunStore(store.path).claim_next(worker, "host", 1.0)) is not None:
+        while (run := RunStore(store_url).claim_next(worker, "host", 1.0)) is not None:
             taken[worker].append(run["id"])
 
     threads = [threading.Thread(target=claim_all, args=(worker,)) for worker in taken]
@@ -145,7 +154,7 @@ def test_concurrent_claims_hand_each_queued_run_to_exactly_one_worker(store):
     assert store.get_run(local)["status"] == "queued" and store.get_run(local)["worker"] is None
 
 
-def test_a_worker_without_a_gpu_leaves_the_networks_meant_for_one_to_the_others(store, monkeypatch):
+def test_a_worker_without_a_gpu_leaves_the_networks_meant_for_one_to_the_others(store_url, store, monkeypatch):
     monkeypatch.setattr(workers.devices, "nvidia_smi_gpus", lambda: [])
     big = [name for name in architectures.names() if architectures.get(name).needs_gpu]
     assert big and workers.left_to_gpu_workers("auto") == tuple(big) == workers.left_to_gpu_workers("cpu")
@@ -174,19 +183,21 @@ def test_queue_mode_records_the_run_for_a_worker_and_starts_no_process(store, mo
         jobs.start(smoke(), store)
 
 
-def test_stop_and_kill_of_a_run_no_worker_holds_yet_end_it_at_once(store):
+def test_stop_and_kill_of_a_run_no_worker_holds_yet_end_it_at_once(store_url, store):
     stopped, killed = jobs.queue(smoke(), store), jobs.queue(smoke(), store)
     jobs.stop(stopped, store)
     assert jobs.kill(killed, store) is True
-    assert (store.get_run(stopped)["status"], store.get_run(stopped)["message"]) == (
-        "stopped", "stopped before a worker took it")
+    ended = store.get_run(stopped)
+    assert (ended["status"], ended["message"], ended["stop_requested"]) == (
+        "stopped", "stopped before a worker took it", True)
     assert store.get_run(killed)["status"] == "killed" and "before a worker took it" in store.get_run(killed)["message"]
     assert store.claim_next("w", "host", 1.0) is None  # neither is claimable now
     assert jobs.resume(killed, store) == killed and store.get_run(killed)["status"] == "queued"  # back to the workers
     assert store.claim_next("w", "host", 1.0)["id"] == killed
 
 
-def test_a_worker_silent_past_its_threshold_is_lost_its_run_killed_and_claimable_again(store, lost_quickly):
+def test_a_worker_silent_past_its_threshold_is_lost_its_run_killed_and_claimable_again(store_url, store,
+                                                                                         lost_quickly):
     run_id = jobs.queue(smoke(), store)
     store.claim_next("vm:1:aaaa", "vm", HEARTBEAT_S)
     assert jobs.reap(store) == []  # it has just beaten
@@ -206,7 +217,7 @@ def test_a_worker_silent_past_its_threshold_is_lost_its_run_killed_and_claimable
     assert store.beat(run_id, "vm:1:aaaa") == {"ours": False, "active": True, "kill_requested": False}
 
 
-def test_a_worker_held_run_is_not_claimed_by_another_process(store):
+def test_a_worker_held_run_is_not_claimed_by_another_process(store_url, store):
     run_id = jobs.queue(smoke(), store)
     store.claim_next("vm:1:aaaa", "vm", 1.0)
     assert not store.claim(run_id, os.getpid(), processes.start_time(os.getpid()))  # `train --resume` here: refused
@@ -263,8 +274,8 @@ def test_train_queue_records_a_queued_run_and_refuses_what_it_cannot_queue(store
 # --------------------------------------------------------------------------- real workers, real trainings
 
 
-def test_two_workers_train_five_queued_runs_each_exactly_once(tiny_data, store, worker_processes, tmp_path,
-                                                              monkeypatch):
+def test_two_workers_train_five_queued_runs_each_exactly_once(tiny_data, store_url, store, worker_processes,
+                                                              tmp_path, monkeypatch):
     shared = tmp_path / "shared-runs"  # the run-files root the machines would mount
     monkeypatch.setenv(paths.RUNS_ENV, str(shared))
     queued = [jobs.queue(smoke(seed=i), store, name=f"queued {i}") for i in range(5)]
@@ -286,7 +297,7 @@ def test_two_workers_train_five_queued_runs_each_exactly_once(tiny_data, store, 
 
 
 def test_a_worker_killed_mid_run_is_found_by_its_missed_heartbeat_and_the_other_worker_finishes_its_run(
-        tiny_data, store, worker_processes):
+        tiny_data, store_url, store, worker_processes):
     run_id = jobs.queue(smoke(epochs=4, steps_per_epoch=3), store)
     doomed = worker_processes.start()
     wait_for(lambda: store.get_run(run_id)["worker"], "the first worker's claim", process=doomed)
@@ -311,7 +322,7 @@ def test_a_worker_killed_mid_run_is_found_by_its_missed_heartbeat_and_the_other_
 
 
 def test_stop_and_kill_through_the_store_end_a_workers_runs_and_sigterm_hands_its_run_back(
-        tiny_data, store, worker_processes):
+        tiny_data, store_url, store, worker_processes):
     to_stop, to_kill, handed_back = (jobs.queue(smoke(epochs=500), store) for _ in range(3))
     worker = worker_processes.start("--max-runs", "3")
     wait_for(lambda: past_an_epoch(store, to_stop), "the first run to train", process=worker)

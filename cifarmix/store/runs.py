@@ -41,16 +41,18 @@ def _unknown_run(run_id: int) -> UnknownRunError:
 
 
 def _status_assignments(status: str) -> str:
-    """The SET clause of ``set_status``: status, message, timestamps and the stop flag for ``status``."""
+    """The SET clause of ``set_status``: status, message, timestamps and the stop flag for ``status``. A terminal
+    status leaves the stop flag alone, so a caller may set it in the same UPDATE (PostgreSQL refuses a column
+    assigned twice; SQLite would silently keep only the last assignment)."""
     terminal = ", ".join(repr(s) for s in TERMINAL_STATUSES)
     if status == "running":
         timestamps = "started_at = COALESCE(started_at, :now), finished_at = NULL"
-        stop_flag = f"stop_requested = CASE WHEN status IN ({terminal}) THEN 0 ELSE stop_requested END"
+        stop_flag = f"stop_requested = CASE WHEN status IN ({terminal}) THEN 0 ELSE stop_requested END, "
     elif status == "queued":
-        timestamps, stop_flag = "finished_at = NULL", "stop_requested = 0"
+        timestamps, stop_flag = "finished_at = NULL", "stop_requested = 0, "
     else:
-        timestamps, stop_flag = "finished_at = :now", "stop_requested = stop_requested"
-    return f"{stop_flag}, status = :status, message = :message, {timestamps}"
+        timestamps, stop_flag = "finished_at = :now", ""
+    return f"{stop_flag}status = :status, message = :message, {timestamps}"
 
 
 def require_run(conn: Connection, run_id: int) -> None:
