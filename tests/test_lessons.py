@@ -1,5 +1,9 @@
 """Lessons: codes, joining, closing, the teacher's key, standings and per-class numbers from real saved games,
-the CSV export, two lessons kept apart from each other and from the server-wide board; and the store's side."""
+the CSV export, two lessons kept apart from each other and from the server-wide board; and the store's side.
+
+The tests that take ``store_url`` run on both databases (the SQLite file, then a fresh PostgreSQL schema): those of
+the lessons' store (opening, finding, closing, a game saved in its lesson or refused when it closed, standings,
+ranks and per-class numbers of a lesson). The rest run on SQLite alone."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from cifarmix import game, lessons
 from cifarmix.store import RunStore
@@ -19,8 +24,17 @@ MODEL = "champion"
 
 
 @pytest.fixture
-def store(cifarmix_home) -> RunStore:
+def store(request, cifarmix_home) -> RunStore:
+    """The test's store (``RunStore()``): the SQLite file of its home, or, for a test that takes ``store_url``, each
+    database in turn."""
+    if "store_url" in request.fixturenames:
+        request.getfixturevalue("store_url")
     return RunStore()
+
+
+def rows_in(store: RunStore, table: str) -> int:
+    """How many rows ``table`` holds, read on the store's own database."""
+    return store._read(lambda conn: conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
 
 
 def play(player: str, store, lesson_id=None, right: int = 10, model_right: int = 5, seed: int = 1,
@@ -70,19 +84,19 @@ def test_a_code_that_cannot_be_one_is_refused_saying_why(typed, message):
 # ------------------------------------------------------------------------------------- opening and joining
 
 
-def test_a_lesson_is_opened_joined_by_its_code_typed_in_any_case_and_found_after_a_restart(store):
+def test_a_lesson_is_opened_joined_by_its_code_typed_in_any_case_and_found_after_a_restart(store_url, store):
     lesson, key = lessons.open_lesson(store, "  Year 9 · Tuesday  ")
     assert lesson["name"] == "Year 9 · Tuesday" and lesson["closed_at"] is None
     assert re.fullmatch(f"[{lessons.ALPHABET}]{{6}}", lesson["code"]) and len(key) >= 20
     typed = lessons.shown_code(lesson["code"]).lower().replace("-", " ")
     assert lessons.join_lesson(store, typed) == lesson
-    assert lessons.join_lesson(RunStore(), lesson["code"]) == lesson  # another process, the same file
+    assert lessons.join_lesson(RunStore(store_url), lesson["code"]) == lesson  # another process, the same store
     assert store.lesson_key_hash(lesson["id"]) == lessons.key_hash(key) != key  # only the hash is kept
     assert lessons.check_key(store, lesson, key) and not lessons.check_key(store, lesson, key + "x")
     assert not lessons.check_key(store, lesson, None) and not lessons.check_key(store, lesson, "")
 
 
-def test_an_unknown_code_is_refused_with_a_clear_message(store):
+def test_an_unknown_code_is_refused_with_a_clear_message(store_url, store):
     lessons.open_lesson(store, "mine")
     with pytest.raises(lessons.UnknownLessonError, match="No lesson has the code 234-567. Check the code"):
         lessons.join_lesson(store, "234567")
@@ -95,7 +109,7 @@ def test_a_lesson_needs_a_name(store, name, message):
     assert store.lessons() == []
 
 
-def test_a_code_already_taken_is_drawn_again(store, monkeypatch):
+def test_a_code_already_taken_is_drawn_again(store_url, store, monkeypatch):
     first, _ = lessons.open_lesson(store, "first")
     drawn = iter([first["code"], first["code"], "ABCDEF"])
     monkeypatch.setattr(lessons, "new_code", lambda: next(drawn))
@@ -103,7 +117,7 @@ def test_a_code_already_taken_is_drawn_again(store, monkeypatch):
     assert second["code"] == "ABCDEF" and [row["name"] for row in store.lessons()] == ["second", "first"]
 
 
-def test_closing_takes_the_teachers_key_and_a_closed_lesson_refuses_to_be_joined(store):
+def test_closing_takes_the_teachers_key_and_a_closed_lesson_refuses_to_be_joined(store_url, store):
     lesson, key = lessons.open_lesson(store, "physics")
     with pytest.raises(lessons.LessonError, match="Only the teacher's link closes the lesson 'physics'"):
         lessons.close_lesson(store, lesson, "a student's guess")
@@ -118,7 +132,7 @@ def test_closing_takes_the_teachers_key_and_a_closed_lesson_refuses_to_be_joined
     assert store.lessons(open_only=True) == []
 
 
-def test_a_game_finished_after_its_lesson_closed_is_saved_on_the_server_wide_board_and_says_so(store):
+def test_a_game_finished_after_its_lesson_closed_is_saved_on_the_server_wide_board_and_says_so(store_url, store):
     lesson, key = lessons.open_lesson(store, "chemistry")
     inside = play("ada", store, lesson["id"])
     lessons.close_lesson(store, lesson, key)
@@ -132,7 +146,7 @@ def test_a_game_finished_after_its_lesson_closed_is_saved_on_the_server_wide_boa
     assert store.score_rank(late.score_id) == (1, 1)
 
 
-def test_the_store_refuses_a_game_for_a_closed_or_unknown_lesson_and_saves_nothing_of_it(store):
+def test_the_store_refuses_a_game_for_a_closed_or_unknown_lesson_and_saves_nothing_of_it(store_url, store):
     lesson, key = lessons.open_lesson(store, "art")
     lessons.close_lesson(store, lesson, key)
     guess = {"head": "first", "true_class": 1, "human_class": 1, "model_class": 2, "opponent": MODEL}
@@ -140,16 +154,13 @@ def test_the_store_refuses_a_game_for_a_closed_or_unknown_lesson_and_saves_nothi
         store.add_score("ada", 10, 1, MODEL, 0, guesses=[guess], lesson_id=lesson["id"])
     with pytest.raises(lessons.UnknownLessonError, match="no lesson #999"):
         store.add_score("ada", 10, 1, MODEL, 0, guesses=[guess], lesson_id=999)
-    with sqlite3.connect(store.path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 0
-        assert conn.execute("SELECT COUNT(*) FROM guesses").fetchone()[0] == 0
-    conn.close()
+    assert rows_in(store, "scores") == 0 and rows_in(store, "guesses") == 0
 
 
 # ------------------------------------------------------------------------------------------------ results
 
 
-def test_standings_and_per_class_numbers_come_from_the_lessons_saved_games(store):
+def test_standings_and_per_class_numbers_come_from_the_lessons_saved_games(store_url, store):
     lesson, _ = lessons.open_lesson(store, "Year 9")
     play("ada", store, lesson["id"], right=10, model_right=5, seed=1)  # 200 + streak bonuses
     play("ada", store, lesson["id"], right=2, seed=2)
@@ -175,7 +186,7 @@ def test_standings_and_per_class_numbers_come_from_the_lessons_saved_games(store
     assert found.hardest_for_people[0]["human_accuracy"] == worst
 
 
-def test_the_random_guesser_counts_for_the_people_but_is_no_model_in_a_lesson(store):
+def test_the_random_guesser_counts_for_the_people_but_is_no_model_in_a_lesson(store_url, store):
     lesson, _ = lessons.open_lesson(store, "guessers")
     play("ada", store, lesson["id"], opponent=game.BASELINE_OPPONENT)
     found = lessons.results(store, lesson)
@@ -183,7 +194,7 @@ def test_the_random_guesser_counts_for_the_people_but_is_no_model_in_a_lesson(st
     assert found.hardest_for_model == [] and len(found.hardest_for_people) == 3
 
 
-def test_two_lessons_at_once_and_the_server_wide_board_are_kept_apart(store):
+def test_two_lessons_at_once_and_the_server_wide_board_are_kept_apart(store_url, store):
     first, _ = lessons.open_lesson(store, "room 1")
     second, _ = lessons.open_lesson(store, "room 2")
     assert first["code"] != second["code"]
@@ -218,7 +229,7 @@ def test_the_csv_export_has_every_game_and_class_and_quotes_formula_like_nicknam
     assert float(classes[5]["models_right"]) == 0.0
 
 
-def test_an_empty_lesson_exports_only_the_headers(store):
+def test_an_empty_lesson_exports_only_the_headers(store_url, store):
     lesson, _ = lessons.open_lesson(store, "empty")
     found = lessons.results(store, lesson)
     assert found.games == [] and found.standings == [] and found.classes == []
@@ -272,7 +283,7 @@ def test_a_migration_statement_per_dialect_runs_its_sqlite_entry(tmp_path, monke
     conn.close()
 
 
-def test_the_store_lists_finds_and_closes_lessons(store):
+def test_the_store_lists_finds_and_closes_lessons(store_url, store):
     assert store.add_lesson("one", "AAAAAA", "hash") is not None
     assert store.add_lesson("two", "AAAAAA", "hash") is None  # the code is taken: nothing written
     two = store.add_lesson("two", "BBBBBB", "hash")
