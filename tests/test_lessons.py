@@ -11,6 +11,7 @@ import csv
 import io
 import re
 import sqlite3
+import threading
 
 import numpy as np
 import pytest
@@ -155,6 +156,40 @@ def test_the_store_refuses_a_game_for_a_closed_or_unknown_lesson_and_saves_nothi
     with pytest.raises(lessons.UnknownLessonError, match="no lesson #999"):
         store.add_score("ada", 10, 1, MODEL, 0, guesses=[guess], lesson_id=999)
     assert rows_in(store, "scores") == 0 and rows_in(store, "guesses") == 0
+
+
+def test_a_close_that_commits_while_a_game_is_saved_is_seen_by_the_games_transaction(store_url, store):
+    """The teacher closes the lesson in a transaction that has changed the lesson's row but not yet committed; a game
+    saved meanwhile waits for it, then finds the lesson closed and saves nothing (on PostgreSQL, unless the game's
+    check locked the lesson's row, it would read the row as it was before the close and be saved in a closed
+    lesson)."""
+    lesson, _ = lessons.open_lesson(store, "biology")
+    closing, release, outcome = threading.Event(), threading.Event(), {}
+
+    def close_slowly(conn) -> None:
+        conn.execute(text("UPDATE lessons SET closed_at = :now WHERE id = :id"),
+                      {"now": store_db.utc_now(), "id": lesson["id"]})
+        closing.set()
+        assert release.wait(30)
+
+    def save_game() -> None:
+        try:
+            outcome["score"] = store.add_score("ada", 10, 1, MODEL, 0, lesson_id=lesson["id"])
+        except Exception as error:
+            outcome["error"] = error
+
+    closer = threading.Thread(target=store._write, args=(close_slowly,))
+    closer.start()
+    assert closing.wait(30)
+    player = threading.Thread(target=save_game)
+    player.start()
+    player.join(timeout=1.0)  # it waits for the close's transaction
+    release.set()
+    closer.join(timeout=30)
+    player.join(timeout=30)
+    assert not closer.is_alive() and not player.is_alive()
+    assert isinstance(outcome.get("error"), lessons.LessonClosedError), outcome
+    assert rows_in(store, "scores") == 0 and store.lesson(lesson["id"])["closed_at"] is not None
 
 
 # ------------------------------------------------------------------------------------------------ results

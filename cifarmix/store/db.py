@@ -487,6 +487,13 @@ def for_update(conn: Connection) -> str:
     return " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
 
 
+def for_share(conn: Connection) -> str:
+    """``" FOR SHARE"`` on PostgreSQL, ``""`` on SQLite: appended to a SELECT whose rows must not change before the
+    same transaction commits (a writer of them waits; other sharers do not), as under SQLite's file lock; and a
+    change committed meanwhile is read as it now is, not as the snapshot had it."""
+    return " FOR SHARE" if conn.dialect.name == "postgresql" else ""
+
+
 # ------------------------------------------------------------------------------------------------- the database
 
 class Database:

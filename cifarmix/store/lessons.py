@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from cifarmix.store.db import Database, utc_now
+from cifarmix.store.db import Database, for_share, utc_now
 from cifarmix.store.values import clean_lesson_name
 
 LESSON_COLUMNS = ("id", "code", "name", "created_at", "closed_at")  # what a lesson reads as (never the key's hash)
@@ -47,12 +47,16 @@ def _lesson(row) -> dict:
 def require_open_lesson(conn: Connection, lesson_id: int) -> dict:
     """The lesson ``lesson_id``, read on ``conn`` (inside the caller's transaction), if it is open.
 
+    On PostgreSQL the lesson's row is locked (shared) until that transaction ends: a close that is committing waits
+    for the game, or the game waits for it and finds the lesson closed (games of one lesson never wait for each
+    other), so no game is saved in a lesson closed before it.
+
     Raises:
         UnknownLessonError: no such lesson.
         LessonClosedError: it was closed.
     """
-    row = conn.execute(text("SELECT id, code, name, created_at, closed_at FROM lessons WHERE id = :id"),
-                       {"id": int(lesson_id)}).mappings().first()
+    row = conn.execute(text(f"SELECT id, code, name, created_at, closed_at FROM lessons WHERE id = :id"
+                            f"{for_share(conn)}"), {"id": int(lesson_id)}).mappings().first()
     if row is None:
         raise UnknownLessonError(f"there is no lesson #{lesson_id}; the game was not saved in a lesson")
     lesson = _lesson(row)
