@@ -97,6 +97,18 @@ def store_url(request, cifarmix_home, monkeypatch) -> str:
 
 
 @pytest.fixture
+def store(request, cifarmix_home):
+    """The test's run store (``RunStore()``): the SQLite file of its home, or, for a test that also takes
+    ``store_url``, each database in turn (set as ``CIFARMIX_STORE`` before the store opens, so every process the
+    test starts uses the same one). A test module may define its own."""
+    if "store_url" in request.fixturenames:
+        request.getfixturevalue("store_url")
+    from cifarmix.store import RunStore
+
+    return RunStore()
+
+
+@pytest.fixture
 def real_data(monkeypatch) -> Path:
     """The real tarball; in CI its absence fails the test instead of skipping it."""
     path = real_data_path()

@@ -24,15 +24,6 @@ from cifarmix.store import db as store_db
 MODEL = "champion"
 
 
-@pytest.fixture
-def store(request, cifarmix_home) -> RunStore:
-    """The test's store (``RunStore()``): the SQLite file of its home, or, for a test that takes ``store_url``, each
-    database in turn."""
-    if "store_url" in request.fixturenames:
-        request.getfixturevalue("store_url")
-    return RunStore()
-
-
 def rows_in(store: RunStore, table: str) -> int:
     """How many rows ``table`` holds, read on the store's own database."""
     return store._read(lambda conn: conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())

@@ -43,15 +43,6 @@ def smoke(**overrides) -> TrainConfig:
 
 
 @pytest.fixture
-def store(request):
-    """The test's run store (``RunStore()``): the SQLite file of its home, or, for a test that takes ``store_url``,
-    each database in turn (set as ``CIFARMIX_STORE`` before the store is opened, for every process it starts)."""
-    if "store_url" in request.fixturenames:
-        request.getfixturevalue("store_url")
-    return RunStore()
-
-
-@pytest.fixture
 def lost_quickly(monkeypatch):
     monkeypatch.setenv(heartbeats.LOST_AFTER_ENV, str(LOST_AFTER_BEATS))
 
