@@ -277,6 +277,7 @@ def test_two_workers_train_five_queued_runs_each_exactly_once(tiny_data, store_u
     assert sorted(claims[0] + claims[1]) == queued, outputs  # every run claimed, none twice
     assert claims[0] and claims[1], outputs  # both workers took a share
     ids = [re.search(r"worker (\S+): on ", output).group(1) for output in outputs]
+    assert all(repr(store) in output for output in outputs), outputs  # the test's own store (PostgreSQL: its schema)
     for run_id in queued:
         run = store.get_run(run_id)
         assert (run["status"], run["epochs_done"], run["steps_done"]) == ("finished", 1, 2), run["message"]
