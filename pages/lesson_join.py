@@ -42,7 +42,7 @@ def _join(text: str) -> None:
     """Join the lesson whose code is in ``text``; on failure keep the reason for the box and leave the lesson."""
     try:
         lesson = lessons.join_lesson(ui.run_store(), text)
-    except (lessons.LessonError, DATABASE_ERRORS) as error:
+    except (lessons.LessonError, *DATABASE_ERRORS) as error:
         st.session_state[NOTE_KEY] = str(error) if isinstance(error, lessons.LessonError) else (
             f"The lesson cannot be looked up right now ({type(error).__name__}); try again in a moment.")
         st.session_state.pop(JOINED_KEY, None)
