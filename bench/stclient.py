@@ -139,7 +139,8 @@ class Session:
         found = self.widgets.get(key) if key is not None else next(
             (w for w in self.widgets.values() if w.label == label), None)
         if found is None:
-            raise ClientError(f"no widget {key or label!r} on the page; widgets: {sorted(self.widgets)}")
+            raise ClientError(f"no widget {key or label!r} on the page; widgets: {sorted(self.widgets)}; its text: "
+                              f"{self.text()[:600]!r}")
         return found
 
     def has(self, key: str | None = None, label: str | None = None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 HOME_ENV = "CIFARMIX_HOME"
@@ -31,9 +32,8 @@ def home() -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
         step = "is not writable"
-        probe = root / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):  # its own name: threads check at once
+            pass
     except OSError as error:
         where = f"{HOME_ENV}={chosen}" if chosen else f"the default; {HOME_ENV} is not set"
         reason = f"the folder {step} ({error.strerror or type(error).__name__})"

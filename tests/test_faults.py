@@ -311,6 +311,33 @@ def test_kill_leaves_a_process_whose_start_time_is_not_the_recorded_one(store, s
 # --- 2: an unusable home or store file ----------------------------------------------------------------------
 
 
+def test_many_threads_checking_a_new_home_at_once_all_find_it_writable(tmp_path, monkeypatch):
+    """A classroom's first students arrive together: every script thread of one server process checks the new
+    home at once (each with a write probe of its own; one shared probe name made a thread's unlink fail and the
+    page say the folder was not writable)."""
+    import threading
+
+    for attempt in range(30):
+        root = tmp_path / f"home-{attempt}"
+        monkeypatch.setenv(paths.HOME_ENV, str(root))
+        paths._WRITABLE.discard(root)
+        start, errors = threading.Barrier(12), []
+
+        def check():
+            start.wait()
+            try:
+                paths.home()
+            except paths.HomeError as error:
+                errors.append(str(error))
+
+        threads = [threading.Thread(target=check) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and list(root.iterdir()) == []  # no probe left behind
+
+
 @pytest.mark.parametrize("damage, said", [("a folder", "unable to open"), ("garbage", "not a database")])
 def test_an_unusable_store_file_is_named_not_a_traceback(damage, said, cifarmix_home, capsys):
     cifarmix_home.mkdir(parents=True)
