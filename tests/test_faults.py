@@ -151,7 +151,7 @@ CLAIMER = textwrap.dedent("""
 
 
 def test_two_processes_claiming_one_run_at_the_same_moment_one_wins(store, tmp_path):
-    for attempt in range(3):
+    for attempt in range(1):  # once here: test_store's six live claimers race on both databases
         run_id = held_run(store, 2**22 + 7, None, status="killed")  # a killed run: resumable by anyone
         go = tmp_path / f"go-{attempt}"
         claimers = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(store.path), str(go), str(run_id)],

@@ -3,7 +3,8 @@ store, a lost worker's run resumed by another; real worker and training processe
 
 The tests that take ``store_url`` run on both databases (the SQLite file, then a fresh PostgreSQL schema, which
 the worker and training processes reach through ``CIFARMIX_STORE``, its search_path in the URL): those of the
-claim, the heartbeat, a lost worker and Stop and Kill through the store, where the two databases lock differently.
+claim, the heartbeat, a lost worker and Stop and Kill through the store, where the two databases lock differently
+(the real-process Stop/Kill/SIGTERM test runs on SQLite only: its store requests are the ones tested on both).
 The rest run on SQLite alone.
 
 Every process a test starts is ended by the test (by its own ``Popen``), and so is any training process its
@@ -314,7 +315,7 @@ def test_a_worker_killed_mid_run_is_found_by_its_missed_heartbeat_and_the_other_
 
 
 def test_stop_and_kill_through_the_store_end_a_workers_runs_and_sigterm_hands_its_run_back(
-        tiny_data, store_url, store, worker_processes):
+        tiny_data, store, worker_processes):  # SQLite only (35 s a database): the requests' SQL runs on both above
     to_stop, to_kill, handed_back = (jobs.queue(smoke(epochs=500), store) for _ in range(3))
     worker = worker_processes.start("--max-runs", "3")
     wait_for(lambda: past_an_epoch(store, to_stop), "the first run to train", process=worker)
