@@ -181,7 +181,7 @@ def evaluation_results(results: list[dict]) -> None:
         "second head": r["head_second"], "mean F1": r["mean_f1"],
     } for row in results for r in [row["result"]]]
     percent = st.column_config.NumberColumn(format="percent")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, column_order=RUNS_TABLE_ORDER, column_config={
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
         "mean accuracy": percent, "± std": st.column_config.NumberColumn(
             format="percent", help="Spread of the mean accuracy over the repeats"),
         "first head": percent, "second head": percent, "mean F1": st.column_config.NumberColumn(format="%.3f")})
