@@ -32,8 +32,7 @@ def home() -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
         step = "is not writable"
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):  # its own name: threads check at once
-            pass
+        tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-").close()  # its own name: threads check at once
     except OSError as error:
         where = f"{HOME_ENV}={chosen}" if chosen else f"the default; {HOME_ENV} is not set"
         reason = f"the folder {step} ({error.strerror or type(error).__name__})"

@@ -227,10 +227,8 @@ class Worker:
         last_beat = time.monotonic()
         finished_at = None
         while True:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # still running after a heartbeat's wait: beat
                 return process.wait(timeout=self.heartbeat), None
-            except subprocess.TimeoutExpired:
-                pass
             try:
                 seen = self.store.beat(run_id, self.id)
             except Exception as error:  # keep training through a short outage; past the threshold, give it up
