@@ -295,8 +295,6 @@ def _train_overrides(args) -> dict:
 
 
 def _train_config(args):
-    from cifarmix import config
-
     overrides = _train_overrides(args)
     if args.preset:
         return config.preset(args.preset, **overrides)

@@ -77,11 +77,11 @@ def reap_lost(store: RunStore, runs: list[dict] | None = None) -> list[int]:
 
     Args:
         store: the run store.
-        runs: the runs to look at (default: all of them, read now).
+        runs: the runs to look at (default: the workers' active runs, read now).
     """
     now = datetime.now(timezone.utc)
     lost = []
-    for run in store.list_runs() if runs is None else runs:
+    for run in store.worker_runs() if runs is None else runs:
         if is_lost(run, now) and store.mark_lost(run["id"], run["worker"], run["heartbeat_at"],
                                                  lost_message(run, now)):
             lost.append(run["id"])

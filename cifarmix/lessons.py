@@ -268,9 +268,8 @@ def hardest_classes(classes: list[dict], who: str, count: int = HARDEST_SHOWN) -
     answered on (only the random guesser was played) are left out for the model."""
     if who not in ("human", "model"):
         raise ValueError(f"Expected who to be 'human' or 'model'; got {who!r}.")
-    answered = [row for row in classes if row[f"{who}_accuracy"] is not None
-                and row["rounds" if who == "human" else "model_rounds"] > 0]
     key = "rounds" if who == "human" else "model_rounds"
+    answered = [row for row in classes if row[f"{who}_accuracy"] is not None and row[key] > 0]
     return sorted(answered, key=lambda row: (row[f"{who}_accuracy"], -row[key], row["class_index"]))[:count]
 
 

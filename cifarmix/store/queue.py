@@ -49,18 +49,21 @@ class WorkQueue(Database):
             pick += " FOR UPDATE SKIP LOCKED"  # a row another worker is claiming is passed over, not waited for
         sql = (f"UPDATE runs SET worker = :worker, worker_host = :host, heartbeat_at = :now,"
                f" heartbeat_seconds = :heartbeat, worker_lost = 0, kill_requested = 0, pid = NULL,"
-               f" process_started = NULL, {_status_assignments('running')} WHERE id = ({pick}) RETURNING id")
+               f" process_started = NULL, {_status_assignments('running')} WHERE id = ({pick}) RETURNING *")
 
         def take(conn: Connection) -> dict | None:
             row = conn.execute(text(sql), {"worker": worker, "host": host, "now": utc_now(),
                                      "heartbeat": float(heartbeat_seconds), "status": "running",
                                      "message": message, **skipped}).mappings().first()
-            if row is None:
-                return None
-            return _run_from_row(conn.execute(text("SELECT * FROM runs WHERE id = :id"),
-                                              {"id": row["id"]}).mappings().first())
+            return None if row is None else _run_from_row(row)
 
         return self._write(take)
+
+    def worker_runs(self) -> list[dict]:
+        """The active runs of the workers' queue (queued or held), newest first: what a lost worker can hold."""
+        sql = f"SELECT * FROM runs WHERE placement = '{WORKER}' AND status IN ({_ACTIVE}) ORDER BY id DESC"
+        rows = self._read(lambda conn: conn.execute(text(sql)).mappings().all())
+        return [_run_from_row(row) for row in rows]
 
     def beat(self, run_id: int, worker: str) -> dict | None:
         """The worker's heartbeat for the run it holds: its time now, if the run still is active and this worker's.
