@@ -252,7 +252,7 @@ def states(page, url: str, kind: str):
         yield from lesson_states(page, url, kind)
         return
     desktop = kind == "desktop"
-    yield "mixer", lambda: page.goto(f"{url}/mixer")
+    yield "mixer", lambda: page.goto(f"{url}/")  # the Mixer is the default page, at the root (/mixer is no page)
     yield "mixer-gallery", lambda: show(page, "can you guess")
     yield "game", lambda: page.goto(f"{url}/game")
     yield "game-round", lambda: page.get_by_role("button", name=re.compile("Start a")).click()
