@@ -380,24 +380,51 @@ def head_branch(x: keras.KerasTensor, head: str, width: int, pooling: str, dropo
     return softmax_head(x, head)
 
 
+WHITENING_LAYER = "whiten"  # the frozen 2x2 patch-whitening stem (cifarmix.whitening fills its kernel)
+WHITENING_PATCH = 2
+WHITENING_WIDTH = 2 * WHITENING_PATCH * WHITENING_PATCH * 3  # each whitened direction, positive and negative
+
+
+def whitening_stem(x: keras.KerasTensor, activation: str) -> keras.KerasTensor:
+    """A frozen 2x2 convolution whose filters whiten the patches of mixed training images (set from data when
+    training starts, ``cifarmix.whitening``), then BatchNorm and ``activation``: the fast CIFAR-10 recipes' stem."""
+    x = layers.Conv2D(WHITENING_WIDTH, WHITENING_PATCH, padding="same", use_bias=False, trainable=False,
+                      name=WHITENING_LAYER)(x)
+    x = layers.BatchNormalization(momentum=BATCHNORM_MOMENTUM)(x)
+    return activate(x, activation)
+
+
 def build_resnet_cpu(
     widths: Sequence[int] = (64, 256, 256),
     head_width: int = 128,
     dropout: float = 0.1,
     pooling: str = "max",
     activation: str = "gelu",
+    head_stages: int = 0,
+    whiten: bool = False,
 ) -> keras.Model:
     """Our CPU-friendly net: 3x3 stem (32), three residual stages at ``widths`` (32 -> 16 -> 8 -> 4 pixels),
     then per head a separate conv block (``head_width``), global ``pooling``, dropout and softmax.
     ``activation`` is GELU (the first champion) or ReLU (about 1.5x the training speed on these CPUs).
+    ``head_stages``: the last stages each head has a copy of its own (the 82.75% peer's design; 0: all shared).
+    ``whiten``: a frozen patch-whitening stem in place of the 3x3 one.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}.")
+    if not 0 <= head_stages <= len(widths):
+        raise ValueError(f"head_stages must lie in 0..{len(widths)} (the stages); got {head_stages}.")
     pixels = pixel_input()
-    x = conv_bn_act(rescale(pixels), STEM_WIDTH, activation)
-    for width in widths:
+    x = rescale(pixels)
+    x = whitening_stem(x, activation) if whiten else conv_bn_act(x, STEM_WIDTH, activation)
+    shared = len(widths) - head_stages
+    for width in widths[:shared]:
         x = residual_stage(x, int(width), activation)
-    outputs = {head: head_branch(x, head, head_width, pooling, dropout, activation) for head in HEADS}
+    outputs = {}
+    for head in HEADS:
+        own = x
+        for width in widths[shared:]:
+            own = residual_stage(own, int(width), activation)
+        outputs[head] = head_branch(own, head, head_width, pooling, dropout, activation)
     return keras.Model(pixels, outputs, name="resnet_cpu")
 
 
@@ -491,9 +518,10 @@ _ENTRIES = (
         needs_gpu=False,
         source="cifarmix: airbench-style design",
         default_options={"widths": [64, 256, 256], "head_width": 128, "dropout": 0.1, "pooling": "max",
-                         "activation": "gelu"},
+                         "activation": "gelu", "head_stages": 0, "whiten": False},
         option_rules={"widths": Option("ints", 8, 1024, length=3), "head_width": WIDTH, "dropout": DROPOUT,
-                      "pooling": Option("choice", choices=POOLINGS), "activation": ACTIVATION},
+                      "pooling": Option("choice", choices=POOLINGS), "activation": ACTIVATION,
+                      "head_stages": Option("int", 0, 3), "whiten": Option("bool")},
     ),
 )
 
@@ -572,9 +600,15 @@ def estimated_params(name: str, **options) -> int:
         def conv_bn(inputs: int, filters: int) -> int:  # 3x3 convolution without bias, BatchNorm's 4 per channel
             return 9 * inputs * filters + 4 * filters
 
-        total, channels = conv_bn(3, STEM_WIDTH), STEM_WIDTH
-        for width in resolved["widths"]:
-            total += conv_bn(channels, width) + conv_bn(width, width)
+        if resolved["whiten"]:  # 2x2 kernel, then BatchNorm
+            total, channels = 4 * 3 * WHITENING_WIDTH + 4 * WHITENING_WIDTH, WHITENING_WIDTH
+        else:
+            total, channels = conv_bn(3, STEM_WIDTH), STEM_WIDTH
+        widths = resolved["widths"]
+        shared = len(widths) - resolved["head_stages"]
+        for index, width in enumerate(widths):
+            copies = 1 if index < shared else 2  # a head stage exists once per head
+            total += copies * (conv_bn(channels, width) + conv_bn(width, width))
             channels = width
         head = resolved["head_width"]
         return total + 2 * (conv_bn(channels, head) + 5 * head + 5)
@@ -587,11 +621,13 @@ def activation_floats(name: str, **options) -> int | None:
     if name != "resnet-cpu":
         return None
     resolved = check_options(name, options)
-    size, channels = 32, STEM_WIDTH
-    total = 3 * size * size * channels  # stem: convolution, BatchNorm, activation
-    for width in resolved["widths"]:
+    size = 32
+    total = 3 * size * size * (WHITENING_WIDTH if resolved["whiten"] else STEM_WIDTH)  # stem: conv, BatchNorm, act
+    widths = resolved["widths"]
+    shared = len(widths) - resolved["head_stages"]
+    for index, width in enumerate(widths):
         # convolution at this size, then pool, BatchNorm, activation and the residual block at half the size
-        total += size * size * width + 7 * (size // 2) ** 2 * width
+        total += (1 if index < shared else 2) * (size * size * width + 7 * (size // 2) ** 2 * width)
         size //= 2
     return total + 2 * 4 * size * size * resolved["head_width"]
 

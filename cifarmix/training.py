@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cifarmix import architectures, checkpoints, data, devices, mixing, models, paths, processes, runinfo, slots
-from cifarmix.config import TrainConfig, preset  # noqa: F401  (bench/ scripts call training.preset)
+from cifarmix.config import BUDGET_SCHEDULES, TrainConfig, preset  # noqa: F401  (bench/ scripts call training.preset)
 from cifarmix.heads import HEADS
 from cifarmix.store import ACTIVE_STATUSES, RunStore
 
@@ -168,7 +168,7 @@ class Trainer:
         self.store.drop_steps_after(self.run_id, state["epoch"] * steps)  # a killed session's partial epoch
         self.store.update_run(self.run_id, message=runinfo.BUILDING)
         with models.precision_policy(config.precision):
-            model = self.model(state, steps)
+            model = self.model(state, steps, train_groups)
         dataset = mixing.MixedPairs(
             train_groups, config.batch_size, steps, alpha=config.alpha, seed=config.seed,
             augment_translate=config.translate if config.augment else 0, augment_flip=config.augment,
@@ -176,11 +176,14 @@ class Trainer:
         )
         validation = mixing.validation_pairs(splits.x_val, splits.y_val, config.val_pairs, config.alpha)
         hooks = callbacks.standard(config, self.record, validation, state, steps)
-        if config.schedule == "budget-cosine":
-            from cifarmix.schedules import BudgetCosine
+        if config.schedule in BUDGET_SCHEDULES:
+            from cifarmix.schedules import BudgetSchedule
 
-            hooks.insert(0, BudgetCosine(config.lr, int(config.warmup_epochs * steps),
-                                         config.time_budget_minutes * 60, state["train_seconds"]))
+            hooks.insert(0, BudgetSchedule(config.lr, int(config.warmup_epochs * steps),
+                                           config.time_budget_minutes * 60, state["train_seconds"],
+                                           shape=config.schedule.removeprefix("budget-")))
+        if config.ema:  # validation and checkpoints (the callbacks after it) see the averaged weights
+            hooks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
         verbose = 1 if sys.stdout.isatty() else 2  # a live progress bar for people, one line per epoch in logs
         self.store.update_run(self.run_id, message=runinfo.FIRST_STEPS)
 
@@ -230,8 +233,9 @@ class Trainer:
                                                    f"{runinfo.duration_text(state['train_seconds'])} of training")
         return self.store.get_run(self.run_id)
 
-    def model(self, state: dict, steps: int):
-        """The model to train: rebuilt from the last checkpoint when resuming, else freshly built."""
+    def model(self, state: dict, steps: int, groups: mixing.Groups | None = None):
+        """The model to train: rebuilt from the last checkpoint when resuming, else freshly built (a whitening
+        stem set from mixed images of ``groups``, unless a warm restart brings its weights)."""
         import keras
 
         config = self.config
@@ -248,6 +252,10 @@ class Trainer:
         model = architectures.build(config.arch, **config.options)
         if config.init_from:
             copy_weights(config.init_from, model, self.store)
+        else:
+            from cifarmix import whitening
+
+            whitening.whiten_model(model, groups, config.seed, config.alpha)
         self.compile(model, steps)
         return model
 
@@ -275,12 +283,14 @@ class Trainer:
                 decay_steps=max(1, config.epochs * steps - warmup), alpha=0.01,
                 warmup_target=config.lr if warmup else None, warmup_steps=warmup,
             )
+        average = dict(use_ema=True, ema_momentum=config.ema) if config.ema else {}
         if config.optimizer == "sgd":
-            return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
+            return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True,
+                                        weight_decay=config.weight_decay or None, **average)
         if config.optimizer == "adamw":
-            return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+            return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **average)
         optimizer = keras.optimizers.Adam if config.optimizer == "adam" else keras.optimizers.RMSprop
-        return optimizer(learning_rate, weight_decay=config.weight_decay or None)
+        return optimizer(learning_rate, weight_decay=config.weight_decay or None, **average)
 
     def load_state(self) -> dict:
         """The resume state: epochs completed, the best validation mean accuracy so far (``checkpoints``)."""

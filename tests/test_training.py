@@ -477,15 +477,21 @@ def test_resnet_cpu_takes_relu_in_place_of_gelu_with_the_same_weights():
         architectures.build("resnet-cpu", widths=[8, 8, 8], activation="swishy")
 
 
-def test_the_budget_cosine_rate_warms_up_then_anneals_over_the_time_budget():
-    from cifarmix.schedules import MIN_FRACTION, budget_cosine_rate
+def test_the_budget_rates_warm_up_then_anneal_over_the_time_budget():
+    from cifarmix.schedules import MIN_FRACTION, budget_rate
 
-    assert budget_cosine_rate(1.0, 0, 10, 0, 100) == pytest.approx(0.1)
-    assert budget_cosine_rate(1.0, 5, 10, 0, 100) == pytest.approx(0.55)
-    assert budget_cosine_rate(1.0, 10, 10, 0, 100) == pytest.approx(1.0)
-    assert budget_cosine_rate(1.0, 50, 10, 50, 100) == pytest.approx(0.5 + MIN_FRACTION / 2)
-    assert budget_cosine_rate(1.0, 99, 10, 100, 100) == pytest.approx(MIN_FRACTION)
-    assert budget_cosine_rate(1.0, 99, 10, 500, 100) == pytest.approx(MIN_FRACTION)  # past the budget: the floor
+    for shape in ("cosine", "linear"):  # the same warm-up, the same ends
+        assert budget_rate(1.0, 0, 10, 0, 100, shape) == pytest.approx(0.1)
+        assert budget_rate(1.0, 5, 10, 0, 100, shape) == pytest.approx(0.55)
+        assert budget_rate(1.0, 10, 10, 0, 100, shape) == pytest.approx(1.0)
+        assert budget_rate(1.0, 99, 10, 100, 100, shape) == pytest.approx(MIN_FRACTION)
+        assert budget_rate(1.0, 99, 10, 500, 100, shape) == pytest.approx(MIN_FRACTION)  # past the budget: the floor
+    low = MIN_FRACTION
+    assert budget_rate(1.0, 50, 10, 50, 100) == pytest.approx(0.5 + low / 2)  # the cosine's midpoint
+    assert budget_rate(1.0, 50, 10, 25, 100, "linear") == pytest.approx(low + (1 - low) * 0.75)
+    assert budget_rate(1.0, 50, 10, 25, 100, "cosine") > budget_rate(1.0, 50, 10, 25, 100, "linear")
+    with pytest.raises(ValueError, match="shape is one of"):
+        budget_rate(1.0, 50, 10, 25, 100, "step")
 
 
 def test_a_budget_cosine_run_anneals_by_the_end_of_its_budget_and_needs_one(tiny_data, store):
@@ -496,3 +502,64 @@ def test_a_budget_cosine_run_anneals_by_the_end_of_its_budget_and_needs_one(tiny
     assert run["status"] == "finished" and "time budget" in run["message"]
     rates = store.epoch_metrics(run["id"])["lr"].tolist()
     assert rates[-1] < rates[0] and rates[-1] < 0.3 * 1e-3  # well down the cosine when the budget ran out
+
+
+def _trainable(model) -> list[np.ndarray]:
+    return [np.asarray(weight) for weight in model.trainable_weights]
+
+
+def test_a_weight_average_is_what_validation_and_the_best_model_hold(tiny_data, store):
+    """Keras starts the average at the weights after the first step; with ema near 1 it stays there. So the
+    epoch checkpoints (saved when validation has scored the epoch) of an averaged run of one epoch and of two
+    hardly differ, while the same two runs without the average do (the second epoch's three steps move them)."""
+    options = {"widths": [8, 8, 8], "head_width": 8, "activation": "relu"}
+    settings = dict(arch="resnet-cpu", options=options, lr=0.05, optimizer="sgd", early_stop_patience=1000)
+
+    def epoch_change(**extra):  # the largest change of any weight between the 1-epoch and 2-epoch checkpoints
+        ends = [training.train(tiny_config(**settings, **extra, epochs=epochs), store) for epochs in (1, 2)]
+        assert [run["status"] for run in ends] == ["finished"] * 2
+        one, two = (_trainable(models.load_model(
+            paths.run_dir(run["id"]) / checkpoints.last_checkpoint_name(run["epochs_done"]))) for run in ends)
+        return max(float(np.abs(a - b).max()) for a, b in zip(one, two))
+
+    assert epoch_change(ema=0.999) < 0.05 * epoch_change()
+    with pytest.raises(ValueError, match="weight average momentum must lie in"):
+        tiny_config(ema=1.0)
+
+
+def test_the_whitening_stem_whitens_mixed_patches_and_stays_frozen(tiny_data, store):
+    from cifarmix import data, mixing, whitening
+
+    splits = data.load_splits(str(tiny_data), seed=0)
+    images = whitening.mixed_sample(mixing.split_groups(splits.x_train, splits.y_train), count=300)
+    kernel = whitening.patch_whitening_kernel(images)
+    assert kernel.shape == (2, 2, 3, 24) and np.allclose(kernel[..., 12:], -kernel[..., :12])
+    patches = np.lib.stride_tricks.sliding_window_view(images, (2, 2), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)
+    out = patches.reshape(-1, 12) @ kernel[..., :12].reshape(12, 12)
+    def whitened(covariance, tolerance=0.05):  # no two directions correlated, each of variance ~ lambda / (lambda + eps)
+        variances = np.diag(covariance)
+        return (np.abs(covariance - np.diag(variances)).max() < tolerance
+                and 0.5 < variances.min() <= variances.max() < 1 + tolerance)
+
+    assert whitened(np.cov(out.T))
+    options = {"widths": [8, 8, 8], "head_width": 8, "whiten": True, "head_stages": 1}
+    run = training.train(tiny_config(arch="resnet-cpu", options=options, lr=0.05), store)
+    best = models.load_model(run["model_path"]).get_layer("whiten")
+    assert not best.trainable and best.get_weights()[0].shape == (2, 2, 3, 24)
+    # the kernel set from the run's own mixes (others than the 300 above), untouched by training
+    assert whitened(np.cov((patches.reshape(-1, 12) @ best.get_weights()[0][..., :12].reshape(12, 12)).T), 0.15)
+    with pytest.raises(ValueError, match="give their groups"):
+        whitening.whiten_model(architectures.build("resnet-cpu", **options), None)
+
+
+def test_per_head_stages_give_each_head_its_own_copy_and_are_counted():
+    shared = architectures.build("resnet-cpu", widths=[8, 8, 8], head_width=8)
+    own = architectures.build("resnet-cpu", widths=[8, 8, 16], head_width=8, head_stages=1)
+    for options in ({"widths": [8, 8, 16], "head_width": 8, "head_stages": 1},
+                    {"widths": [8, 8, 16], "head_width": 8, "head_stages": 3, "whiten": True}):
+        assert architectures.estimated_params("resnet-cpu", **options) == \
+            architectures.build("resnet-cpu", **options).count_params()
+    convolutions = lambda model: sum(type(layer).__name__ == "Conv2D" for layer in model.layers)  # noqa: E731
+    assert convolutions(own) == convolutions(shared) + 2  # the last stage's two convolutions, once more
+    with pytest.raises(ValueError):
+        architectures.check_options("resnet-cpu", {"head_stages": 4})
