@@ -33,6 +33,12 @@ VARIANTS: dict[str, tuple[dict, int]] = {
     "relu-b512": ({"activation": "relu"}, 512),
     "relu-192": ({"activation": "relu", "widths": [64, 192, 192]}, 256),
     "relu-wide": ({"activation": "relu", "widths": [96, 256, 384]}, 256),
+    "relu-b512-whiten": ({"activation": "relu", "whiten": True}, 512),  # the frozen 2x2 whitening stem
+    "relu-b512-heads": ({"activation": "relu", "head_stages": 1}, 512),  # each head its own last stage
+    # the demo preset's slim net (before: GELU, batch 128)
+    "demo-gelu": ({"widths": [32, 64, 128], "head_width": 64}, 128),
+    "demo-relu": ({"widths": [32, 64, 128], "head_width": 64, "activation": "relu"}, 128),
+    "demo-relu-whiten": ({"widths": [32, 64, 128], "head_width": 64, "activation": "relu", "whiten": True}, 128),
 }
 
 

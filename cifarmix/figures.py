@@ -418,12 +418,14 @@ def classroom(rows: Sequence[Mapping]) -> go.Figure:
     return figure
 
 
-def accuracy_against_cost(ours: Sequence, peers: Sequence, x: str = "pairs") -> go.Figure:
+def accuracy_against_cost(ours: Sequence, peers: Sequence, x: str = "pairs", dropped: Sequence = ()) -> go.Figure:
     """Accuracy against training cost: ``x`` is ``"pairs"`` (mixed pairs seen, log scale) or ``"cpu_hours"``;
-    ``ours`` and ``peers`` are ``peers.Result``-like (label, pairs, accuracy, cpu_hours). Peers without the
-    cost on ``x`` (GPU runs report no CPU time) are left out of that view."""
+    ``ours``, ``peers`` and ``dropped`` (our cycles trained but not shipped) are ``peers.Result``-like (label,
+    pairs, accuracy, cpu_hours). Peers without the cost on ``x`` (GPU runs report no CPU time) are left out of
+    that view."""
     figure = go.Figure()
     for name, points, colour, symbol in (("cifarmix", ours, RUN_COLOURS[0], "circle"),
+                                         ("cifarmix, not shipped", dropped, RUN_COLOURS[0], "circle-open"),
                                          ("published", peers, RUN_COLOURS[1], "diamond")):
         shown = [p for p in points if getattr(p, x) is not None]
         if not shown:

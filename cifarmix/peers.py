@@ -27,6 +27,15 @@ PEERS = (
 )
 
 
+# Our cycles that were trained and measured but not shipped (their validation was below the model they started
+# from), so the curve of accuracy against cost shows what the last core-hours bought. Cycle 3 of the champion:
+# `python -m cifarmix train --preset champion --init-from champion` (cycle 2's settings from the shipped cycle 2):
+# 100.8 min, 1.26 M pairs, best validation 79.76% (README, "Champion cycles").
+DROPPED = (
+    Result("champion cycle 3 (validation; dropped)", 3.11e6 + 1.26e6, 0.7976, round(6.61 + 100.8 / 60 * 2, 2)),
+)
+
+
 def lineage_points(card: dict, cores: int = 2) -> list[Result]:
     """One point per cycle of a shipped model's lineage: its cumulative pairs and core-hours and its best
     validation accuracy, the last with the card's test accuracy."""

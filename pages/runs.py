@@ -487,9 +487,10 @@ def against_the_peers() -> None:
     axis = st.segmented_control("Cost", ["pairs seen", "CPU core-hours"], default="pairs seen", key="peers_axis")
     x = "cpu_hours" if axis == "CPU core-hours" else "pairs"
     ours = [point for entry in catalog.shipped() for point in peers.lineage_points(entry.card)]
-    st.plotly_chart(figures.accuracy_against_cost(ours, peers.PEERS, x=x), width="stretch", key="peers_chart")
+    st.plotly_chart(figures.accuracy_against_cost(ours, peers.PEERS, x=x, dropped=peers.DROPPED), width="stretch",
+                    key="peers_chart")
     st.caption("Shipped models: validation accuracy after each training cycle (cumulative pairs and 2-core hours), "
-               "then the test protocol. Published results are test accuracies with the pairs their write-ups "
+               "then the test protocol; open circles: cycles trained after them and not shipped (no better). Published results are test accuracies with the pairs their write-ups "
                "report; all trained on GPUs, so they have no point on the CPU core-hours view.")
 
 
