@@ -32,6 +32,7 @@ BASE = dict(arch="resnet-cpu", options={"activation": "relu"}, epochs=1000, batc
 # name: changes over BASE (options are merged with BASE's options)
 VARIANTS: dict[str, dict] = {
     "baseline": {},
+    "baseline-seed-1": dict(seed=1),  # the same recipe with other pairs and initial weights: the noise between runs
     "smoothing-0.2": dict(label_smoothing=0.2),
     "ema": dict(ema=0.99),
     "nesterov-linear": dict(optimizer="sgd", lr=0.2, weight_decay=5e-4, schedule="budget-linear"),

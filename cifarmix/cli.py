@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer")
     train.add_argument("--schedule")
     train.add_argument("--label-smoothing", type=float)
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--warmup-epochs", type=float, help="epochs of warm-up from a tenth of the rate")
+    train.add_argument("--ema", type=float, metavar="MOMENTUM",
+                       help="keep an exponential moving average of the weights (e.g. 0.99); validation, "
+                            "checkpoints and the best model hold it (default 0: none)")
     train.add_argument("--alpha", type=_mixing_weight, help="mixing weight of the first component (0.5 = average)")
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                        help="flip + translate each component before mixing")
@@ -286,7 +291,8 @@ def _train_overrides(args) -> dict:
     overrides = dict(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                      steps_per_epoch=args.steps_per_epoch, train_size=args.train_size, val_pairs=args.val_pairs,
                      lr=args.lr, optimizer=args.optimizer, schedule=args.schedule,
-                     label_smoothing=args.label_smoothing, alpha=args.alpha, augment=args.augment,
+                     label_smoothing=args.label_smoothing, ema=args.ema, weight_decay=args.weight_decay,
+                     warmup_epochs=args.warmup_epochs, alpha=args.alpha, augment=args.augment,
                      precision=args.precision, seed=args.seed, time_budget_minutes=args.time_budget,
                      init_from=args.init_from, batch_scaling=args.batch_scaling)
     if args.options:

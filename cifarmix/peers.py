@@ -31,8 +31,12 @@ PEERS = (
 # from), so the curve of accuracy against cost shows what the last core-hours bought. Cycle 3 of the champion:
 # `python -m cifarmix train --preset champion --init-from champion` (cycle 2's settings from the shipped cycle 2):
 # 100.8 min, 1.26 M pairs, best validation 79.76% (README, "Champion cycles").
+# The whitened-stem net from scratch, one 58-minute cycle (README, "The whitened stem at full scale"): its own
+# lineage, so its cost starts from zero.
 DROPPED = (
     Result("champion cycle 3 (validation; dropped)", 3.11e6 + 1.26e6, 0.7976, round(6.61 + 100.8 / 60 * 2, 2)),
+    Result("whitened stem, from scratch, one cycle (validation; not shipped)", 3456 * 512, 0.7822,
+           round(58.1 / 60 * 2, 2)),
 )
 
 

@@ -17,7 +17,7 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from cifarmix import paths, training
+from cifarmix import paths, peers, training
 from cifarmix.config import TrainConfig, preset
 from cifarmix.store import RunStore
 
@@ -359,6 +359,7 @@ def test_the_shipped_models_are_shown_against_the_peers(finished_run, shipped_mo
                                                    {"pairs": 1_000_000, "minutes": 100,
                                                     "best_val_mean_accuracy": 0.80}]}))
     figure = chart(open_runs_page(), "peers_chart")
-    ours, published = figure["data"]
+    ours, dropped, published = figure["data"]
     assert ours["name"] == "cifarmix" and list(ours["x"]) == [1_800_000, 2_800_000, 2_800_000]
+    assert dropped["name"] == "cifarmix, not shipped" and len(dropped["x"]) == len(peers.DROPPED)
     assert max(published["y"]) == pytest.approx(84.87)

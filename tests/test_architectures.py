@@ -201,7 +201,7 @@ def test_unknown_architecture_names_the_valid_ones():
 
 
 def test_unknown_option_names_the_valid_ones():
-    with pytest.raises(ValueError, match="Unknown option.*depth.*valid options: activation, dropout, head_width"):
+    with pytest.raises(ValueError, match="Unknown option.*depth.*valid options: activation, dropout, head_stages, head_width"):
         architectures.build("resnet-cpu", depth=3)
     with pytest.raises(ValueError, match="valid options: none"):
         architectures.param_count("large-allconv", hidden=10)
