@@ -55,10 +55,10 @@ def launch(name: str, minutes: float, core: int, home: Path) -> subprocess.Popen
               "print(json.dumps({k: run.get(k) for k in ('id', 'best_val_mean', 'best_epoch', 'status')}))")
     environment = os.environ | {"CIFARMIX_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2",
                                 "CIFARMIX_MAX_TRAININGS": str(len(os.sched_getaffinity(0)))}
-    log = open(home / f"{name}.log", "w")
-    return subprocess.Popen(["taskset", "-c", str(core), sys.executable, "-c", script,
-                             json.dumps(config_of(name, minutes)), f"proxy {name}"],
-                            cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    with open(home / f"{name}.log", "w") as log:  # the child keeps its own copy of the file
+        return subprocess.Popen(["taskset", "-c", str(core), sys.executable, "-c", script,
+                                 json.dumps(config_of(name, minutes)), f"proxy {name}"],
+                                cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
 
 
 def summary(home: Path, name: str) -> str:

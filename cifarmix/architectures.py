@@ -582,6 +582,13 @@ def _dense_and_heads(features: int, hidden: int) -> int:
     return features * hidden + hidden + 2 * (5 * hidden + 5)
 
 
+def _stage_copies(resolved: dict) -> list[tuple[int, int]]:
+    """``resnet-cpu``'s stages as (width, copies): shared stages once, the last ``head_stages`` once per head."""
+    widths = resolved["widths"]
+    shared = len(widths) - resolved["head_stages"]
+    return [(width, 1 if index < shared else len(HEADS)) for index, width in enumerate(widths)]
+
+
 def estimated_params(name: str, **options) -> int:
     """The parameter count of ``build(name, **options)`` from the architecture's shapes, without building it
     (so a huge option is refused in microseconds, not after allocating it). Equal to :func:`param_count`."""
@@ -604,10 +611,7 @@ def estimated_params(name: str, **options) -> int:
             total, channels = 4 * 3 * WHITENING_WIDTH + 4 * WHITENING_WIDTH, WHITENING_WIDTH
         else:
             total, channels = conv_bn(3, STEM_WIDTH), STEM_WIDTH
-        widths = resolved["widths"]
-        shared = len(widths) - resolved["head_stages"]
-        for index, width in enumerate(widths):
-            copies = 1 if index < shared else 2  # a head stage exists once per head
+        for width, copies in _stage_copies(resolved):
             total += copies * (conv_bn(channels, width) + conv_bn(width, width))
             channels = width
         head = resolved["head_width"]
@@ -623,11 +627,9 @@ def activation_floats(name: str, **options) -> int | None:
     resolved = check_options(name, options)
     size = 32
     total = 3 * size * size * (WHITENING_WIDTH if resolved["whiten"] else STEM_WIDTH)  # stem: conv, BatchNorm, act
-    widths = resolved["widths"]
-    shared = len(widths) - resolved["head_stages"]
-    for index, width in enumerate(widths):
+    for width, copies in _stage_copies(resolved):
         # convolution at this size, then pool, BatchNorm, activation and the residual block at half the size
-        total += (1 if index < shared else 2) * (size * size * width + 7 * (size // 2) ** 2 * width)
+        total += copies * (size * size * width + 7 * (size // 2) ** 2 * width)
         size //= 2
     return total + 2 * 4 * size * size * resolved["head_width"]
 

@@ -22,13 +22,18 @@ MIN_FRACTION = 0.01  # the rate at the end of the budget, as a fraction of the p
 SHAPES = ("cosine", "linear")  # how the rate falls from its peak to the floor over the budget
 
 
+def check_shape(shape: str) -> str:
+    if shape not in SHAPES:
+        raise ValueError(f"a budget schedule's shape is one of {SHAPES}; got {shape!r}")
+    return shape
+
+
 def budget_rate(peak: float, step: int, warmup_steps: int, spent: float, budget: float,
                 shape: str = "cosine") -> float:
     """The rate after ``step`` optimizer steps and ``spent`` of ``budget`` seconds: a linear warm-up from a tenth
     of ``peak`` over ``warmup_steps``, then a cosine (or a straight line) over the budget's remaining fraction,
     floored at ``MIN_FRACTION * peak``."""
-    if shape not in SHAPES:
-        raise ValueError(f"a budget schedule's shape is one of {SHAPES}; got {shape!r}")
+    check_shape(shape)
     if warmup_steps and step < warmup_steps:
         return peak * (0.1 + 0.9 * step / warmup_steps)
     fraction = min(1.0, max(0.0, spent / budget))
@@ -51,9 +56,7 @@ class BudgetSchedule(keras.callbacks.Callback):
     def __init__(self, peak: float, warmup_steps: int, budget_seconds: float, spent_seconds: float = 0.0,
                  shape: str = "cosine"):
         super().__init__()
-        if shape not in SHAPES:
-            raise ValueError(f"a budget schedule's shape is one of {SHAPES}; got {shape!r}")
-        self.peak, self.warmup_steps, self.shape = float(peak), int(warmup_steps), shape
+        self.peak, self.warmup_steps, self.shape = float(peak), int(warmup_steps), check_shape(shape)
         self.budget, self.spent_before = float(budget_seconds), float(spent_seconds)
         self.started = time.time()
 

@@ -490,7 +490,7 @@ def against_the_peers() -> None:
     st.plotly_chart(figures.accuracy_against_cost(ours, peers.PEERS, x=x, dropped=peers.DROPPED), width="stretch",
                     key="peers_chart")
     st.caption("Shipped models: validation accuracy after each training cycle (cumulative pairs and 2-core hours), "
-               "then the test protocol; open circles: cycles trained after them and not shipped (no better). Published results are test accuracies with the pairs their write-ups "
+               "then the test protocol; open circles: our trainings that were not shipped (no better). Published results are test accuracies with the pairs their write-ups "
                "report; all trained on GPUs, so they have no point on the CPU core-hours view.")
 
 

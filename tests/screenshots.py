@@ -279,6 +279,7 @@ def states(page, url: str, kind: str):
     yield "runs-compare", lambda: (page.get_by_role("tab", name="Compare runs").click(), show(page, "Runs to compare"))
     yield "runs-compare-curves", lambda: chart(page, -2)
     yield "runs-compare-steps", lambda: chart(page, -1)
+    yield "runs-peers", lambda: (page.get_by_role("tab", name="Against the peers").click(), chart(page, -1))
     yield from lesson_states(page, url, kind)
 
 
